@@ -1,0 +1,145 @@
+"""omnizoo: one registry, one ``create_model`` and one verified weights cache over
+torchvision, timm, pretrainedmodels (Cadene), efficientnet_pytorch and the ONNX model zoo.
+
+>>> import omnizoo
+>>> "torchvision" in omnizoo.list_sources()
+True
+
+``omnizoo.__all__`` is the public API; every other module is internal. Attributes are loaded
+lazily so that ``import omnizoo`` imports neither torch nor any model library.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    BackendError,
+    CacheError,
+    CheckpointError,
+    ConfigurationError,
+    DependencyError,
+    DownloadError,
+    ExportError,
+    HashMismatchError,
+    ImageLoadError,
+    IntegrityError,
+    InvalidNameError,
+    NoPretrainedWeightsError,
+    NotAWeightsFileError,
+    OfflineError,
+    OmnizooError,
+    RemoteNotFoundError,
+    UnknownModelError,
+    UnknownSourceError,
+    UnsafeCheckpointError,
+    UnsupportedError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported on first attribute access)
+_LAZY: dict[str, str] = {
+    "DataConfig": "omnizoo.data.config",
+    "LoadReport": "omnizoo.sources.base",
+    "ModelCard": "omnizoo.registry.card",
+    "Prediction": "omnizoo.inference.predictor",
+    "Predictor": "omnizoo.inference.predictor",
+    "Resolution": "omnizoo.registry.registry",
+    "WeightsFile": "omnizoo.registry.card",
+    "compute_mean_std": "omnizoo.data.stats",
+    "create_model": "omnizoo.registry.factory",
+    "create_transform": "omnizoo.data.transforms",
+    "download_weights": "omnizoo.weights.download",
+    "explain": "omnizoo.registry.registry",
+    "export_onnx": "omnizoo.export.onnx",
+    "freeze": "omnizoo.finetune.freeze",
+    "get_card": "omnizoo.registry.registry",
+    "get_labels": "omnizoo.data.labels",
+    "list_models": "omnizoo.registry.registry",
+    "list_sources": "omnizoo.registry.registry",
+    "param_groups": "omnizoo.finetune.param_groups",
+    "reset_classifier": "omnizoo.finetune.heads",
+    "resolve_data_config": "omnizoo.data.resolve",
+    "trainable_summary": "omnizoo.finetune.freeze",
+    "unfreeze": "omnizoo.finetune.freeze",
+}
+
+__all__ = [
+    "BackendError",
+    "CacheError",
+    "CheckpointError",
+    "ConfigurationError",
+    "DataConfig",
+    "DependencyError",
+    "DownloadError",
+    "ExportError",
+    "HashMismatchError",
+    "ImageLoadError",
+    "IntegrityError",
+    "InvalidNameError",
+    "LoadReport",
+    "ModelCard",
+    "NoPretrainedWeightsError",
+    "NotAWeightsFileError",
+    "OfflineError",
+    "OmnizooError",
+    "Prediction",
+    "Predictor",
+    "RemoteNotFoundError",
+    "Resolution",
+    "UnknownModelError",
+    "UnknownSourceError",
+    "UnsafeCheckpointError",
+    "UnsupportedError",
+    "WeightsFile",
+    "__version__",
+    "compute_mean_std",
+    "create_model",
+    "create_transform",
+    "download_weights",
+    "explain",
+    "export_onnx",
+    "freeze",
+    "get_card",
+    "get_labels",
+    "list_models",
+    "list_sources",
+    "param_groups",
+    "reset_classifier",
+    "resolve_data_config",
+    "trainable_summary",
+    "unfreeze",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'omnizoo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from .data.config import DataConfig
+    from .data.labels import get_labels
+    from .data.resolve import resolve_data_config
+    from .data.stats import compute_mean_std
+    from .data.transforms import create_transform
+    from .export.onnx import export_onnx
+    from .finetune.freeze import freeze, trainable_summary, unfreeze
+    from .finetune.heads import reset_classifier
+    from .finetune.param_groups import param_groups
+    from .inference.predictor import Prediction, Predictor
+    from .registry.card import ModelCard, WeightsFile
+    from .registry.factory import create_model
+    from .registry.registry import Resolution, explain, get_card, list_models, list_sources
+    from .sources.base import LoadReport
+    from .weights.download import download_weights

@@ -1,0 +1,1 @@
+"""omnizoo.cli (internal; the public API is omnizoo.__all__)."""

@@ -1,0 +1,1 @@
+"""omnizoo.data (internal; the public API is omnizoo.__all__)."""

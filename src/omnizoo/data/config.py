@@ -1,0 +1,170 @@
+"""DataConfig: exactly what a set of weights expects as input.
+
+A DataConfig is plain data (no torch import). ``create_transform`` in
+:mod:`omnizoo.data.transforms` turns it into a pipeline; the registry fills it from what each
+source declares (torchvision ``weights.transforms()``, timm ``pretrained_cfg``, Cadene
+``pretrained_settings``, EfficientNet's recipe, the ONNX zoo's documented preprocessing).
+
+Eval pipeline it describes, in order:
+
+1. decode to RGB (EXIF orientation applied);
+2. resize: with ``crop_mode="center"`` the shorter side goes to ``resize_size`` (or, when that
+   is None, to ``floor(crop / crop_pct)`` as timm does); ``"squash"`` resizes both sides to
+   ``floor(crop / crop_pct)`` ignoring aspect; ``"border"`` fits the longer side and pads;
+   ``"none"`` resizes straight to ``input_size`` with no crop (Caffe-style);
+3. crop the centre ``input_size[1:]``;
+4. scale to ``value_range`` (0-1, or 0-255 for Caffe-era weights);
+5. reorder channels to ``color_order`` (BGR for Caffe-era weights);
+6. ``(x - mean) / std`` with mean/std given *in the value range and colour order of step 4-5*;
+7. lay out as ``layout`` (NHWC only for a few ONNX exports).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import ConfigurationError
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INCEPTION_MEAN",
+    "INCEPTION_STD",
+    "DataConfig",
+]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+INCEPTION_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
+INCEPTION_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
+CropMode = Literal["center", "squash", "border", "none"]
+_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+_CROP_MODES = ("center", "squash", "border", "none")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the weights were trained with; see the module docstring for the pipeline order.
+
+    >>> cfg = DataConfig(input_size=(3, 224, 224), resize_size=256)
+    >>> cfg.scale_size
+    256
+    """
+
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    interpolation: str = "bilinear"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    crop_pct: float = 0.875
+    crop_mode: str = "center"
+    # Explicit shorter-side resize (torchvision's resize_size); wins over crop_pct when set.
+    resize_size: int | None = None
+    color_order: str = "RGB"  # or "BGR"
+    value_range: tuple[float, float] = (0.0, 1.0)  # or (0.0, 255.0)
+    layout: str = "NCHW"  # or "NHWC"
+    # Larger size the weights were evaluated at (timm's test_input_size), for information.
+    test_input_size: tuple[int, int, int] | None = None
+    # True when mean/std etc. come from documentation or convention, not from the source's
+    # own declared config (ONNX zoo families marked unverified).
+    verified: bool = True
+    # Torchvision's transforms use antialias=True on tensors; PIL always antialiases.
+    antialias: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.input_size) != 3 or any(int(v) <= 0 for v in self.input_size):
+            raise ConfigurationError(
+                f"input_size must be (channels, height, width) of positive ints, "
+                f"got {self.input_size!r}"
+            )
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ConfigurationError(
+                f"interpolation={self.interpolation!r} is not one of {', '.join(_INTERPOLATIONS)}"
+            )
+        if self.crop_mode not in _CROP_MODES:
+            raise ConfigurationError(
+                f"crop_mode={self.crop_mode!r} is not one of {', '.join(_CROP_MODES)}"
+            )
+        if not 0 < self.crop_pct <= 1.0 + 1e-9 and self.crop_mode != "none":
+            raise ConfigurationError(f"crop_pct={self.crop_pct!r} must be in (0, 1]")
+        channels = self.input_size[0]
+        for label, values in (("mean", self.mean), ("std", self.std)):
+            if len(values) not in (1, channels):
+                raise ConfigurationError(
+                    f"{label} has {len(values)} values for {channels} input channels: "
+                    f"{values!r}; give one value or one per channel"
+                )
+        if any(s == 0 for s in self.std):
+            raise ConfigurationError(f"std must not contain 0, got {self.std!r}")
+        if self.color_order not in ("RGB", "BGR"):
+            raise ConfigurationError(f"color_order={self.color_order!r}; use 'RGB' or 'BGR'")
+        if self.layout not in ("NCHW", "NHWC"):
+            raise ConfigurationError(f"layout={self.layout!r}; use 'NCHW' or 'NHWC'")
+        if tuple(self.value_range) not in ((0.0, 1.0), (0.0, 255.0)):
+            raise ConfigurationError(
+                f"value_range={self.value_range!r}; use (0, 1) or (0, 255)"
+            )
+
+    @property
+    def crop_size(self) -> tuple[int, int]:
+        """(height, width) of the tensor the model sees."""
+        return (int(self.input_size[1]), int(self.input_size[2]))
+
+    @property
+    def scale_size(self) -> int | tuple[int, int]:
+        """The resize target before cropping (shorter side, or (h, w) for squash)."""
+        h, w = self.crop_size
+        if self.resize_size is not None:
+            return int(self.resize_size)
+        if self.crop_mode == "squash":
+            return (math.floor(h / self.crop_pct), math.floor(w / self.crop_pct))
+        if h == w:
+            return math.floor(h / self.crop_pct)
+        return (math.floor(h / self.crop_pct), math.floor(w / self.crop_pct))
+
+    def replace(self, **overrides: Any) -> DataConfig:
+        """A copy with some fields changed (validated again)."""
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigurationError(
+                f"unknown DataConfig field(s) {sorted(unknown)}; "
+                f"valid: {', '.join(f.name for f in dataclasses.fields(self))}"
+            )
+        clean = {k: _normalise(k, v) for k, v in overrides.items()}
+        return dataclasses.replace(self, **clean)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DataConfig:
+        """Inverse of :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _normalise(k, v) for k, v in data.items() if k in names})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _normalise(key: str, value: Any) -> Any:
+    if key in ("input_size", "test_input_size") and value is not None:
+        if isinstance(value, int):
+            return (3, value, value)
+        return tuple(int(v) for v in value)
+    if key in ("mean", "std", "value_range") and value is not None:
+        if isinstance(value, (int, float)):
+            return (float(value),)
+        return tuple(float(v) for v in value)
+    if key == "resize_size" and isinstance(value, (list, tuple)):
+        # torchvision gives [256]; a one-element list is a shorter-side size.
+        return int(value[0]) if len(value) == 1 else int(min(value))
+    return value

@@ -1,0 +1,1 @@
+"""omnizoo.export (internal; the public API is omnizoo.__all__)."""

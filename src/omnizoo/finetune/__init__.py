@@ -1,0 +1,1 @@
+"""omnizoo.finetune (internal; the public API is omnizoo.__all__)."""

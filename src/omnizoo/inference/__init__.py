@@ -1,0 +1,1 @@
+"""omnizoo.inference (internal; the public API is omnizoo.__all__)."""

@@ -1,0 +1,1 @@
+"""omnizoo.registry (internal; the public API is omnizoo.__all__)."""

@@ -1,0 +1,147 @@
+"""ModelCard: everything known about one (architecture, weights) pair, as plain frozen data.
+
+Cards are built by the source adapters from what the installed libraries declare, cached on
+disk as JSON (see :mod:`omnizoo.registry.registry`), and never import torch.
+
+>>> from omnizoo.registry.card import ModelCard
+>>> card = ModelCard(source="timm", arch="resnet50", tag="a1_in1k")
+>>> card.name
+'timm:resnet50.a1_in1k'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..data.config import DataConfig
+
+__all__ = ["ModelCard", "WeightsFile"]
+
+WEIGHT_FORMATS = ("pickle", "safetensors", "onnx", "npz")
+TASKS = (
+    "classification",
+    "detection",
+    "segmentation",
+    "keypoints",
+    "video",
+    "optical_flow",
+    "quantized_classification",
+    "features",
+)
+
+
+@dataclass(frozen=True)
+class WeightsFile:
+    """Where the bytes of a set of weights live and how to check them.
+
+    ``urls`` is a mirror chain tried in order (before OMNIZOO_MIRRORS rewrites are added).
+    ``sha256`` is the full digest where the source gives one (ONNX zoo); otherwise
+    ``hash_prefix`` is the hex prefix in the file name (torch.hub's convention).
+    """
+
+    urls: tuple[str, ...]
+    filename: str
+    sha256: str | None = None
+    hash_prefix: str | None = None
+    size: int | None = None
+    format: str = "pickle"
+    # Hugging Face repo the file came from (timm), for HF_ENDPOINT rewriting and docs.
+    hf_hub_id: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The primary URL."""
+        return self.urls[0]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One architecture with one set of weights (``tag`` None: the bare architecture)."""
+
+    source: str
+    arch: str
+    tag: str | None = None
+    task: str = "classification"
+    weights: WeightsFile | None = None
+    # True on the tag a bare ``source:arch`` resolves to.
+    is_default: bool = False
+    num_classes: int = 1000
+    # A named label set ("imagenet-1k", ...) resolved by omnizoo.data.labels, or inline
+    # categories for other sets (COCO, VOC, Kinetics...).
+    label_set: str | None = None
+    categories: tuple[str, ...] | None = None
+    # 1 when the weights have a leading "background" class (1001-way TF/Cadene heads).
+    label_offset: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    # "logits" or "probabilities" (softmax in the graph: some ONNX zoo models).
+    output: str = "logits"
+    top1: float | None = None
+    top5: float | None = None
+    metrics_dataset: str | None = None
+    # Other metrics the source publishes (box_map, miou, epe, ...), name -> value.
+    extra_metrics: tuple[tuple[str, float], ...] = ()
+    num_params: int | None = None
+    gflops: float | None = None
+    license: str | None = None
+    paper: str | None = None
+    origin: str | None = None
+    # State-dict key prefixes of the stem conv and the classifier head(s), as timm names them
+    # ("conv1", "fc"; a tuple for multi-head models). Used to adapt in_chans / num_classes.
+    first_conv: str | None = None
+    classifier: tuple[str, ...] = ()
+    # Free-form facts that matter to a user: upstream quirks handled, unverified preprocessing.
+    notes: tuple[str, ...] = ()
+    # Source-specific data the adapter needs to build/load (JSON-able values only).
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Fully qualified ``source:arch[.tag]``."""
+        return f"{self.source}:{self.arch}" + (f".{self.tag}" if self.tag else "")
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether this card has weights to download."""
+        return self.weights is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; :meth:`from_dict` inverts it."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "data":
+                value = value.to_dict()
+            elif f.name == "weights" and value is not None:
+                value = {k: list(v) if isinstance(v, tuple) else v
+                         for k, v in dataclasses.asdict(value).items()}
+            elif f.name == "extra":
+                value = dict(value)
+            elif f.name == "extra_metrics":
+                value = [list(p) for p in value]
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
+        """Rebuild a card from :meth:`to_dict` output."""
+        kwargs = dict(data)
+        kwargs["data"] = DataConfig.from_dict(kwargs.get("data") or {})
+        w = kwargs.get("weights")
+        if w is not None:
+            w = dict(w)
+            w["urls"] = tuple(w["urls"])
+            kwargs["weights"] = WeightsFile(**w)
+        for key in ("categories",):
+            if kwargs.get(key) is not None:
+                kwargs[key] = tuple(kwargs[key])
+        for key in ("classifier", "notes"):
+            kwargs[key] = tuple(kwargs.get(key) or ())
+        kwargs["extra_metrics"] = tuple((str(k), float(v)) for k, v in kwargs.get("extra_metrics") or ())
+        kwargs["extra"] = dict(kwargs.get("extra") or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in kwargs.items() if k in names})

@@ -1,0 +1,226 @@
+"""Every ``OMNIZOO_*`` environment variable, parsed once, in one place.
+
+Nothing else in omnizoo reads ``os.environ``. Code asks :func:`get_settings` for a frozen
+:class:`Settings`; tests change the environment and call :func:`reset`, or use
+:func:`override` to patch single values::
+
+    >>> from omnizoo import settings
+    >>> with settings.override(offline=True):
+    ...     settings.get_settings().offline
+    True
+
+=========================== ============================================= =====================
+variable                    meaning                                       default
+=========================== ============================================= =====================
+OMNIZOO_HOME                cache root (weights, card index, manifests)   platform user cache
+OMNIZOO_OFFLINE             1: no network call at all                     0
+OMNIZOO_MIRRORS             JSON {url prefix: mirror prefix | [..]}        {}
+HF_ENDPOINT                 Hugging Face endpoint for huggingface.co URLs https://huggingface.co
+OMNIZOO_SOURCE_ORDER        comma list: which source wins a bare name     torchvision,timm,
+                                                                          cadene,efficientnet,onnx
+OMNIZOO_PROGRESS            auto (bar on a TTY) / 1 / 0                   auto
+OMNIZOO_CONNECT_TIMEOUT     seconds to connect                            10
+OMNIZOO_READ_TIMEOUT        seconds without a byte before giving up       60
+OMNIZOO_RETRIES             attempts per URL on 5xx / connection errors   5
+OMNIZOO_BACKOFF             first back-off in seconds (doubles)           0.5
+OMNIZOO_CARD_CACHE          0: rebuild the card index on every use        1
+OMNIZOO_TRUST_PICKLE        1: allow full unpickling of *verified* files  0
+OMNIZOO_ONNX_MANIFEST_URL   where the ONNX zoo manifest is fetched from   pinned onnx/models
+=========================== ============================================= =====================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+
+__all__ = ["DEFAULT_SOURCE_ORDER", "Settings", "get_settings", "override", "reset"]
+
+DEFAULT_SOURCE_ORDER: tuple[str, ...] = ("torchvision", "timm", "cadene", "efficientnet", "onnx")
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+# The last commit of onnx/models that changed the manifest (2023-12-26, #647); pinned so that the
+# manifest's sha256 can be checked like any other weights file.
+DEFAULT_ONNX_MANIFEST_URL = (
+    "https://raw.githubusercontent.com/onnx/models/"
+    "ddbbd1274c8387e3745778705810c340dea3d8c7/ONNX_HUB_MANIFEST.json"
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parsed configuration. Build one with :func:`get_settings`, never by hand."""
+
+    home: Path
+    offline: bool = False
+    mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    hf_endpoint: str = DEFAULT_HF_ENDPOINT
+    source_order: tuple[str, ...] = DEFAULT_SOURCE_ORDER
+    progress: bool | None = None  # None: only when stderr is a TTY
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 5
+    backoff: float = 0.5
+    card_cache: bool = True
+    trust_pickle: bool = False
+    onnx_manifest_url: str = DEFAULT_ONNX_MANIFEST_URL
+
+    @property
+    def weights_dir(self) -> Path:
+        """Where verified weight files live (content-addressed)."""
+        return self.home / "weights"
+
+    @property
+    def index_dir(self) -> Path:
+        """Where the per-(source, library version) card indexes are cached."""
+        return self.home / "index"
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name}={raw!r} is not a boolean; use 1 or 0")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number; e.g. {name}={default}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={raw!r} must be >= {minimum}")
+    return value
+
+
+def parse_mirrors(raw: str | None, *, variable: str = "OMNIZOO_MIRRORS") -> dict[str, tuple[str, ...]]:
+    """Parse the OMNIZOO_MIRRORS JSON object into ``{prefix: (mirror, ...)}``."""
+    if raw is None or not raw.strip():
+        return {}
+    example = '{"https://download.pytorch.org/models/": "http://10.0.0.5/tv/"}'
+    try:
+        data: Any = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"{variable} is not valid JSON ({exc.msg} at char {exc.pos}); expected e.g. {example}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{variable} must be a JSON object, e.g. {example}")
+    mirrors: dict[str, tuple[str, ...]] = {}
+    for prefix, target in data.items():
+        targets = [target] if isinstance(target, str) else target
+        if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
+            raise ConfigurationError(
+                f"{variable}[{prefix!r}] must be a URL prefix or a list of them, got {target!r}"
+            )
+        mirrors[str(prefix)] = tuple(targets)
+    return mirrors
+
+
+def _source_order(raw: str | None) -> tuple[str, ...]:
+    if raw is None or not raw.strip():
+        return DEFAULT_SOURCE_ORDER
+    order = tuple(part.strip() for part in raw.split(",") if part.strip())
+    unknown = [s for s in order if s not in DEFAULT_SOURCE_ORDER]
+    if unknown:
+        raise ConfigurationError(
+            f"OMNIZOO_SOURCE_ORDER names unknown source(s) {unknown}; "
+            f"choose from {', '.join(DEFAULT_SOURCE_ORDER)}"
+        )
+    # Sources left out keep their default relative order after the named ones.
+    return order + tuple(s for s in DEFAULT_SOURCE_ORDER if s not in order)
+
+
+def _default_home() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("omnizoo", appauthor=False))
+
+
+def from_environ(env: Mapping[str, str]) -> Settings:
+    """Parse a mapping of environment variables (``os.environ`` in practice)."""
+    home_raw = env.get("OMNIZOO_HOME")
+    home = Path(home_raw).expanduser() if home_raw else _default_home()
+    progress_raw = env.get("OMNIZOO_PROGRESS", "auto").strip().lower()
+    progress: bool | None
+    if progress_raw in ("auto", ""):
+        progress = None
+    else:
+        progress = _flag(env, "OMNIZOO_PROGRESS", False)
+    retries = _number(env, "OMNIZOO_RETRIES", 5, minimum=1)
+    if retries != int(retries):
+        raise ConfigurationError(f"OMNIZOO_RETRIES={env['OMNIZOO_RETRIES']!r} must be an integer")
+    return Settings(
+        home=home,
+        offline=_flag(env, "OMNIZOO_OFFLINE", False),
+        mirrors=parse_mirrors(env.get("OMNIZOO_MIRRORS")),
+        hf_endpoint=(env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
+        source_order=_source_order(env.get("OMNIZOO_SOURCE_ORDER")),
+        progress=progress,
+        connect_timeout=_number(env, "OMNIZOO_CONNECT_TIMEOUT", 10.0, minimum=0.001),
+        read_timeout=_number(env, "OMNIZOO_READ_TIMEOUT", 60.0, minimum=0.001),
+        retries=int(retries),
+        backoff=_number(env, "OMNIZOO_BACKOFF", 0.5),
+        card_cache=_flag(env, "OMNIZOO_CARD_CACHE", True),
+        trust_pickle=_flag(env, "OMNIZOO_TRUST_PICKLE", False),
+        onnx_manifest_url=env.get("OMNIZOO_ONNX_MANIFEST_URL") or DEFAULT_ONNX_MANIFEST_URL,
+    )
+
+
+_lock = threading.Lock()
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The settings in force: parsed from the environment on first use, then cached."""
+    global _current
+    current = _current
+    if current is None:
+        with _lock:
+            if _current is None:
+                _current = from_environ(os.environ)
+            current = _current
+    return current
+
+
+def reset() -> None:
+    """Forget the parsed settings; the next :func:`get_settings` re-reads the environment."""
+    global _current
+    with _lock:
+        _current = None
+
+
+@contextmanager
+def override(**changes: Any) -> Iterator[Settings]:
+    """Temporarily replace fields of the settings in force (for tests and scripts)."""
+    global _current
+    previous = get_settings()
+    if "home" in changes:
+        changes["home"] = Path(changes["home"])
+    patched = dataclasses.replace(previous, **changes)
+    with _lock:
+        _current = patched
+    try:
+        yield patched
+    finally:
+        with _lock:
+            _current = previous

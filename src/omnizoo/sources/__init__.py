@@ -1,0 +1,1 @@
+"""omnizoo.sources (internal; the public API is omnizoo.__all__)."""

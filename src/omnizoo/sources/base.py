@@ -1,0 +1,141 @@
+"""The source-adapter protocol: what every model source (torchvision, timm, ...) provides.
+
+An adapter has two halves:
+
+* **metadata** — :meth:`SourceAdapter.build_cards` turns what the installed library declares
+  into :class:`~omnizoo.registry.card.ModelCard` objects. The registry caches the result on disk
+  per (source, library version), so this runs (and imports the library) once per upgrade.
+* **building** — :meth:`SourceAdapter.create` builds the architecture for a card and loads a
+  verified local weights file into it, adapting ``num_classes`` / ``in_chans`` the same way for
+  every source, and returns a :class:`LoadReport` saying what happened to every key.
+
+Shared mechanics (safe loading, prefix cleaning, stem/head adaptation, meta-device builds)
+live in :mod:`omnizoo.registry.loading`; adapters call them and add only their quirks.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.metadata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..registry.card import ModelCard
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["CreateRequest", "LoadReport", "SourceAdapter"]
+
+
+@dataclass
+class LoadReport:
+    """What happened to each parameter when weights were loaded into a model.
+
+    ``loaded``: copied as is; ``adapted``: reshaped to fit (e.g. stem conv summed/repeated for
+    ``in_chans``); ``reinitialized``: left at fresh init on purpose (a new head for
+    ``num_classes``); ``missing``: model keys the checkpoint lacked; ``unexpected``: checkpoint
+    keys the model has no place for.
+    """
+
+    source_file: str | None = None
+    loaded: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
+    reinitialized: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was missing or unexpected (adapted/re-initialised are on purpose)."""
+        return not self.missing and not self.unexpected
+
+    def summary(self) -> str:
+        """One line: counts per outcome."""
+        parts = [
+            f"{len(self.loaded)} loaded",
+            f"{len(self.adapted)} adapted",
+            f"{len(self.reinitialized)} re-initialised",
+            f"{len(self.missing)} missing",
+            f"{len(self.unexpected)} unexpected",
+        ]
+        return ", ".join(parts)
+
+    def __str__(self) -> str:
+        lines = [self.summary()]
+        for label, keys in (
+            ("adapted", self.adapted),
+            ("re-initialised", self.reinitialized),
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+        ):
+            if keys:
+                shown = ", ".join(keys[:8]) + (f", ... (+{len(keys) - 8})" if len(keys) > 8 else "")
+                lines.append(f"  {label}: {shown}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """The user's create_model arguments, normalised, as handed to an adapter."""
+
+    pretrained: bool = False
+    # A verified local file to load (downloaded weights or the user's checkpoint_path).
+    weights_path: Path | None = None
+    # True when weights_path is the user's own checkpoint (head/keys may differ from the card).
+    user_checkpoint: bool = False
+    num_classes: int | None = None
+    in_chans: int | None = None
+    features_only: bool = False
+    out_indices: tuple[int, ...] | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class SourceAdapter(abc.ABC):
+    """One model source. Subclasses live in ``omnizoo.sources.<name>``."""
+
+    #: The source prefix in model names ("torchvision", "timm", ...).
+    name: ClassVar[str]
+    #: The PyPI distribution whose version keys the on-disk card index.
+    distribution: ClassVar[str]
+
+    def version(self) -> str:
+        """Installed version of the library behind this source (no import of it)."""
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return "not-installed"
+
+    def index_key(self) -> str:
+        """What the cached card index depends on; bump ``INDEX_SCHEMA`` when card code changes."""
+        return f"{self.name}-{self.version()}-schema{INDEX_SCHEMA}"
+
+    @abc.abstractmethod
+    def build_cards(self) -> list[ModelCard]:
+        """Every architecture of the source, as cards.
+
+        One card per set of weights (exactly one per architecture with ``is_default=True``),
+        and one ``tag=None`` card for each architecture that has no weights at all. Imports the
+        source library; the registry caches the result.
+        """
+
+    @abc.abstractmethod
+    def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
+        """Build ``card``'s architecture and load ``request.weights_path`` into it, if given.
+
+        Must honour ``num_classes`` (new head, re-initialised, listed in the report), ``in_chans``
+        (stem adapted from the pretrained one when weights are loaded), ``features_only`` /
+        ``out_indices`` or raise :class:`~omnizoo.errors.UnsupportedError` naming the source.
+        Returns an ``nn.Module`` (or, for ONNX, a module-like object) on the CPU in eval mode.
+        """
+
+    def default_cfg_for_model(self, model: torch.nn.Module) -> ModelCard | None:
+        """A card for a model built outside omnizoo, when the source can tell (optional)."""
+        return None
+
+
+#: Bumped whenever card-building code changes what cards contain, to invalidate disk caches.
+INDEX_SCHEMA = 1

@@ -1,0 +1,1 @@
+"""omnizoo.weights (internal; the public API is omnizoo.__all__)."""
