@@ -1,0 +1,62 @@
+"""Shared fixtures. Every test runs offline against a private OMNIZOO_HOME.
+
+* The card index is built once per test session (a session-wide home) because building it
+  imports timm and torchvision; tests that need an empty weights cache ask for
+  ``isolated_home``.
+* No OMNIZOO_* variable of the developer's shell leaks into a test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from omnizoo import settings
+
+_ENV_PREFIXES = ("OMNIZOO_", "HF_ENDPOINT")
+
+
+@pytest.fixture(scope="session")
+def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An OMNIZOO_HOME shared by the whole session (card index built once)."""
+    return tmp_path_factory.mktemp("omnizoo-home")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, session_home: Path) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith(_ENV_PREFIXES):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OMNIZOO_HOME", str(session_home))
+    monkeypatch.setenv("OMNIZOO_PROGRESS", "0")
+    settings.reset()
+    yield
+    settings.reset()
+
+
+@pytest.fixture
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty OMNIZOO_HOME for this test only."""
+    home = tmp_path / "omnizoo-home"
+    monkeypatch.setenv("OMNIZOO_HOME", str(home))
+    settings.reset()
+    return home
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``cuda``-marked tests cleanly on machines without a GPU."""
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch missing or broken
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (none on this machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
