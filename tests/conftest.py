@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from omnizoo import settings
+from weightserver import weight_server  # noqa: F401  (the loopback weights server fixture)
 
 _ENV_PREFIXES = ("OMNIZOO_", "HF_ENDPOINT")
 

@@ -1,0 +1,444 @@
+"""The on-disk layout of the content-addressed weights cache, its locks and its maintenance.
+
+::
+
+    $OMNIZOO_HOME/weights/
+      blobs/sha256/<hex>      verified bytes, named by their sha256; written once, by rename
+      meta/<hex>.json         {"sha256", "size", "mtime_ns"} of the blob when it was verified
+      refs/<key>.json         one per URL: {"url", "sha256", "filename", "names", ...};
+                              key = sha256(url)[:32]. Many refs may point at one blob.
+      tmp/<key>.<host>.<pid>.<rand>.part   per-process partial downloads
+      locks/<key>.lock        filelock files (coordination only; never needed for correctness)
+
+A blob is only ever created by ``os.replace`` of a temp file whose bytes were verified, so a
+reader sees either nothing or a complete verified file. A cache hit reads the ref and meta
+JSON and stats the blob: when size and mtime match the recorded ones the blob is served
+without re-hashing; otherwise it is re-hashed once (and deleted if it no longer matches).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import CacheError
+from .hashing import hash_file
+
+__all__ = ["BlobInfo", "Cache", "url_key"]
+
+log = logging.getLogger("omnizoo.weights")
+_HOST = socket.gethostname().replace(".", "_") or "host"
+_STALE_FOREIGN_TEMP_S = 24 * 3600  # temp files of other hosts: left alone for a day
+
+
+def url_key(url: str) -> str:
+    """The stable file-name key of a URL (refs, locks, temp files)."""
+    import hashlib
+
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError):
+        return None  # a torn/corrupt metadata file counts as missing
+    return data if isinstance(data, dict) else None
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically replace ``path`` with ``data`` (temp file + rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+@dataclass
+class BlobInfo:
+    """One cached blob with the refs that point at it."""
+
+    sha256: str
+    path: Path
+    size: int
+    urls: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    filenames: list[str] = field(default_factory=list)
+
+
+class Cache:
+    """The weights cache under ``root`` (``settings.weights_dir``)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.blobs = self.root / "blobs" / "sha256"
+        self.meta = self.root / "meta"
+        self.refs = self.root / "refs"
+        self.tmp = self.root / "tmp"
+        self.locks = self.root / "locks"
+
+    def ensure(self) -> None:
+        """Create the directories (writable check included)."""
+        try:
+            for d in (self.blobs, self.meta, self.refs, self.tmp, self.locks):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create the weights cache under {self.root}: {exc}; "
+                "set OMNIZOO_HOME to a writable directory"
+            ) from exc
+
+    # -- paths -----------------------------------------------------------------------------
+    def blob_path(self, sha256: str) -> Path:
+        return self.blobs / sha256
+
+    def _meta_path(self, sha256: str) -> Path:
+        return self.meta / f"{sha256}.json"
+
+    def _ref_path(self, url: str) -> Path:
+        return self.refs / f"{url_key(url)}.json"
+
+    def new_temp(self, key: str) -> Path:
+        """A fresh per-process temp path for a download of ``key`` (beside the blobs)."""
+        return self.tmp / f"{key}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+
+    # -- reads -----------------------------------------------------------------------------
+    def ref(self, url: str) -> dict[str, Any] | None:
+        """The ref recorded for ``url`` (or None)."""
+        data = _read_json(self._ref_path(url))
+        if data is None or data.get("url") != url or not isinstance(data.get("sha256"), str):
+            return None
+        return data
+
+    def valid_blob(self, sha256: str) -> Path | None:
+        """The blob's path if present and intact. Costs a stat (+ a tiny JSON read) when the
+        recorded size/mtime match; a changed file is re-hashed once, a corrupt one deleted."""
+        path = self.blob_path(sha256)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        meta = _read_json(self._meta_path(sha256))
+        if meta and meta.get("size") == st.st_size and meta.get("mtime_ns") == st.st_mtime_ns:
+            return path
+        actual, size = hash_file(path)
+        if actual == sha256:
+            self._record_meta(sha256, path)
+            return path
+        log.warning(
+            "cached blob %s is corrupted (its sha256 is now %s, %d bytes); deleting it",
+            path,
+            actual,
+            size,
+        )
+        self._delete_blob(sha256)
+        return None
+
+    # -- writes ----------------------------------------------------------------------------
+    def _record_meta(self, sha256: str, path: Path) -> None:
+        st = path.stat()
+        _write_json(
+            self._meta_path(sha256),
+            {
+                "sha256": sha256,
+                "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns,
+                "verified": time.time(),
+            },
+        )
+
+    def publish(self, temp: Path, sha256: str) -> Path:
+        """Move verified bytes into place (atomic rename) and record their size/mtime."""
+        self.ensure()
+        target = self.blob_path(sha256)
+        if self.valid_blob(sha256) is not None:
+            temp.unlink(missing_ok=True)  # the same bytes are already there
+            return target
+        os.chmod(temp, 0o444)  # blobs are immutable; a later write is a corruption
+        os.replace(temp, target)
+        self._record_meta(sha256, target)
+        return target
+
+    def add_ref(
+        self, url: str, sha256: str, *, name: str | None = None, fetched_from: str | None = None
+    ) -> None:
+        """Point ``url`` (and optionally a model name) at a blob."""
+        self.ensure()
+        path = self._ref_path(url)
+        old = _read_json(path) or {}
+        names = [n for n in old.get("names", []) if isinstance(n, str)]
+        if old.get("sha256") != sha256:
+            names = []
+        if name and name not in names:
+            names.append(name)
+        filename = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        _write_json(
+            path,
+            {
+                "url": url,
+                "sha256": sha256,
+                "filename": filename,
+                "names": names,
+                "fetched_from": fetched_from or old.get("fetched_from") or url,
+                "created": old.get("created") or time.time(),
+            },
+        )
+
+    def _delete_blob(self, sha256: str) -> None:
+        path = self.blob_path(sha256)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path, 0o644)
+        path.unlink(missing_ok=True)
+        self._meta_path(sha256).unlink(missing_ok=True)
+
+    # -- temp files and locks --------------------------------------------------------------
+    def temps(self, key: str | None = None) -> list[Path]:
+        """Partial downloads (all, or for one key)."""
+        if not self.tmp.is_dir():
+            return []
+        pattern = f"{key}.*.part" if key else "*.part"
+        return sorted(self.tmp.glob(pattern))
+
+    def is_leftover(self, temp: Path) -> bool:
+        """Whether a temp file belongs to no running download (dead process, or old)."""
+        parts = temp.name.split(".")
+        try:
+            host, pid = parts[1], int(parts[2])
+        except (IndexError, ValueError):
+            return True
+        if host == _HOST:
+            return not _pid_alive(pid)
+        try:
+            return time.time() - temp.stat().st_mtime > _STALE_FOREIGN_TEMP_S
+        except FileNotFoundError:
+            return False
+
+    def clean_leftovers(self, key: str | None = None) -> list[Path]:
+        """Delete partial downloads no live process owns; returns what was deleted."""
+        removed = []
+        for temp in self.temps(key):
+            if self.is_leftover(temp):
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+                    removed.append(temp)
+        return removed
+
+    @contextlib.contextmanager
+    def lock(
+        self,
+        key: str,
+        *,
+        ready: Callable[[], Path | None],
+        stall_timeout: float,
+        poll: float = 0.1,
+    ) -> Iterator[Path | None]:
+        """Hold the download lock for ``key``, or yield the finished file if another process
+        produced it while we waited (then no lock is held).
+
+        A waiter never blocks forever: a lock whose holder died is released by the OS (flock),
+        and a holder whose partial download has not grown for ``stall_timeout`` seconds is
+        ignored (we then download too, into our own temp file; the atomic rename of verified
+        bytes keeps that correct). Filesystems without flock fall back to a lock file.
+        """
+        import filelock
+
+        self.ensure()
+        path = self.locks / f"{key}.lock"
+        lock: filelock.BaseFileLock = filelock.FileLock(str(path))
+        marker: object = None
+        last_change = time.monotonic()
+        held = False
+        while True:
+            try:
+                lock.acquire(timeout=poll, poll_interval=min(poll, 0.05))
+                held = True
+                break
+            except filelock.Timeout:
+                pass
+            except NotImplementedError:  # no flock here (some network filesystems)
+                lock = filelock.SoftFileLock(str(path) + ".soft")
+                continue
+            found = ready()
+            if found is not None:
+                yield found
+                return
+            now = time.monotonic()
+            current = [(t.name, _size(t)) for t in self.temps(key)]
+            if current != marker:
+                marker, last_change = current, now
+            elif now - last_change > stall_timeout:
+                log.warning(
+                    "the download lock %s has shown no progress for %.0fs; downloading anyway",
+                    path,
+                    now - last_change,
+                )
+                if isinstance(lock, filelock.SoftFileLock):
+                    with contextlib.suppress(FileNotFoundError):
+                        Path(lock.lock_file).unlink()
+                break
+        try:
+            yield None
+        finally:
+            if held:
+                lock.release()
+
+    # -- maintenance -----------------------------------------------------------------------
+    def all_refs(self) -> list[dict[str, Any]]:
+        out = []
+        if self.refs.is_dir():
+            for path in sorted(self.refs.glob("*.json")):
+                data = _read_json(path)
+                if (
+                    data
+                    and isinstance(data.get("sha256"), str)
+                    and isinstance(data.get("url"), str)
+                ):
+                    data["_path"] = str(path)
+                    out.append(data)
+        return out
+
+    def blobs_info(self) -> list[BlobInfo]:
+        """Every blob with the URLs/names that point at it, sorted by first name/url."""
+        by_sha: dict[str, BlobInfo] = {}
+        if self.blobs.is_dir():
+            for path in self.blobs.iterdir():
+                if len(path.name) == 64 and path.is_file():
+                    by_sha[path.name] = BlobInfo(path.name, path, path.stat().st_size)
+        for ref in self.all_refs():
+            info = by_sha.get(ref["sha256"])
+            if info is None:
+                continue
+            info.urls.append(ref["url"])
+            info.filenames.append(ref.get("filename", ""))
+            info.names.extend(n for n in ref.get("names", []) if n not in info.names)
+        return sorted(by_sha.values(), key=lambda b: (b.names or b.urls or [b.sha256])[0])
+
+    def verify(
+        self, progress: Callable[[BlobInfo], None] | None = None
+    ) -> list[tuple[BlobInfo, str]]:
+        """Re-hash every blob. Returns ``(blob, actual sha256)`` for each corrupted one (they
+        are left in place for the caller to report; ``remove`` or a download replaces them)."""
+        bad = []
+        for info in self.blobs_info():
+            if progress is not None:
+                progress(info)
+            actual, _ = hash_file(info.path)
+            if actual == info.sha256:
+                self._record_meta(info.sha256, info.path)
+            else:
+                self._meta_path(info.sha256).unlink(missing_ok=True)  # force a re-check on use
+                bad.append((info, actual))
+        return bad
+
+    def remove_blob(self, sha256: str) -> list[str]:
+        """Delete a blob and every ref to it; returns the URLs that pointed at it."""
+        urls = []
+        for ref in self.all_refs():
+            if ref["sha256"] == sha256:
+                Path(ref["_path"]).unlink(missing_ok=True)
+                urls.append(ref["url"])
+        self._delete_blob(sha256)
+        return urls
+
+    def find(self, target: str) -> list[str]:
+        """Blob shas matching a full/prefix sha256, a URL, a ref's file name or a model name."""
+        target = target.strip()
+        shas = {b.sha256 for b in self.blobs_info()}
+        low = target.lower()
+        if len(low) >= 6 and all(c in "0123456789abcdef" for c in low):
+            hits = sorted(s for s in shas if s.startswith(low))
+            if hits:
+                return hits
+        out = []
+        for ref in self.all_refs():
+            if target in (ref["url"], ref.get("filename")) or target in ref.get("names", []):
+                out.append(ref["sha256"])
+        return sorted(set(out))
+
+    def prune(self, *, dry_run: bool = False) -> dict[str, list[str]]:
+        """Delete leftovers: dead partial downloads, stray temp files, refs whose blob is gone,
+        meta without a blob, blobs no ref points at, and unused lock files."""
+        report: dict[str, list[str]] = {
+            "partial": [],
+            "refs": [],
+            "meta": [],
+            "blobs": [],
+            "locks": [],
+        }
+        for temp in self.temps():
+            if self.is_leftover(temp):
+                report["partial"].append(str(temp))
+        for d in (self.refs, self.meta, self.blobs):
+            if d.is_dir():
+                for stray in d.glob(".*.tmp"):
+                    report["partial"].append(str(stray))
+        shas = {b.sha256 for b in self.blobs_info()} if self.blobs.is_dir() else set()
+        referenced = set()
+        for ref in self.all_refs():
+            if ref["sha256"] in shas:
+                referenced.add(ref["sha256"])
+            else:
+                report["refs"].append(ref["_path"])
+        if self.meta.is_dir():
+            for meta in self.meta.glob("*.json"):
+                if meta.stem not in shas or meta.stem not in referenced:
+                    report["meta"].append(str(meta))
+        for sha in sorted(shas - referenced):
+            report["blobs"].append(str(self.blob_path(sha)))
+        if self.locks.is_dir():
+            busy = {t.name.split(".", 1)[0] for t in self.temps() if not self.is_leftover(t)}
+            for lock in self.locks.glob("*.lock"):
+                if lock.stem not in busy:
+                    report["locks"].append(str(lock))
+        if not dry_run:
+            for paths in report.values():
+                for p in paths:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.chmod(p, 0o644)
+                        os.unlink(p)
+        return report
+
+    def info(self) -> dict[str, Any]:
+        """Root, counts and total size."""
+        blobs = self.blobs_info() if self.blobs.is_dir() else []
+        temps = self.temps()
+        return {
+            "root": str(self.root),
+            "blobs": len(blobs),
+            "refs": len(self.all_refs()),
+            "names": len({n for b in blobs for n in b.names}),
+            "total_bytes": sum(b.size for b in blobs),
+            "partial": len(temps),
+            "partial_bytes": sum(_size(t) for t in temps),
+        }
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,295 @@
+"""``download_weights``: get a verified weights file into the cache and return its path.
+
+>>> from omnizoo import download_weights                      # doctest: +SKIP
+>>> download_weights("torchvision:resnet18.IMAGENET1K_V1")    # doctest: +SKIP
+PosixPath('~/.cache/omnizoo/weights/blobs/sha256/f37072fd...')
+
+Verification: the full sha256 when known, else the torch.hub hash prefix in the file name,
+plus the size when known, plus a sniff that rejects HTML pages and Git-LFS pointers. A file
+with no hash at all is accepted after the sniff and its sha256 is recorded, so every later
+read is checked against it. Only verified bytes are renamed into the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    DownloadError,
+    HashMismatchError,
+    IntegrityError,
+    NoPretrainedWeightsError,
+    OfflineError,
+    RemoteNotFoundError,
+)
+from ..settings import Settings, get_settings
+from .cache import Cache, url_key
+from .hashing import (
+    HashingWriter,
+    check_digest,
+    normalize_sha256,
+    parse_hash_prefix,
+    reject_if_not_weights,
+)
+from .transport import candidate_urls, stream_to
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..registry.card import WeightsFile
+
+__all__ = ["download_weights", "fetch_url", "fetch_weights", "get_cache", "is_url"]
+
+
+def is_url(value: str) -> bool:
+    """Whether ``value`` is a URL (as opposed to a model name)."""
+    return "://" in value
+
+
+def get_cache(settings: Settings | None = None) -> Cache:
+    """The cache object for the settings in force."""
+    return Cache((settings or get_settings()).weights_dir)
+
+
+def download_weights(name_or_url: str, *, sha256: str | None = None) -> Path:
+    """Return the path of the verified file for a model name or a URL, downloading it once.
+
+    ``name_or_url``: a registry name (``"torchvision:resnet50"``; its card's weights file,
+    mirrors and hashes are used) or any http(s) URL. ``sha256``: the full expected digest;
+    without it a URL is checked against the hash prefix in its file name (torch.hub's
+    ``-<hex>.`` convention), and a file with neither is accepted after a content sniff and
+    its digest recorded. Raises :class:`OfflineError`, :class:`RemoteNotFoundError`,
+    :class:`DownloadError`, :class:`HashMismatchError` or :class:`NotAWeightsFileError`.
+    """
+    if is_url(name_or_url):
+        return fetch_url(name_or_url, sha256=sha256)
+    from ..registry.registry import get_card
+
+    card = get_card(name_or_url)
+    if card.weights is None:
+        raise NoPretrainedWeightsError(
+            f"{card.name} has no pretrained weights to download; "
+            "`omnizoo list --pretrained` shows the names that do"
+        )
+    weights = card.weights
+    if sha256 is not None:
+        import dataclasses
+
+        weights = dataclasses.replace(weights, sha256=sha256)
+    return fetch_weights(weights, name=card.name)
+
+
+def fetch_url(url: str, *, sha256: str | None = None, size: int | None = None) -> Path:
+    """Fetch one URL (with OMNIZOO_MIRRORS/HF_ENDPOINT applied) into the cache."""
+    return _fetch((url,), sha256=sha256, hash_prefix=None, size=None if size is None else size)
+
+
+def fetch_weights(weights: WeightsFile, *, name: str | None = None) -> Path:
+    """Fetch a card's :class:`~omnizoo.registry.card.WeightsFile` (its ``urls`` are a mirror
+    chain tried in order, each preceded by its OMNIZOO_MIRRORS rewrites)."""
+    prefix = weights.hash_prefix or parse_hash_prefix(weights.filename or weights.url)
+    return _fetch(
+        tuple(weights.urls),
+        sha256=weights.sha256,
+        hash_prefix=prefix,
+        size=weights.size,
+        name=name,
+    )
+
+
+def _fetch(
+    urls: Sequence[str],
+    *,
+    sha256: str | None,
+    hash_prefix: str | None,
+    size: int | None,
+    name: str | None = None,
+) -> Path:
+    settings = get_settings()
+    if not urls:
+        raise DownloadError(f"no URL to download {name or 'the weights'} from")
+    if sha256 is not None:
+        try:
+            sha256 = normalize_sha256(sha256)
+        except ValueError as exc:
+            from ..errors import ConfigurationError
+
+            raise ConfigurationError(str(exc)) from None
+    else:
+        hash_prefix = hash_prefix or parse_hash_prefix(urls[0])
+    if hash_prefix is not None:
+        hash_prefix = hash_prefix.lower()
+    cache = get_cache(settings)
+
+    def lookup() -> Path | None:
+        return _lookup(cache, urls, sha256, hash_prefix, size, name)
+
+    hit = lookup()
+    if hit is not None:
+        return hit
+    what = name or urls[0]
+    if settings.offline:
+        raise OfflineError(
+            f"{what} is not in the weights cache ({cache.root}) and OMNIZOO_OFFLINE=1 forbids "
+            f"downloading it. On a machine with network access run `omnizoo download {what}` "
+            "and copy its OMNIZOO_HOME directory here (set OMNIZOO_HOME to it), or pass "
+            "checkpoint_path= with a local copy of the file",
+            url=urls[0],
+        )
+    key = sha256 or url_key(urls[0])
+    cache.ensure()
+    stall = (
+        settings.read_timeout + settings.connect_timeout + settings.backoff * 2**settings.retries
+    )
+    with cache.lock(key, ready=lookup, stall_timeout=stall) as done:
+        if done is not None:
+            return done
+        hit = lookup()  # another process may have finished just before we got the lock
+        if hit is not None:
+            return hit
+        cache.clean_leftovers(key)
+        blob, fetched = _download_chain(cache, key, urls, settings, sha256, hash_prefix, size)
+    for url in urls:
+        cache.add_ref(url, blob.name, name=name, fetched_from=fetched)
+    return blob
+
+
+def _lookup(
+    cache: Cache,
+    urls: Sequence[str],
+    sha256: str | None,
+    hash_prefix: str | None,
+    size: int | None,
+    name: str | None,
+) -> Path | None:
+    """A verified cached file for this request, or None. Costs stats, never a hash."""
+    candidates: list[str] = []
+    if sha256 is not None:
+        candidates.append(sha256)
+    for url in urls:
+        ref = cache.ref(url)
+        if ref is not None and ref["sha256"] not in candidates:
+            candidates.append(ref["sha256"])
+    for digest in candidates:
+        if sha256 is not None and digest != sha256:
+            continue  # a URL once served other bytes; the caller asked for specific ones
+        if hash_prefix is not None and not digest.startswith(hash_prefix):
+            continue
+        path = cache.valid_blob(digest)
+        if path is None:
+            continue
+        if size is not None and path.stat().st_size != size:
+            continue
+        for url in urls:  # e.g. same bytes via a second URL: point it at the blob
+            ref = cache.ref(url)
+            if ref is None or ref["sha256"] != digest or (name and name not in ref["names"]):
+                cache.add_ref(url, digest, name=name)
+        return path
+    return None
+
+
+def _download_chain(
+    cache: Cache,
+    key: str,
+    urls: Sequence[str],
+    settings: Settings,
+    sha256: str | None,
+    hash_prefix: str | None,
+    size: int | None,
+) -> tuple[Path, str]:
+    """Try every candidate URL in order; return (blob path, URL that worked)."""
+    errors: list[tuple[str, BaseException]] = []
+    for url in candidate_urls(urls, settings):
+        try:
+            return _download_one(cache, key, url, settings, sha256, hash_prefix, size), url
+        except (DownloadError, IntegrityError) as exc:
+            errors.append((url, exc))
+    assert errors
+    if len(errors) == 1:
+        raise errors[0][1]
+    detail = "; ".join(f"{u}: {e}" for u, e in errors)
+    message = f"every URL failed for {urls[0]} ({len(errors)} tried): {detail}"
+    integrity = [e for _, e in errors if isinstance(e, IntegrityError)]
+    if integrity:  # some server answered with wrong bytes: that is the error to report
+        raise type(integrity[-1])(message) from integrity[-1]
+    not_found = all(isinstance(e, RemoteNotFoundError) for _, e in errors)
+    kind = RemoteNotFoundError if not_found else DownloadError
+    raise kind(message, url=urls[0]) from errors[-1][1]
+
+
+def _download_one(
+    cache: Cache,
+    key: str,
+    url: str,
+    settings: Settings,
+    sha256: str | None,
+    hash_prefix: str | None,
+    size: int | None,
+) -> Path:
+    temp = cache.new_temp(key)
+    writer = HashingWriter(temp)
+    bar = _progress_bar(url, settings)
+    try:
+        for attempt in (1, 2):
+            facts = stream_to(url, writer, settings, progress=bar)
+            digest = writer.hexdigest()
+            try:
+                reject_if_not_weights(writer.head, url)
+                check_digest(
+                    digest,
+                    writer.size,
+                    url=url,
+                    sha256=sha256,
+                    hash_prefix=hash_prefix,
+                    expected_size=size,
+                )
+                break
+            except HashMismatchError:
+                if attempt == 2 or not facts["resumed"]:
+                    raise
+                # A resumed download that fails the check may have mixed two versions of the
+                # file: one clean download from byte 0 decides.
+                writer.reset()
+        writer.close()
+        return cache.publish(temp, digest)
+    finally:
+        if bar is not None:
+            bar(0, None, close=True)
+        writer.close()
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()  # still there only when something failed: unverified, so dropped
+
+
+def _progress_bar(url: str, settings: Settings) -> Callable[..., None] | None:
+    """A tqdm bar on stderr when it is a TTY (or OMNIZOO_PROGRESS=1); None when silent."""
+    enabled = settings.progress
+    if enabled is None:
+        enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    state: dict[str, Any] = {}
+
+    def update(n: int, total: int | None, close: bool = False) -> None:
+        bar = state.get("bar")
+        if close:
+            if bar is not None:
+                bar.close()
+            return
+        if bar is None:
+            label = url.rsplit("/", 1)[-1][:40]
+            bar = state["bar"] = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=label,
+                file=sys.stderr,
+                leave=False,
+            )
+        bar.update(n)
+
+    return update

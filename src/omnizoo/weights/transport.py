@@ -1,0 +1,266 @@
+"""HTTP for the weights cache: one shared httpx client, mirrors, retries and Range resume.
+
+``stream_to(url, writer)`` fetches one URL into a :class:`~.hashing.HashingWriter`:
+
+* connect/read timeouts from settings; retries with exponential back-off on 5xx, 429 and
+  connection errors (``settings.retries`` attempts, ``settings.backoff`` doubling);
+* a cut connection resumes with ``Range: bytes=N-`` (plus ``If-Range`` when the server gave an
+  ETag or Last-Modified), keeping the partial file and the running hash in memory; a server
+  that answers 200 instead of 206 makes the writer start over cleanly;
+* 404/403/410 raise :class:`RemoteNotFoundError` at once (no retry helps);
+* the first bytes are sniffed so that an HTML page or a Git-LFS pointer fails early.
+
+``candidate_urls`` turns a mirror chain into the URLs actually tried (OMNIZOO_MIRRORS first,
+then the original with HF_ENDPOINT applied).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DownloadError, RemoteNotFoundError
+from ..settings import DEFAULT_HF_ENDPOINT, Settings
+from .hashing import SNIFF_BYTES, HashingWriter, reject_if_not_weights
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+__all__ = ["BATCH_BYTES", "candidate_urls", "get_client", "stream_to"]
+
+BATCH_BYTES = 1 << 20  # hand the hasher ~1 MiB at a time
+_NOT_FOUND = (403, 404, 410)
+log = logging.getLogger("omnizoo.weights")
+_client_lock = threading.Lock()
+_client: tuple[int, tuple[float, float], Any] | None = None  # (pid, timeouts, httpx.Client)
+
+
+def candidate_urls(urls: Iterable[str], settings: Settings) -> list[str]:
+    """The URLs to try, in order: for each URL of the chain, its OMNIZOO_MIRRORS rewrites
+    (longest matching prefix first, each prefix's mirrors in order), then the URL itself
+    (with huggingface.co replaced by HF_ENDPOINT). Duplicates are dropped."""
+    out: list[str] = []
+    for url in urls:
+        for prefix in sorted(settings.mirrors, key=len, reverse=True):
+            if url.startswith(prefix):
+                rest = url[len(prefix) :]
+                for mirror in settings.mirrors[prefix]:
+                    joined = mirror if not rest else mirror.rstrip("/") + "/" + rest.lstrip("/")
+                    out.append(joined)
+        out.append(apply_hf_endpoint(url, settings.hf_endpoint))
+    seen: set[str] = set()
+    return [u for u in out if not (u in seen or seen.add(u))]  # type: ignore[func-returns-value]
+
+
+def apply_hf_endpoint(url: str, endpoint: str) -> str:
+    """Rewrite a ``https://huggingface.co/...`` URL to the configured HF_ENDPOINT."""
+    endpoint = endpoint.rstrip("/")
+    if endpoint == DEFAULT_HF_ENDPOINT:
+        return url
+    for origin in (DEFAULT_HF_ENDPOINT, "http://huggingface.co"):
+        if url == origin or url.startswith(origin + "/"):
+            return endpoint + url[len(origin) :]
+    return url
+
+
+def get_client(settings: Settings) -> httpx.Client:
+    """The process-wide httpx client (recreated after fork or when timeouts change)."""
+    import httpx
+
+    global _client
+    key = (settings.connect_timeout, settings.read_timeout)
+    with _client_lock:
+        if _client is not None and _client[0] == os.getpid() and _client[1] == key:
+            return _client[2]
+        from .. import __version__
+
+        timeout = httpx.Timeout(
+            connect=settings.connect_timeout,
+            read=settings.read_timeout,
+            write=settings.read_timeout,
+            pool=settings.connect_timeout,
+        )
+        client = httpx.Client(
+            timeout=timeout,
+            follow_redirects=True,
+            headers={"User-Agent": f"omnizoo/{__version__}", "Accept-Encoding": "identity"},
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=4),
+        )
+        _client = (os.getpid(), key, client)
+        return client
+
+
+class _Retry(Exception):
+    """A transient failure of one attempt (5xx, cut, timeout)."""
+
+
+def stream_to(
+    url: str,
+    writer: HashingWriter,
+    settings: Settings,
+    *,
+    progress: Callable[[int, int | None], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Download ``url`` into ``writer`` (resuming, retrying). Returns facts about the transfer:
+    ``{"resumed": int (number of Range resumes), "attempts": int, "total": int | None}``."""
+    import httpx
+
+    client = get_client(settings)
+    validator: str | None = None
+    total: int | None = None
+    attempts = 0
+    failures = 0
+    resumed = 0
+    last_error: str = ""
+    while True:
+        attempts += 1
+        start_size = writer.size
+        try:
+            headers: dict[str, str] = {}
+            if writer.size > 0:
+                headers["Range"] = f"bytes={writer.size}-"
+                if validator:
+                    headers["If-Range"] = validator
+            with client.stream("GET", url, headers=headers) as response:
+                total = _check_response(response, url, writer, total)
+                if response.status_code == 206:
+                    resumed += 1
+                validator = response.headers.get("etag") or response.headers.get("last-modified")
+                if validator and validator.startswith("W/"):
+                    validator = None  # weak ETags may not be used with If-Range
+                _pump(response, writer, url, total, progress)
+            if total is not None and writer.size != total:
+                raise _Retry(f"connection closed after {writer.size} of {total} bytes")
+            return {"resumed": resumed, "attempts": attempts, "total": total}
+        except (_Retry, httpx.TransportError) as exc:
+            last_error = _describe(exc)
+        if writer.size > start_size:
+            failures = 0  # progress was made: a flaky link is not a dead one
+        failures += 1
+        if failures >= settings.retries:
+            raise DownloadError(
+                f"{url}: giving up after {attempts} attempt(s) "
+                f"({settings.retries} without progress): {last_error}",
+                url=url,
+            )
+        delay = settings.backoff * (2 ** (failures - 1))
+        log.warning(
+            "%s: %s; retrying in %.2gs (attempt %d/%d)",
+            url,
+            last_error,
+            delay,
+            failures + 1,
+            settings.retries,
+        )
+        sleep(delay)
+
+
+def _check_response(
+    response: httpx.Response, url: str, writer: HashingWriter, total: int | None
+) -> int | None:
+    """Interpret the status line; returns the full size when known."""
+    status = response.status_code
+    if status in _NOT_FOUND:
+        raise RemoteNotFoundError(
+            f"{url}: HTTP {status} {response.reason_phrase}: the file is not there (or not "
+            "public); retrying will not help. Check the URL, OMNIZOO_MIRRORS and HF_ENDPOINT",
+            url=url,
+        )
+    if status >= 500 or status in (408, 429):
+        raise _Retry(f"HTTP {status} {response.reason_phrase}")
+    if status == 416 and writer.size > 0:
+        writer.reset()  # our offset is past the end: the file changed; start over
+        raise _Retry("HTTP 416 on resume; restarting from byte 0")
+    if status == 206 and writer.size > 0:
+        content_range = response.headers.get("content-range", "")
+        start, full = _parse_content_range(content_range)
+        if start != writer.size:
+            writer.reset()
+            raise _Retry(f"bad Content-Range {content_range!r} on resume; restarting")
+        return full if full is not None else total
+    if status == 200:
+        if writer.size > 0:
+            writer.reset()  # the server ignored Range (or the file changed): start over
+        length = response.headers.get("content-length")
+        return int(length) if length and length.isdigit() else None
+    raise DownloadError(f"{url}: unexpected HTTP {status} {response.reason_phrase}", url=url)
+
+
+def _parse_content_range(value: str) -> tuple[int | None, int | None]:
+    # "bytes 100-199/200" or "bytes 100-199/*"
+    try:
+        _unit, _, rest = value.strip().partition(" ")
+        span, _, full = rest.partition("/")
+        start = int(span.split("-", 1)[0])
+        return start, (int(full) if full.strip().isdigit() else None)
+    except ValueError:
+        return None, None
+
+
+def _pump(
+    response: httpx.Response,
+    writer: HashingWriter,
+    url: str,
+    total: int | None,
+    progress: Callable[[int, int | None], None] | None,
+) -> None:
+    """Move the body into the writer in ~1 MiB batches; sniff the first bytes."""
+    sniffed = writer.size >= SNIFF_BYTES
+    if writer.size == 0 and "text/html" in response.headers.get("content-type", "").lower():
+        # Sniff before accepting a byte (a body shorter than SNIFF_BYTES is sniffed below).
+        first = next(response.iter_raw(), b"")
+        reject_if_not_weights(first, url)
+        chunks: Iterable[bytes] = _chain(first, response.iter_raw())
+    else:
+        chunks = response.iter_raw()
+    import httpx
+
+    batch: list[bytes] = []
+    size = 0
+    try:
+        for chunk in chunks:
+            if not chunk:
+                continue
+            batch.append(chunk)
+            size += len(chunk)
+            if not sniffed and writer.size + size >= SNIFF_BYTES:
+                reject_if_not_weights(b"".join(batch)[:SNIFF_BYTES], url)
+                sniffed = True
+            if size >= BATCH_BYTES:
+                writer.write(batch)
+                if progress is not None:
+                    progress(size, total)
+                batch, size = [], 0
+    except httpx.TransportError:
+        if batch and sniffed:  # keep what arrived before the cut: the resume starts after it
+            writer.write(batch)
+        raise
+    if not sniffed and writer.size == 0:
+        reject_if_not_weights(b"".join(batch), url)
+    if batch:
+        writer.write(batch)
+        if progress is not None:
+            progress(size, total)
+
+
+def _chain(first: bytes, rest: Iterable[bytes]) -> Iterable[bytes]:
+    yield first
+    yield from rest
+
+
+def _describe(exc: BaseException) -> str:
+    name = type(exc).__name__
+    text = str(exc) or name
+    if name.endswith("Timeout") or "timed out" in text.lower():
+        return f"timed out ({name}: {text})"
+    return text if isinstance(exc, _Retry) else f"{name}: {text}"
+
+
+def describe_failures(errors: Sequence[tuple[str, BaseException]]) -> str:
+    """One line per URL tried, for the final error message."""
+    return "; ".join(f"{url} -> {err}" for url, err in errors)
