@@ -41,7 +41,7 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 def describe_source(source: Any) -> str:
     """A short name for an image source, for error messages."""
     if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source)  # type: ignore[return-value]
+        return str(os.fspath(source))
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
     name = getattr(source, "name", None)
@@ -94,8 +94,7 @@ def load_image(
         if draft is not None and img.format == "JPEG":
             img.draft("RGB", draft)
         img.load()
-        img = ImageOps.exif_transpose(img)
-        return to_rgb(img)
+        return to_rgb(ImageOps.exif_transpose(img))
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:

@@ -194,7 +194,7 @@ def _iter_items(dataset: Any) -> Iterable[Any]:
         and not isinstance(dataset, (list, tuple))
     ):
         return (dataset[i] for i in range(len(dataset)))
-    return dataset  # type: ignore[no-any-return]
+    return dataset  # type: ignore[no-any-return,unused-ignore]
 
 
 def _moments_of(item: Any) -> tuple[int, Any, Any, int]:

@@ -247,7 +247,7 @@ def _center_crop_or_pad(img: Any, size: tuple[int, int], fill: list[int]) -> Any
         bottom = (crop_h - img_h + 1) // 2 if crop_h > img_h else 0
         if isinstance(img, torch.Tensor):
             c = img.shape[-3]
-            values = fill if len(fill) == c else [fill[0]] * c
+            values: list[float] = [float(v) for v in (fill if len(fill) == c else [fill[0]] * c)]
             if img.is_floating_point():
                 values = [v / 255 for v in values]
             shape = (*img.shape[:-2], img_h + top + bottom, img_w + left + right)
