@@ -8,9 +8,8 @@
   (or :func:`fetch_manifest`), or point ``OMNIZOO_ONNX_MANIFEST_URL`` at a mirror or at a local
   copy of the file (a path or ``file://`` URL; its sha256 must match too).
 * **Names.** ``onnx:<file stem>`` as the zoo spells the file (``onnx:resnet50-v1-7``,
-  ``onnx:bvlcalexnet-12-int8``), with '.' spelled '_' (``onnx:squeezenet1_0-12``) because '.'
-  starts the tag. The tag is the dataset: ``imagenet`` (``ilsvrc13_det`` for the 200-class
-  R-CNN).
+  ``onnx:bvlcalexnet-12-int8``, ``onnx:squeezenet1.0-12``). The tag is the dataset:
+  ``imagenet`` (``ilsvrc13_det`` for the 200-class R-CNN).
 * **Downloads.** The zoo stopped serving Git-LFS downloads on 2025-07-01, so each file's URLs
   are a chain: the Hugging Face copy (onnxmodelzoo/legacy_models, same relative paths) first,
   then the original LFS media host. Every file has a full sha256 and size in the manifest;

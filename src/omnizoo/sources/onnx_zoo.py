@@ -247,9 +247,10 @@ class ZooEntry:
 
 
 def arch_name(stem: str) -> str:
-    """The omnizoo arch for a zoo file stem: the stem, with '.' (squeezenet1.0) spelled '_'
-    because '.' separates the tag in omnizoo names."""
-    return stem.replace(".", "_")
+    """The omnizoo arch for a zoo file stem: the stem as the zoo spells it (``squeezenet1.0-12``
+    keeps its dot; the registry reads the longest known arch first, so ``.imagenet`` still
+    parses as the tag)."""
+    return stem
 
 
 def _io(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
