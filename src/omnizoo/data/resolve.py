@@ -124,13 +124,22 @@ def data_config_from_timm(cfg: Mapping[str, Any]) -> DataConfig:
     channels = int(input_size[0])
     if len(mean) != channels and len(mean) == 3 and channels == 1:
         mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    crop_mode = cfg.get("crop_mode") or "center"
+    resize_size = None
+    if float(crop_pct) > 1.0 and crop_mode == "center" and input_size[1] == input_size[2]:
+        # A few timm configs (volo_d*_448/512) resize *smaller* than the crop, which then pads
+        # with zeros. DataConfig keeps crop_pct in (0, 1], so say it as an explicit shorter-side
+        # size: floor(crop / crop_pct), exactly what timm computes.
+        resize_size = math.floor(int(input_size[1]) / float(crop_pct))
+        crop_pct = 1.0
     return DataConfig(
         input_size=(int(input_size[0]), int(input_size[1]), int(input_size[2])),
         interpolation=interpolation,
         mean=tuple(float(v) for v in mean),
         std=tuple(float(v) for v in std),
         crop_pct=float(crop_pct),
-        crop_mode=cfg.get("crop_mode") or "center",
+        crop_mode=crop_mode,
+        resize_size=resize_size,
         test_input_size=tuple(int(v) for v in test) if test else None,  # type: ignore[arg-type]
     )
 
