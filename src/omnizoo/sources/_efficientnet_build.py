@@ -52,7 +52,7 @@ def _features_class() -> type:
     return EfficientNetFeatures
 
 
-def EfficientNetFeatures(model: Any, out_indices: tuple[int, ...]) -> Any:  # noqa: N802
+def EfficientNetFeatures(model: Any, out_indices: tuple[int, ...]) -> Any:
     """Build the features_only wrapper (the class is defined lazily: it needs torch)."""
     return _features_class()(model, out_indices)
 

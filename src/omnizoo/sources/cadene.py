@@ -227,7 +227,7 @@ def _data_config(entry: Mapping[str, Any]) -> DataConfig:
         # transforms.Resize's default (PIL bilinear; antialias on tensors)
         interpolation="bilinear",
         # TransformImage: Resize(floor(max(input_size) / scale)) keeps the aspect ratio
-        resize_size=int(math.floor(max(size) / scale)),
+        resize_size=math.floor(max(size) / scale),
         crop_pct=scale,
         crop_mode="center",
         # ToSpaceBGR then ToRange255 then Normalize(mean, std): the values are already given
