@@ -42,6 +42,7 @@ __all__ = [
     "materialize_",
     "meta_params",
     "read_checkpoint",
+    "real_params",
     "replace_classifier",
     "replace_first_conv",
     "unwrap_checkpoint",
@@ -342,6 +343,17 @@ def meta_params() -> Iterator[None]:
                 _original_register_parameter = None
 
 
+@contextlib.contextmanager
+def real_params() -> Iterator[None]:
+    """Suspend :func:`meta_params` for this thread (used while loading real tensors)."""
+    depth = getattr(_local, "depth", 0)
+    _local.depth = 0
+    try:
+        yield
+    finally:
+        _local.depth = depth
+
+
 def build_on_meta(fn: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
     """``fn(*args, **kwargs)`` with parameters on the meta device (see :func:`meta_params`)."""
     with meta_params():
@@ -375,6 +387,12 @@ def materialize_(model: nn.Module, *, device: Any = "cpu") -> list[str]:
     Returns the state-dict style names of the tensors that were materialised.
     """
     names: list[str] = []
+    with real_params():
+        _materialize_into(model, names, device)
+    return names
+
+
+def _materialize_into(model: nn.Module, names: list[str], device: Any) -> None:
     for mod_name, module in model.named_modules():
         own = [(n, t) for n, t in list(module.named_parameters(recurse=False))
                + list(module.named_buffers(recurse=False)) if t is not None and t.is_meta]
@@ -383,7 +401,6 @@ def materialize_(model: nn.Module, *, device: Any = "cpu") -> list[str]:
         module.to_empty(device=device, recurse=False)
         _init_module_(module)
         names.extend(f"{mod_name}.{n}" if mod_name else n for n, _ in own)
-    return names
 
 
 def load_into(
@@ -444,9 +461,9 @@ def load_into(
             f"checkpoint does not match the model: missing {really_missing[:10]}, "
             f"unexpected {unexpected[:10]}"
         )
-    with torch.no_grad():
+    with torch.no_grad(), real_params():
         model.load_state_dict(sd, strict=False, assign=True)
-    materialized = set(materialize_(model))
+        materialized = set(materialize_(model))
     for key in sd:
         (report.adapted if key in adapted_set else report.loaded).append(key)
     for key in missing:

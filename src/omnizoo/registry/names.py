@@ -1,0 +1,93 @@
+"""The model-name grammar, parsed here and nowhere else::
+
+    name   := [source ":"] body
+    body   := arch ["." tag]
+    source := torchvision | timm | cadene | efficientnet | onnx
+
+Architecture names may themselves contain dots or dashes in some sources (ONNX zoo
+``resnet50-v1-7``, EfficientNet ``efficientnet-b0``) while tags contain dots in others (timm
+``vit_base_patch16_224.augreg2_in21k_ft_in1k``), so the split of ``body`` into arch and tag
+cannot be made by syntax alone: :func:`split_body` lists every split, longest arch first, and
+the registry keeps the first whose arch it knows.
+
+>>> parse_name("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k")
+ParsedName(source='timm', body='vit_base_patch16_224.augreg2_in21k_ft_in1k')
+>>> split_body("vit_base_patch16_224.augreg2_in1k")
+[('vit_base_patch16_224.augreg2_in1k', None), ('vit_base_patch16_224', 'augreg2_in1k')]
+>>> format_name("torchvision", "resnet50", "IMAGENET1K_V2")
+'torchvision:resnet50.IMAGENET1K_V2'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import InvalidNameError
+
+__all__ = ["ParsedName", "format_name", "parse_name", "split_body", "strip_source"]
+
+#: Characters allowed in the body of a name (arch and tag).
+_BODY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-+]*$")
+_SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    """A name split at the source colon; ``source`` is None when the name has none."""
+
+    source: str | None
+    body: str
+
+
+def parse_name(name: str) -> ParsedName:
+    """Split ``[source:]body`` and check the characters. Raises :class:`InvalidNameError`."""
+    if not isinstance(name, str):
+        raise InvalidNameError(f"a model name must be a string, got {type(name).__name__}")
+    text = name.strip()
+    if not text:
+        raise InvalidNameError("empty model name; expected [source:]arch[.tag], e.g. 'resnet50'")
+    if text.count(":") > 1:
+        raise InvalidNameError(
+            f"{name!r} has more than one ':'; expected [source:]arch[.tag], "
+            "e.g. 'timm:resnet50.a1_in1k'"
+        )
+    source: str | None = None
+    body = text
+    if ":" in text:
+        source, body = text.split(":", 1)
+        source = source.strip().lower()
+        body = body.strip()
+        if not source or not _SOURCE_RE.match(source):
+            raise InvalidNameError(f"{name!r}: {source!r} is not a valid source prefix")
+    if not body:
+        raise InvalidNameError(f"{name!r} names a source but no architecture")
+    if not _BODY_RE.match(body) or ".." in body or body.endswith("."):
+        raise InvalidNameError(
+            f"{name!r}: an architecture/tag may use letters, digits, '_', '-', '+' and one or "
+            "more '.' between parts"
+        )
+    return ParsedName(source, body)
+
+
+def split_body(body: str) -> list[tuple[str, str | None]]:
+    """Every (arch, tag) reading of ``body``: the whole body as an arch first, then each split
+    at a dot, moving left (longest arch first)."""
+    out: list[tuple[str, str | None]] = [(body, None)]
+    idx = len(body)
+    while True:
+        idx = body.rfind(".", 0, idx)
+        if idx <= 0:
+            break
+        out.append((body[:idx], body[idx + 1:]))
+    return out
+
+
+def format_name(source: str, arch: str, tag: str | None = None) -> str:
+    """The fully qualified ``source:arch[.tag]``."""
+    return f"{source}:{arch}" + (f".{tag}" if tag else "")
+
+
+def strip_source(name: str) -> str:
+    """``name`` without its ``source:`` prefix."""
+    return name.split(":", 1)[1] if ":" in name else name

@@ -1,0 +1,264 @@
+"""What exists: ``list_models``, ``list_sources``, ``get_card`` and ``explain``.
+
+All of it reads the per-source card indexes (:mod:`omnizoo.registry.index`); after the first
+use none of it imports torch, timm or torchvision.
+
+Resolution of a name (see docs/registry.md):
+
+1. :func:`~omnizoo.registry.names.parse_name` splits off the ``source:`` prefix, if any.
+2. For each source (only the named one, else ``settings.source_order``), the body is read as
+   ``arch[.tag]`` with the longest architecture name that source knows
+   (:func:`~omnizoo.registry.names.split_body`).
+3. A source is a candidate when it knows the arch; it *matches* when it also has the tag (no
+   tag: the arch's default weights, or the bare architecture when it has none; torchvision's
+   ``DEFAULT`` is accepted as a tag). The first matching source in order wins.
+4. Nothing matches: :class:`UnknownModelError` with close names (difflib), or
+   :class:`NoPretrainedWeightsError` when the arch exists but not the tag.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import (
+    NoPretrainedWeightsError,
+    OmnizooError,
+    UnknownModelError,
+    UnknownSourceError,
+)
+from ..settings import get_settings
+from .card import ModelCard
+from .index import ADAPTER_MODULES, SourceIndex, load_index
+from .names import format_name, parse_name, split_body
+
+__all__ = [
+    "Candidate",
+    "Resolution",
+    "explain",
+    "get_card",
+    "list_models",
+    "list_sources",
+    "resolve",
+]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One source's reading of a name."""
+
+    source: str
+    arch: str
+    tag: str | None
+    matched: bool
+    reason: str
+    card_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How a name was resolved: every candidate source, the winner and why."""
+
+    name: str
+    card: ModelCard
+    candidates: tuple[Candidate, ...]
+    reason: str
+    source_order: tuple[str, ...]
+
+    @property
+    def winner(self) -> str:
+        """The fully qualified name of the chosen card."""
+        return self.card.name
+
+    def __str__(self) -> str:
+        lines = [f"{self.name!r} -> {self.winner}", f"  why: {self.reason}"]
+        lines.append("  source order: " + ", ".join(self.source_order))
+        for c in self.candidates:
+            mark = "*" if c.card_name == self.winner else ("+" if c.matched else "-")
+            lines.append(f"  {mark} {c.source}: {c.reason}")
+        return "\n".join(lines)
+
+
+def list_sources() -> list[str]:
+    """The source prefixes, in the resolution order in force."""
+    order = get_settings().source_order
+    return [s for s in order if s in ADAPTER_MODULES]
+
+
+def _indexes(source: str | None, *, strict: bool = False) -> list[SourceIndex]:
+    if source is not None:
+        if source not in ADAPTER_MODULES:
+            raise UnknownSourceError(
+                source,
+                message=f"unknown source {source!r}; sources: {', '.join(list_sources())}",
+            )
+        return [load_index(source)]
+    out = []
+    for s in list_sources():
+        try:
+            out.append(load_index(s))
+        except OmnizooError as exc:
+            if strict:
+                raise
+            warnings.warn(f"omnizoo: source {s!r} skipped: {exc}", stacklevel=3)
+        except Exception as exc:  # a broken adapter must not take the others down
+            if strict:
+                raise
+            warnings.warn(
+                f"omnizoo: source {s!r} skipped ({type(exc).__name__}: {exc})", stacklevel=3
+            )
+    return out
+
+
+def _patterns(pattern: str | Sequence[str] | None) -> list[str]:
+    if pattern is None:
+        return ["*"]
+    if isinstance(pattern, str):
+        return [pattern or "*"]
+    return [p for p in pattern] or ["*"]
+
+
+def _match(name: str, patterns: Iterable[str]) -> bool:
+    low = name.lower()
+    short = low.split(":", 1)[1]
+    for p in patterns:
+        p = p.lower()
+        if fnmatch.fnmatchcase(low, p) or (":" not in p and fnmatch.fnmatchcase(short, p)):
+            return True
+    return False
+
+
+def list_models(
+    pattern: str | Sequence[str] = "*",
+    *,
+    source: str | None = None,
+    task: str | None = None,
+    pretrained: bool = False,
+    exclude: str | Sequence[str] = (),
+) -> list[str]:
+    """Fully qualified model names matching ``pattern`` (fnmatch, case-insensitive).
+
+    One ``source:arch`` per architecture, or with ``pretrained=True`` one ``source:arch.tag``
+    per set of weights. A pattern matches with or without the ``source:`` prefix. ``task``
+    filters on the card's task ("classification", "detection", ...); ``exclude`` removes
+    names matching any of its patterns. Sorted by source (resolution order), then name.
+    """
+    pats = _patterns(pattern)
+    excl = [exclude] if isinstance(exclude, str) else list(exclude)
+    out: list[str] = []
+    for idx in _indexes(source):
+        names: list[str] = []
+        if pretrained:
+            for name, raw in idx.raw.items():
+                if raw.get("tag") is None or raw.get("weights") is None:
+                    continue
+                if task is not None and raw.get("task") != task:
+                    continue
+                names.append(name)
+        else:
+            for arch, (_tags, _default, arch_task) in idx.archs.items():
+                if task is not None and arch_task != task:
+                    continue
+                names.append(format_name(idx.source, arch))
+        names = [n for n in names if _match(n, pats) and not (excl and _match(n, excl))]
+        out.extend(sorted(names))
+    return out
+
+
+def _pick_tag(idx: SourceIndex, arch: str, tag: str | None) -> tuple[str | None, bool, str]:
+    """(tag to use, found?, reason)."""
+    tags, default, _task = idx.archs[arch]
+    if tag is None or tag.upper() == "DEFAULT":
+        if default is None:
+            return None, True, f"knows {arch!r} (an architecture without pretrained weights)"
+        return default, True, f"knows {arch!r}; its default weights are {default!r}"
+    if tag in tags:
+        return tag, True, f"has {arch!r} with weights {tag!r}"
+    folded = [t for t in tags if t.lower() == tag.lower()]
+    if len(folded) == 1:
+        return folded[0], True, f"has {arch!r} with weights {folded[0]!r} (case-insensitive)"
+    avail = ", ".join(tags) if tags else "none"
+    return None, False, f"knows {arch!r} but not weights {tag!r} (has: {avail})"
+
+
+def resolve(name: str) -> Resolution:
+    """Resolve ``name`` to one card; see the module docstring for the rules."""
+    parsed = parse_name(name)
+    order = tuple(list_sources())
+    indexes = _indexes(parsed.source)
+    candidates: list[Candidate] = []
+    winner: ModelCard | None = None
+    reason = ""
+    for idx in indexes:
+        found = None
+        for arch, tag in split_body(parsed.body):
+            real = idx.find_arch(arch)
+            if real is not None:
+                found = (real, tag)
+                break
+        if found is None:
+            continue
+        arch, tag = found
+        use_tag, ok, why = _pick_tag(idx, arch, tag)
+        card_name = format_name(idx.source, arch, use_tag) if ok else None
+        candidates.append(Candidate(idx.source, arch, tag, ok, why, card_name))
+        if ok and winner is None and card_name is not None:
+            winner = idx.card(card_name)
+            if parsed.source:
+                reason = f"the name gives the source {idx.source!r}"
+            else:
+                earlier = [c.source for c in candidates[:-1]]
+                reason = f"{idx.source!r} is the first source in the order that " + (
+                    "has it" if not earlier else f"has it ({', '.join(earlier)} did not)"
+                )
+                others = [s for s in order if s != idx.source]
+                reason += "; order: " + " > ".join([idx.source, *others])
+    if winner is None:
+        if candidates:
+            lines = "; ".join(f"{c.source}: {c.reason}" for c in candidates)
+            raise NoPretrainedWeightsError(f"{name!r}: no such weights ({lines})")
+        raise UnknownModelError(name, _suggest(parsed.body, indexes))
+    return Resolution(name, winner, tuple(candidates), reason, order)
+
+
+def _suggest(body: str, indexes: list[SourceIndex], n: int = 5) -> list[str]:
+    pool: dict[str, str] = {}
+    for idx in indexes:
+        for arch in idx.archs:
+            pool.setdefault(arch.lower(), format_name(idx.source, arch))
+        for full in idx.raw:
+            pool.setdefault(full.split(":", 1)[1].lower(), full)
+    close = difflib.get_close_matches(body.lower(), list(pool), n=n, cutoff=0.6)
+    seen: list[str] = []
+    for c in close:
+        if pool[c] not in seen:
+            seen.append(pool[c])
+    return seen
+
+
+def explain(name: str) -> Resolution:
+    """Every candidate source for ``name``, the winner and why (see :class:`Resolution`)."""
+    return resolve(name)
+
+
+def get_card(name_or_model: Any) -> ModelCard:
+    """The :class:`ModelCard` for a name, a model made by ``create_model`` or a card.
+
+    Metadata only: builds nothing and downloads nothing.
+    """
+    if isinstance(name_or_model, ModelCard):
+        return name_or_model
+    if isinstance(name_or_model, str):
+        return resolve(name_or_model).card
+    card = getattr(name_or_model, "omnizoo_card", None)
+    if isinstance(card, ModelCard):
+        return card
+    raise UnknownModelError(
+        repr(type(name_or_model).__name__),
+        message=f"{type(name_or_model).__name__} object carries no omnizoo card; pass a model "
+        "name or a model made by omnizoo.create_model",
+    )

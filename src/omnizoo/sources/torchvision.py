@@ -1,0 +1,386 @@
+"""torchvision: every builder of ``torchvision.models`` (classification, detection, keypoints,
+segmentation, video, optical flow, quantized) and every member of its Weights enums.
+
+Cards come from ``WeightsEnum.meta`` and ``weights.transforms()``; nothing is copied by hand.
+Building calls the real builder with the real Weights enum (so every weights-dependent
+architecture choice upstream makes - FrozenBatchNorm in detection, ``transform_input`` in
+Inception, quantization - is kept) while two hooks replace the download: ``get_state_dict``
+returns omnizoo's verified file, and the builder's ``load_state_dict`` call is done by
+:func:`omnizoo.registry.loading.load_into` on a model whose parameters were created on the meta
+device (so nothing is randomly initialised first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..data.config import DataConfig
+from ..errors import CheckpointError, UnsupportedError
+from ..registry.card import ModelCard, WeightsFile
+from ..registry.loading import (
+    adapt_input_conv,
+    load_checkpoint,
+    load_into,
+    materialize_,
+    meta_params,
+    replace_classifier,
+    replace_first_conv,
+)
+from .base import CreateRequest, LoadReport, SourceAdapter
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["TorchvisionSource"]
+
+ORIGIN = "https://github.com/pytorch/vision"
+_HASH_RE = re.compile(r"-([a-f0-9]+)\.")
+# torchvision module -> omnizoo task
+_MODULES = (
+    ("", "classification"),
+    ("detection", "detection"),
+    ("segmentation", "segmentation"),
+    ("video", "video"),
+    ("optical_flow", "optical_flow"),
+    ("quantization", "quantized_classification"),
+)
+
+
+def _tvm() -> Any:
+    import torchvision.models as tvm
+
+    return tvm
+
+
+class TorchvisionSource(SourceAdapter):
+    """The torchvision adapter."""
+
+    name = "torchvision"
+    distribution = "torchvision"
+
+    # ------------------------------------------------------------------ metadata
+    def build_cards(self) -> list[ModelCard]:
+        tvm = _tvm()
+        from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+        cards: list[ModelCard] = []
+        for sub, task in _MODULES:
+            module = getattr(tvm, sub) if sub else tvm
+            for arch in tvm.list_models(module=module):
+                arch_task = "keypoints" if arch.startswith("keypointrcnn") else task
+                try:
+                    enum = tvm.get_model_weights(arch)
+                    members = list(enum)
+                    default = enum.DEFAULT
+                except (ValueError, AttributeError, KeyError):
+                    members, default = [], None
+                convs, heads = _stem_and_heads(arch, arch_task)
+                if not members:
+                    cards.append(ModelCard(source=self.name, arch=arch, task=arch_task,
+                                           is_default=True, first_conv=convs, classifier=heads,
+                                           origin=ORIGIN, extra={"module": sub or "models"}))
+                for w in members:
+                    cards.append(self._card(arch, arch_task, sub, w, w is default, convs, heads,
+                                            _IMAGENET_CATEGORIES))
+        return cards
+
+    def _card(self, arch: str, task: str, sub: str, w: Any, is_default: bool,
+              first_conv: str | None, heads: tuple[str, ...],
+              imagenet: list[str]) -> ModelCard:
+        meta = dict(w.meta)
+        url = w.url
+        filename = url.rsplit("/", 1)[-1]
+        m = _HASH_RE.search(filename)
+        categories = meta.get("categories")
+        label_set = None
+        inline: tuple[str, ...] | None = None
+        if categories is not None:
+            if list(categories) == list(imagenet):
+                label_set = "imagenet-1k"
+            else:
+                inline = tuple(str(c) for c in categories)
+        if categories is not None:
+            num_classes = len(categories)
+        elif task == "optical_flow":
+            num_classes = 0
+        else:
+            num_classes = 1000
+        top1 = top5 = None
+        dataset = None
+        extra_metrics: list[tuple[str, float]] = []
+        metrics = meta.get("_metrics") or {}
+        for ds, values in metrics.items():
+            for key, value in values.items():
+                if key == "acc@1" and top1 is None:
+                    top1, dataset = float(value), ds
+                elif key == "acc@5" and top5 is None:
+                    top5 = float(value)
+                else:
+                    label = key if len(metrics) == 1 else f"{ds}:{key}"
+                    extra_metrics.append((label, float(value)))
+        if dataset is None and metrics:
+            dataset = next(iter(metrics))
+        notes = []
+        if categories is None and task != "optical_flow":
+            notes.append("these weights declare no categories (feature-extraction weights)")
+        if meta.get("unquantized"):
+            notes.append(f"quantized from {meta['unquantized']}; backend {meta.get('backend')}")
+        if m is None:
+            notes.append("the file name carries no sha256 prefix: torch.hub verifies nothing")
+        docs = " ".join(str(meta.get("_docs", "")).split())
+        extra: dict[str, Any] = {
+            "module": sub or "models",
+            "weights_enum": type(w).__name__,
+            "min_size": list(meta.get("min_size", ())),
+            "file_size_mb": meta.get("_file_size"),
+        }
+        if docs:
+            extra["docs"] = docs
+        if meta.get("recipe"):
+            extra["recipe"] = meta["recipe"]
+        if meta.get("keypoint_names"):
+            extra["keypoint_names"] = list(meta["keypoint_names"])
+        if meta.get("min_temporal_size"):
+            extra["min_temporal_size"] = meta["min_temporal_size"]
+        return ModelCard(
+            source=self.name,
+            arch=arch,
+            tag=w.name,
+            task=task,
+            weights=WeightsFile(urls=(url,), filename=filename,
+                                hash_prefix=m.group(1) if m else None, format="pickle"),
+            is_default=is_default,
+            num_classes=num_classes,
+            label_set=label_set,
+            categories=inline,
+            data=_data_config(w, task, meta),
+            top1=top1,
+            top5=top5,
+            metrics_dataset=dataset,
+            extra_metrics=tuple(extra_metrics),
+            num_params=meta.get("num_params"),
+            gflops=meta.get("_ops"),
+            license=meta.get("license") or "BSD-3-Clause (torchvision)",
+            paper=None,
+            origin=meta.get("recipe") or ORIGIN,
+            first_conv=first_conv,
+            classifier=heads,
+            notes=tuple(notes),
+            extra=extra,
+        )
+
+    # ------------------------------------------------------------------ building
+    def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
+        tvm = _tvm()
+        builder = tvm.get_model_builder(card.arch)
+        weights = tvm.get_model_weights(card.arch)[card.tag] if card.tag else None
+        kwargs = dict(request.kwargs)
+        quantized = card.task == "quantized_classification"
+        if request.weights_path is None:
+            if request.num_classes is not None:
+                kwargs["num_classes"] = request.num_classes
+            with _quiet():
+                model = builder(weights=None, **kwargs)
+            report = LoadReport(notes=["random init (no weights requested)"])
+            if request.in_chans not in (None, 3):
+                _require(card.first_conv, card, "in_chans")
+                with meta_params():
+                    replace_first_conv(model, str(card.first_conv), int(request.in_chans or 3))
+                materialize_(model)
+                _no_transform_input(model)
+            return model.eval(), report
+
+        state_dict = load_checkpoint(request.weights_path, verified=not request.user_checkpoint)
+        num_classes = request.num_classes
+        if num_classes is None and request.user_checkpoint and card.classifier:
+            num_classes = _head_size(state_dict, card.classifier[-1])
+        native = card.num_classes
+        report = LoadReport(source_file=str(request.weights_path))
+        want_head = num_classes is not None and num_classes != native
+        want_stem = request.in_chans not in (None, 3)
+        if (want_head or want_stem) and card.task not in ("classification",):
+            raise UnsupportedError(
+                f"{card.name}: num_classes/in_chans with pretrained weights is supported for "
+                f"torchvision classification models, not {card.task}; build with "
+                "pretrained=False and load your own weights"
+            )
+        if want_head:
+            _require(card.classifier, card, "num_classes")
+        if want_stem:
+            _require(card.first_conv, card, "in_chans")
+
+        def load(model: nn.Module, sd: dict[str, Any]) -> None:
+            reinit: list[str] = []
+            adapted: list[str] = []
+            if want_stem:
+                key = f"{card.first_conv}.weight"
+                with meta_params():
+                    replace_first_conv(model, str(card.first_conv), int(request.in_chans or 3))
+                sd[key] = adapt_input_conv(int(request.in_chans or 3), sd[key])
+                adapted.append(key)
+            if want_head:
+                present = [h for h in card.classifier if _has_module(model, h)]
+                reinit = replace_classifier(model, present, int(num_classes or 0))
+                for h in present:
+                    for k in [k for k in sd if k.startswith(h + ".")]:
+                        del sd[k]
+            if quantized:
+                result = model.load_state_dict(sd, strict=False)
+                report.missing.extend(result.missing_keys)
+                report.unexpected.extend(result.unexpected_keys)
+                report.loaded.extend(k for k in sd if k not in set(result.unexpected_keys))
+            else:
+                load_into(model, sd, report=report, reinitialize=reinit, adapted=adapted)
+
+        if weights is None:
+            with meta_params(), _quiet():
+                model = builder(weights=None, **kwargs)
+            load(model, state_dict)
+        else:
+            ctx = contextlib.nullcontext() if quantized else meta_params()
+            with _intercept(weights, state_dict, load) as seen, ctx, _quiet():
+                model = builder(weights=weights, **kwargs)
+            if not seen:
+                raise CheckpointError(f"torchvision's {card.arch} builder did not load weights")
+        if want_stem:
+            _no_transform_input(model)
+        return model.eval(), report
+
+    def default_cfg_for_model(self, model: nn.Module) -> ModelCard | None:
+        return None
+
+
+# ---------------------------------------------------------------------------- helpers
+def _data_config(w: Any, task: str, meta: dict[str, Any]) -> DataConfig:
+    t = w.transforms()
+    crop = getattr(t, "crop_size", None)
+    resize = getattr(t, "resize_size", None)
+    mean = getattr(t, "mean", None)
+    std = getattr(t, "std", None)
+    interp = getattr(t, "interpolation", None)
+    interpolation = getattr(interp, "value", "bilinear") if interp is not None else "bilinear"
+    if task in ("detection", "keypoints", "optical_flow"):
+        h, w_ = (*tuple(meta.get("min_size") or (224, 224)), 224, 224)[:2]
+        size = (3, max(int(h), 32), max(int(w_), 32))
+        # The model resizes and normalises inside; it wants 0-1 RGB of any size.
+        return DataConfig(input_size=size, mean=(0.0,), std=(1.0,), crop_mode="none",
+                          crop_pct=1.0, interpolation="bilinear")
+    if crop is None:  # segmentation: resize the shorter side, no crop
+        side = int(resize[0]) if resize else 520
+        crop = [side]
+    if len(crop) == 1:
+        crop = [crop[0], crop[0]]
+    kwargs: dict[str, Any] = {
+        "input_size": (3, int(crop[0]), int(crop[1])),
+        "interpolation": interpolation,
+        "antialias": bool(getattr(t, "antialias", True)),
+    }
+    if resize is not None:
+        kwargs["resize_size"] = int(resize[0]) if len(resize) == 1 else int(min(resize))
+        kwargs["crop_pct"] = min(1.0, min(int(crop[0]), int(crop[1])) / kwargs["resize_size"])
+    if mean is not None:
+        kwargs["mean"] = tuple(float(v) for v in mean)
+    if std is not None:
+        kwargs["std"] = tuple(float(v) for v in std)
+    return DataConfig(**kwargs)
+
+
+def _stem_and_heads(arch: str, task: str) -> tuple[str | None, tuple[str, ...]]:
+    """The first 3-channel Conv2d and the 1000-way Linear/Conv2d heads, found on a meta build."""
+    if task != "classification":
+        return None, ()
+    from torch import nn
+
+    tvm = _tvm()
+    try:
+        with meta_params(), _quiet():
+            model = tvm.get_model(arch)
+    except Exception:  # pragma: no cover - a builder that cannot run on meta
+        return None, ()
+    conv = next((n for n, m in model.named_modules()
+                 if isinstance(m, nn.Conv2d) and m.in_channels == 3), None)
+    heads = tuple(n for n, m in model.named_modules()
+                  if (isinstance(m, nn.Linear) and m.out_features == 1000)
+                  or (isinstance(m, nn.Conv2d) and m.out_channels == 1000))
+    return conv, heads
+
+
+def _require(value: Any, card: ModelCard, what: str) -> None:
+    if not value:
+        raise UnsupportedError(f"{card.name}: {what} cannot be adapted (no stem/head recorded)")
+
+
+def _has_module(model: nn.Module, path: str) -> bool:
+    try:
+        return model.get_submodule(path) is not None
+    except AttributeError:
+        return False
+
+
+def _head_size(sd: dict[str, Any], head: str) -> int | None:
+    w = sd.get(f"{head}.weight")
+    return int(w.shape[0]) if w is not None else None
+
+
+def _no_transform_input(model: nn.Module) -> None:
+    # Inception/GoogLeNet re-normalise 3 RGB channels when transform_input is set.
+    if getattr(model, "transform_input", False):
+        model.transform_input = False
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*default weight initialization.*")
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+        yield
+
+
+class _Intercepted(dict):  # type: ignore[type-arg]
+    """The state dict handed to a torchvision builder; recognised by the load hook."""
+
+
+_hook_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def _intercept(weights: Any, state_dict: dict[str, Any], load: Any) -> Iterator[list[bool]]:
+    """Make ``weights.get_state_dict`` return ``state_dict`` and route the builder's
+    ``model.load_state_dict(that dict)`` to ``load(model, dict)``."""
+    from torch import nn
+
+    seen: list[bool] = []
+    marker = _Intercepted(state_dict)
+    cls = type(weights)
+    with _hook_lock:
+        had_own = "get_state_dict" in cls.__dict__
+        original_get = cls.get_state_dict
+        original_load = nn.Module.load_state_dict
+
+        def get_state_dict(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if self is weights:
+                return marker
+            return original_get(self, *args, **kwargs)
+
+        def load_state_dict(self: Any, sd: Any, *args: Any, **kwargs: Any) -> Any:
+            if sd is marker:
+                seen.append(True)
+                load(self, marker)
+                return nn.modules.module._IncompatibleKeys([], [])
+            return original_load(self, sd, *args, **kwargs)
+
+        cls.get_state_dict = get_state_dict
+        nn.Module.load_state_dict = load_state_dict  # type: ignore[method-assign]
+        try:
+            yield seen
+        finally:
+            if had_own:
+                cls.get_state_dict = original_get
+            else:
+                delattr(cls, "get_state_dict")
+            nn.Module.load_state_dict = original_load  # type: ignore[method-assign]
