@@ -54,6 +54,8 @@ class Route:
     html: bool = False  # serve an HTML page instead
     lfs: bool = False  # serve a Git-LFS pointer instead
     delay: float = 0.0  # sleep before sending the body
+    pause_at: int | None = None  # send this many bytes, then sleep `pause` seconds, then the rest
+    pause: float = 0.0
     ignore_range: bool = False  # always answer 200 with the whole body
     etag: str | None = '"v1"'
     # counters
@@ -139,7 +141,13 @@ class _Handler(BaseHTTPRequestHandler):
         if cut:
             assert route.cut_at is not None
             end = max(start, min(size, route.cut_at))
-        sent = self._send_body(route, start, end)
+        if route.pause_at is not None and start < route.pause_at < end:
+            sent = self._send_body(route, start, route.pause_at)
+            self.wfile.flush()
+            time.sleep(route.pause)
+            sent += self._send_body(route, route.pause_at, end)
+        else:
+            sent = self._send_body(route, start, end)
         with route.lock:
             route.bytes_sent += sent
         if cut:
@@ -195,7 +203,9 @@ class WeightServer:
         self._httpd = _Server((host, port), _Handler)
         self._httpd.owner = self
         self.host, self.port = self._httpd.server_address[:2]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base(self) -> str:
