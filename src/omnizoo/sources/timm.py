@@ -36,7 +36,8 @@ __all__ = ["HF_FILENAME", "TimmSource", "hf_url"]
 ORIGIN = "https://github.com/huggingface/pytorch-image-models"
 HF_ENDPOINT = "https://huggingface.co"  # the weights layer rewrites it to HF_ENDPOINT
 HF_FILENAME = "model.safetensors"
-_HASH_RE = re.compile(r"-([a-f0-9]+)\.")
+# 8+ hex digits: "-600e." in I-JEPA file names is an epoch count, not a hash.
+_HASH_RE = re.compile(r"-([a-f0-9]{8,})\.")
 _lock = threading.RLock()
 
 

@@ -116,6 +116,8 @@ class TorchvisionSource(SourceAdapter):
         metrics = meta.get("_metrics") or {}
         for ds, values in metrics.items():
             for key, value in values.items():
+                if value is None or value != value:  # NaN: vgg16 IMAGENET1K_FEATURES
+                    continue
                 if key == "acc@1" and top1 is None:
                     top1, dataset = float(value), ds
                 elif key == "acc@5" and top5 is None:
@@ -181,6 +183,18 @@ class TorchvisionSource(SourceAdapter):
         weights = tvm.get_model_weights(card.arch)[card.tag] if card.tag else None
         kwargs = dict(request.kwargs)
         quantized = card.task == "quantized_classification"
+        if request.features_only and card.task != "classification":
+            raise UnsupportedError(
+                f"{card.name}: features_only is supported for torchvision classification "
+                f"backbones, not {card.task} models"
+            )
+        model, report = self._create(card, request, builder, weights, kwargs, quantized)
+        if request.features_only:
+            model = feature_extractor(model, card, request.out_indices)
+        return model, report
+
+    def _create(self, card: ModelCard, request: CreateRequest, builder: Any, weights: Any,
+                kwargs: dict[str, Any], quantized: bool) -> tuple[Any, LoadReport]:
         if request.weights_path is None:
             if request.num_classes is not None:
                 kwargs["num_classes"] = request.num_classes
@@ -253,6 +267,91 @@ class TorchvisionSource(SourceAdapter):
 
     def default_cfg_for_model(self, model: nn.Module) -> ModelCard | None:
         return None
+
+
+# ---------------------------------------------------------------------------- features_only
+def feature_extractor(model: nn.Module, card: ModelCard, out_indices: Any = None) -> nn.Module:
+    """Wrap a classification model so that forward returns a list of feature maps, like timm's
+    ``features_only``: one per spatial reduction (the last module of each stride, found by a
+    probe forward pass), built with ``torchvision.models.feature_extraction``."""
+    import torch
+    from torch import nn
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    model.eval()
+    size = card.data.input_size
+    shapes: list[tuple[str, int, int]] = []
+    hooks = []
+    names = {m: n for n, m in model.named_modules() if n}
+
+    def hook(module: nn.Module, _inp: Any, out: Any) -> None:
+        name = names.get(module)
+        if name is None or not isinstance(out, torch.Tensor) or out.ndim != 4:
+            return
+        if name.count(".") > 1 or isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+            return
+        shapes.append((name, int(out.shape[1]), int(out.shape[-2])))
+
+    for m in names:
+        hooks.append(m.register_forward_hook(hook))
+    try:
+        dtype = next(model.parameters()).dtype
+        with torch.no_grad():
+            model(torch.zeros(1, *size, dtype=dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    by_reduction: dict[int, tuple[str, int]] = {}
+    for name, channels, height in shapes:
+        reduction = round(size[1] / height) if height > 0 else 0
+        if reduction in (2, 4, 8, 16, 32):  # the last module of each stride wins
+            by_reduction[reduction] = (name, channels)
+    stages = sorted((r, n, c) for r, (n, c) in by_reduction.items() if r >= 2)
+    # keep stages whose module comes after the previous one's (execution order)
+    order = [n for n, _, _ in shapes]
+    picked: list[tuple[int, str, int]] = []
+    for r, n, c in stages:
+        if not picked or order.index(n) > order.index(picked[-1][1]):
+            picked.append((r, n, c))
+    if len(picked) < 2:
+        raise UnsupportedError(
+            f"{card.name}: no feature pyramid found (non-hierarchical model); "
+            "use the timm version of this architecture for features_only"
+        )
+    indices = tuple(range(len(picked))) if out_indices is None else tuple(out_indices)
+    try:
+        chosen = [picked[i] for i in indices]
+    except IndexError:
+        raise UnsupportedError(
+            f"{card.name}: out_indices {indices} out of range; it has {len(picked)} stages"
+        ) from None
+    try:
+        body = create_feature_extractor(model, return_nodes={n: str(i) for i, (_, n, _) in
+                                                             enumerate(chosen)})
+    except Exception as exc:
+        raise UnsupportedError(f"{card.name}: torch.fx cannot trace it ({exc})") from exc
+    return _FeatureList(body, [{"module": n, "num_chs": c, "reduction": r} for r, n, c in chosen])
+
+
+def _feature_list_cls() -> Any:
+    from torch import nn
+
+    class FeatureList(nn.Module):
+        """A torchvision feature extractor whose forward returns a list, like timm's."""
+
+        def __init__(self, body: nn.Module, info: list[dict[str, Any]]):
+            super().__init__()
+            self.body = body
+            self.feature_info = info
+
+        def forward(self, x: Any) -> list[Any]:
+            return list(self.body(x).values())
+
+    return FeatureList
+
+
+def _FeatureList(body: Any, info: list[dict[str, Any]]) -> Any:
+    return _feature_list_cls()(body, info)
 
 
 # ---------------------------------------------------------------------------- helpers
