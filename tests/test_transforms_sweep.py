@@ -235,13 +235,10 @@ def _onnx_reference(family: dict[str, Any], cfg: Any) -> Callable[[Any], Any]:
         else:
             short = cfg.resize_size or math.floor(h / cfg.crop_pct)
             iw, ih = img.size
-            if iw <= ih:
-                size = (short, int(short * ih / iw))
-            else:
-                size = (int(short * iw / ih), short)
+            size = (short, int(short * ih / iw)) if iw <= ih else (int(short * iw / ih), short)
             img = img.resize(size, Image.Resampling.BILINEAR)
-            left = int(round((img.size[0] - w) / 2.0))
-            top = int(round((img.size[1] - h) / 2.0))
+            left = round((img.size[0] - w) / 2.0)
+            top = round((img.size[1] - h) / 2.0)
             img = img.crop((left, top, left + w, top + h))
         x = np.asarray(img).astype(np.float32)  # HWC RGB 0-255
         if "mean_rgb_order" in family:  # Caffe: subtract in RGB order, then reverse
