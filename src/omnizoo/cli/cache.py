@@ -124,7 +124,7 @@ def _remove(args: argparse.Namespace) -> int:
     missing = []
     for target in args.targets:
         shas = cache.find(target)
-        if not shas and "://" not in target:
+        if not shas and _looks_like_model_name(target):
             shas = _shas_for_name(cache, target)
         if not shas:
             missing.append(target)
@@ -135,6 +135,29 @@ def _remove(args: argparse.Namespace) -> int:
     if missing:
         raise CacheError("not in the weights cache: " + ", ".join(missing))
     return 0
+
+
+_FILE_SUFFIXES = (
+    ".pth",
+    ".pt",
+    ".bin",
+    ".safetensors",
+    ".onnx",
+    ".npz",
+    ".tar",
+    ".pyth",
+    ".torch",
+    ".ckpt",
+    ".json",
+)
+
+
+def _looks_like_model_name(target: str) -> bool:
+    """Worth asking the registry (which may build its index) about this target?"""
+    low = target.lower()
+    if "://" in low or "/" in low or low.endswith(_FILE_SUFFIXES):
+        return False
+    return not (len(low) >= 6 and all(c in "0123456789abcdef" for c in low))
 
 
 def _shas_for_name(cache: Any, name: str) -> list[str]:
