@@ -75,7 +75,8 @@ def test_source_order_override(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("vit_base_patch16_224.augreg2_in21k_ft_in1k", "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"),
+        ("vit_base_patch16_224.augreg2_in21k_ft_in1k",
+         "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"),
         ("timm:resnet50", "timm:resnet50.a1_in1k"),
         ("torchvision:resnet50.IMAGENET1K_V1", "torchvision:resnet50.IMAGENET1K_V1"),
         ("resnet50.imagenet1k_v1", "torchvision:resnet50.IMAGENET1K_V1"),
