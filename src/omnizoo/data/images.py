@@ -55,10 +55,11 @@ def load_image(
 ) -> PILImage.Image:
     """Decode ``source`` (path, bytes or binary file object) into an RGB PIL image.
 
-    ``max_pixels``: refuse larger images (default ``PIL.Image.MAX_IMAGE_PIXELS``; ``None``
-    for no limit). ``draft``: let the JPEG decoder downscale by a power of two to at least
-    this (width, height) while decoding — much faster for large photos, but the pixels then
-    differ from a full decode followed by the reference resize, so it is off by default.
+    ``max_pixels``: refuse larger images (default ``PIL.Image.MAX_IMAGE_PIXELS``; ``None``:
+    no omnizoo limit, though Pillow itself still refuses twice its ``MAX_IMAGE_PIXELS``).
+    ``draft``: let the JPEG decoder downscale by a power of two to at least this (width,
+    height) while decoding — much faster for large photos, but the pixels then differ from a
+    full decode followed by the reference resize, so it is off by default.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
