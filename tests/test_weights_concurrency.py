@@ -110,9 +110,11 @@ def test_sigkill_mid_download_leaves_nothing_mistaken_for_good(
     assert waiter.returncode == 0, err
     assert out.strip() == str(blob)
     assert blob.read_bytes() == DATA
-    # The victim's partial file was cleaned up by the process that took over.
+    # The waiter adopted the victim's partial file (re-hashing what was on disk) and resumed it
+    # with a Range request; nothing of it is left over.
     assert _partials(isolated_home) == []
-    assert weight_server.route(url).bodies == 2
+    route = weight_server.route(url)
+    assert (route.bodies, route.range_requests) == (1, 1)
     assert Cache(isolated_home / "weights").verify() == []
 
 
@@ -133,8 +135,46 @@ def test_sigkill_leftover_is_never_served(
 
     with settings.override(offline=True), pytest.raises(OfflineError):
         download_weights(url)
-    weight_server.route(url).pause = 0.0
+    route = weight_server.route(url)
+    route.pause = 0.0
     assert download_weights(url).read_bytes() == DATA
+    assert _partials(isolated_home) == []
+    assert (route.bodies, route.range_requests) == (1, 1)  # resumed, not restarted
+
+
+def test_corrupted_leftover_is_caught_by_the_hash(
+    isolated_home: Path, weight_server: WeightServer, tmp_path: Path
+) -> None:
+    """A dead process's partial whose bytes went bad: the resumed file fails the hash check,
+    and one clean download from byte 0 replaces it."""
+    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=3.0)
+    victim = _spawn(url, isolated_home, tmp_path, "victim")
+    _wait_for(lambda: any(p.stat().st_size >= WRITTEN for p in _partials(isolated_home)))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    (leftover,) = _partials(isolated_home)
+    with open(leftover, "r+b") as f:
+        f.seek(100)
+        f.write(b"garbage")
+    route = weight_server.route(url)
+    route.pause = 0.0
+    assert download_weights(url).read_bytes() == DATA
+    assert (route.bodies, route.range_requests) == (2, 1)
+    assert _partials(isolated_home) == []
+
+
+def test_leftover_without_validator_is_not_resumed(
+    isolated_home: Path, weight_server: WeightServer, tmp_path: Path
+) -> None:
+    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=3.0, etag=None)
+    victim = _spawn(url, isolated_home, tmp_path, "victim")
+    _wait_for(lambda: any(p.stat().st_size >= WRITTEN for p in _partials(isolated_home)))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    route = weight_server.route(url)
+    route.pause = 0.0
+    assert download_weights(url).read_bytes() == DATA
+    assert (route.bodies, route.range_requests) == (2, 0)  # no ETag: a clean restart
     assert _partials(isolated_home) == []
 
 

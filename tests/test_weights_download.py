@@ -359,3 +359,34 @@ def test_name_form_resolves_the_card(
     monkeypatch.setattr(registry, "get_card", lambda name: ModelCard("timm", "bare"))
     with pytest.raises(NoPretrainedWeightsError, match="timm:bare has no pretrained weights"):
         download_weights("timm:bare")
+
+
+def test_keyboard_interrupt_keeps_partial_and_next_call_resumes(
+    fast: Path, weight_server: WeightServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omnizoo.weights import hashing
+
+    big = os.urandom(3_000_000)
+    url = weight_server.add(f"/m/big-{hashlib.sha256(big).hexdigest()[:8]}.pth", big)
+    real_write = hashing.HashingWriter.write
+
+    def write_then_interrupt(self: hashing.HashingWriter, batch: list[bytes]) -> None:
+        real_write(self, batch)
+        if self.size >= 1_000_000:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(hashing.HashingWriter, "write", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        download_weights(url)
+    monkeypatch.setattr(hashing.HashingWriter, "write", real_write)
+    partials = list((fast / "weights" / "tmp").glob("*.part"))
+    assert len(partials) == 1 and blobs(fast) == []  # kept, but not a cache entry
+    assert download_weights(url).read_bytes() == big
+    route = weight_server.route(url)
+    assert (route.bodies, route.range_requests) == (1, 1)  # the second request was a resume
+    assert_nothing_cached_but(fast, hashlib.sha256(big).hexdigest())
+
+
+def assert_nothing_cached_but(home: Path, sha: str) -> None:
+    assert blobs(home) == [sha]
+    assert list((home / "weights" / "tmp").iterdir()) == []

@@ -194,6 +194,12 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 64
     owner: WeightServer
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 class WeightServer:
     """The server plus its routes. ``add`` returns the full URL of a path."""

@@ -38,6 +38,9 @@ __all__ = ["BlobInfo", "Cache", "url_key"]
 log = logging.getLogger("omnizoo.weights")
 _HOST = socket.gethostname().replace(".", "_") or "host"
 _STALE_FOREIGN_TEMP_S = 24 * 3600  # temp files of other hosts: left alone for a day
+# Names of the temp files this process is writing right now (its other temp files, e.g. kept
+# after a KeyboardInterrupt, are leftovers it may resume).
+ACTIVE_TEMPS: set[str] = set()
 
 
 def url_key(url: str) -> str:
@@ -123,8 +126,16 @@ class Cache:
         return self.refs / f"{url_key(url)}.json"
 
     def new_temp(self, key: str) -> Path:
-        """A fresh per-process temp path for a download of ``key`` (beside the blobs)."""
-        return self.tmp / f"{key}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+        """A fresh per-process temp path for a download of ``key`` (beside the blobs); it
+        counts as in use until :meth:`release_temp`."""
+        path = self.tmp / f"{key}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+        ACTIVE_TEMPS.add(path.name)
+        return path
+
+    @staticmethod
+    def release_temp(path: Path) -> None:
+        """This process no longer writes ``path``."""
+        ACTIVE_TEMPS.discard(path.name)
 
     # -- reads -----------------------------------------------------------------------------
     def ref(self, url: str) -> dict[str, Any] | None:
@@ -231,6 +242,8 @@ class Cache:
         except (IndexError, ValueError):
             return True
         if host == _HOST:
+            if pid == os.getpid():  # ours: a leftover unless a download is writing it now
+                return temp.name not in ACTIVE_TEMPS
             return not _pid_alive(pid)
         try:
             return time.time() - temp.stat().st_mtime > _STALE_FOREIGN_TEMP_S
@@ -242,10 +255,47 @@ class Cache:
         removed = []
         for temp in self.temps(key):
             if self.is_leftover(temp):
+                _partial_info(temp).unlink(missing_ok=True)
                 with contextlib.suppress(FileNotFoundError):
                     temp.unlink()
                     removed.append(temp)
         return removed
+
+    def record_partial(
+        self, temp: Path, url: str, validator: str | None, total: int | None
+    ) -> None:
+        """Note next to a partial download where its bytes came from (for a later resume)."""
+        info = _partial_info(temp)
+        if validator is None:
+            info.unlink(missing_ok=True)  # without a validator a resume cannot be trusted
+            return
+        _write_json(info, {"url": url, "validator": validator, "total": total})
+
+    def claim_partial(self, key: str, url: str) -> tuple[Path, str] | None:
+        """Adopt a dead process's partial download of ``url`` (atomically renamed to a temp
+        path of ours). Returns ``(temp, validator)``; only partials with a recorded ETag or
+        Last-Modified qualify, so the resume request can carry ``If-Range``."""
+        best: tuple[int, Path, dict[str, Any]] | None = None
+        for temp in self.temps(key):
+            if not self.is_leftover(temp):
+                continue
+            info = _read_json(_partial_info(temp))
+            if not info or info.get("url") != url or not isinstance(info.get("validator"), str):
+                continue
+            size = _size(temp)
+            if size > 0 and (best is None or size > best[0]):
+                best = (size, temp, info)
+        if best is None:
+            return None
+        _, temp, info = best
+        mine = self.new_temp(key)
+        try:
+            os.rename(temp, mine)  # atomic: of two claimants, one wins
+        except FileNotFoundError:
+            return None
+        _partial_info(temp).unlink(missing_ok=True)
+        self.record_partial(mine, url, info["validator"], info.get("total"))
+        return mine, str(info["validator"])
 
     @contextlib.contextmanager
     def lock(
@@ -392,10 +442,16 @@ class Cache:
         for temp in self.temps():
             if self.is_leftover(temp):
                 report["partial"].append(str(temp))
-        for d in (self.refs, self.meta, self.blobs):
+        for d in (self.refs, self.meta, self.blobs, self.tmp):
             if d.is_dir():
                 for stray in d.glob(".*.tmp"):
                     report["partial"].append(str(stray))
+        if self.tmp.is_dir():
+            for info in self.tmp.glob("*.part.json"):
+                if not info.with_name(info.name[: -len(".json")]).exists() or (
+                    str(info.with_name(info.name[: -len(".json")])) in report["partial"]
+                ):
+                    report["partial"].append(str(info))
         shas = {b.sha256 for b in self.blobs_info()} if self.blobs.is_dir() else set()
         referenced = set()
         for ref in self.all_refs():
@@ -435,6 +491,10 @@ class Cache:
             "partial": len(temps),
             "partial_bytes": sum(_size(t) for t in temps),
         }
+
+
+def _partial_info(temp: Path) -> Path:
+    return temp.with_name(temp.name + ".json")
 
 
 def _size(path: Path) -> int:

@@ -13,6 +13,7 @@ read is checked against it. Only verified bytes are renamed into the cache.
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ from .hashing import (
     reject_if_not_weights,
 )
 from .transport import candidate_urls, stream_to
+
+log = logging.getLogger("omnizoo.weights")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..registry.card import WeightsFile
@@ -149,8 +152,12 @@ def _fetch(
         hit = lookup()  # another process may have finished just before we got the lock
         if hit is not None:
             return hit
-        cache.clean_leftovers(key)
-        blob, fetched = _download_chain(cache, key, urls, settings, sha256, hash_prefix, size)
+        try:
+            blob, fetched = _download_chain(cache, key, urls, settings, sha256, hash_prefix, size)
+        except Exception:
+            cache.clean_leftovers(key)  # dead processes' partials nobody could resume
+            raise
+        cache.clean_leftovers(key)  # (not after Ctrl-C: that partial is kept for a resume)
     for url in urls:
         cache.add_ref(url, blob.name, name=name, fetched_from=fetched)
     return blob
@@ -228,12 +235,25 @@ def _download_one(
     hash_prefix: str | None,
     size: int | None,
 ) -> Path:
-    temp = cache.new_temp(key)
-    writer = HashingWriter(temp)
+    claimed = cache.claim_partial(key, url)
+    if claimed is not None:  # a dead process's partial download of this URL: resume it
+        temp, validator = claimed
+        writer = HashingWriter(temp, resume=True)
+        log.info("%s: resuming a partial download at byte %d", url, writer.size)
+    else:
+        temp, validator = cache.new_temp(key), None
+        writer = HashingWriter(temp)
     bar = _progress_bar(url, settings)
+    interrupted = False
+
+    def remember(new_validator: str | None, total: int | None) -> None:
+        cache.record_partial(temp, url, new_validator, total)
+
     try:
         for attempt in (1, 2):
-            facts = stream_to(url, writer, settings, progress=bar)
+            facts = stream_to(
+                url, writer, settings, progress=bar, validator=validator, on_validator=remember
+            )
             digest = writer.hexdigest()
             try:
                 reject_if_not_weights(writer.head, url)
@@ -247,19 +267,27 @@ def _download_one(
                 )
                 break
             except HashMismatchError:
-                if attempt == 2 or not facts["resumed"]:
+                if attempt == 2 or not (facts["resumed"] or claimed):
                     raise
                 # A resumed download that fails the check may have mixed two versions of the
                 # file: one clean download from byte 0 decides.
                 writer.reset()
+                validator = None
         writer.close()
+        cache.record_partial(temp, url, None, None)  # drop the resume note
         return cache.publish(temp, digest)
+    except (KeyboardInterrupt, SystemExit):
+        interrupted = True  # keep the partial: a later call resumes it (it is not an entry)
+        raise
     finally:
         if bar is not None:
             bar(0, None, close=True)
         writer.close()
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()  # still there only when something failed: unverified, so dropped
+        cache.release_temp(temp)
+        if not interrupted:
+            cache.record_partial(temp, url, None, None)
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()  # still there only when something failed: unverified, dropped
 
 
 def _progress_bar(url: str, settings: Settings) -> Callable[..., None] | None:

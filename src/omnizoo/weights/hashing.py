@@ -158,20 +158,43 @@ _STOP = object()
 class HashingWriter:
     """Write a stream to a file and sha256 it in the same pass.
 
-    With ``pipelined=True`` (the default) the hashing and writing run in a worker thread fed
-    through a small bounded queue, so that the socket reads (main thread) and sha256 (worker;
-    hashlib releases the GIL) run on two cores at once. Memory stays bounded by the queue.
+    With ``pipelined`` (the default when the process may use two CPUs or more) the hashing
+    and writing run in a worker thread fed through a small bounded queue, so that the socket
+    reads (main thread) and sha256 (worker; hashlib releases the GIL) run on two cores at
+    once. Memory stays bounded by the queue. ``resume=True`` adopts an existing partial file:
+    its bytes are hashed once and writing continues at its end.
 
     ``write`` takes a batch (a list of bytes objects, e.g. the socket chunks of about 1 MiB).
     ``reset`` empties the file and the hash (a server that ignored a Range request).
     """
 
-    def __init__(self, path: Path, *, pipelined: bool = True, queue_size: int = 8):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        pipelined: bool | None = None,
+        queue_size: int = 8,
+        resume: bool = False,
+    ):
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._hash = hashlib.sha256()
         self.size = 0  # bytes accepted (queued) so far
         self.head = b""  # the first SNIFF_BYTES bytes, for sniffing/format detection
+        if resume:
+            # Adopting a partial download left by a dead process: its hash state died with
+            # it, so the bytes already on disk are hashed once (a read of the partial only).
+            with open(path, "rb", buffering=0) as f:
+                while chunk := f.read(1 << 20):
+                    if len(self.head) < SNIFF_BYTES:
+                        self.head = (self.head + chunk[:SNIFF_BYTES])[:SNIFF_BYTES]
+                    self._hash.update(chunk)
+                    self.size += len(chunk)
+            self._fd = os.open(path, os.O_WRONLY)
+            os.lseek(self._fd, self.size, os.SEEK_SET)
+        else:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        if pipelined is None:  # a second core to hash on?
+            pipelined = _usable_cpus() >= 2
         self._error: BaseException | None = None
         self._queue: queue.Queue[object] | None = None
         self._thread: threading.Thread | None = None
@@ -265,3 +288,10 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         n = os.write(fd, view)
         view = view[n:]
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

@@ -123,13 +123,19 @@ def stream_to(
     *,
     progress: Callable[[int, int | None], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    validator: str | None = None,
+    on_validator: Callable[[str | None, int | None], None] | None = None,
 ) -> dict[str, Any]:
     """Download ``url`` into ``writer`` (resuming, retrying). Returns facts about the transfer:
-    ``{"resumed": int (number of Range resumes), "attempts": int, "total": int | None}``."""
+    ``{"resumed": int (number of Range resumes), "attempts": int, "total": int | None}``.
+
+    ``validator``: the ETag/Last-Modified the bytes already in ``writer`` came with (an
+    adopted partial); ``on_validator(validator, total)`` is told each new one (so the caller
+    can record it next to the partial file).
+    """
     import httpx
 
     client = get_client(settings)
-    validator: str | None = None
     total: int | None = None
     attempts = 0
     failures = 0
@@ -148,9 +154,13 @@ def stream_to(
                 total = _check_response(response, url, writer, total)
                 if response.status_code == 206:
                     resumed += 1
-                validator = response.headers.get("etag") or response.headers.get("last-modified")
-                if validator and validator.startswith("W/"):
-                    validator = None  # weak ETags may not be used with If-Range
+                new = response.headers.get("etag") or response.headers.get("last-modified")
+                if new and new.startswith("W/"):
+                    new = None  # weak ETags may not be used with If-Range
+                if response.status_code == 200 or new:
+                    validator = new
+                    if on_validator is not None:
+                        on_validator(validator, total)
                 _pump(response, writer, url, total, progress)
             if total is not None and writer.size != total:
                 raise _Retry(f"connection closed after {writer.size} of {total} bytes")
