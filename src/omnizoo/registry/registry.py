@@ -215,8 +215,7 @@ def resolve(name: str) -> Resolution:
                 reason = f"{idx.source!r} is the first source in the order that " + (
                     "has it" if not earlier else f"has it ({', '.join(earlier)} did not)"
                 )
-                others = [s for s in order if s != idx.source]
-                reason += "; order: " + " > ".join([idx.source, *others])
+                reason += "; order: " + " > ".join(order)
     if winner is None:
         if candidates:
             lines = "; ".join(f"{c.source}: {c.reason}" for c in candidates)
