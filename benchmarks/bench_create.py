@@ -1,0 +1,227 @@
+"""How long does a pretrained ``create_model`` take, against timm, torchvision and the floor?
+
+    python benchmarks/bench_create.py [--repeat 3] [--models resnet50,vit_large_patch16_224]
+
+Every measurement runs in a fresh Python process (torch/timm/torchvision already imported, so
+the figure is the model creation itself) and the median of ``--repeat`` runs is printed.
+
+Weights: real weights cannot be downloaded here, so the files are generated from random init
+(same shapes and key names as the real ones) into a private directory, then
+
+* **timm** tags (Hugging Face hosted, no published hash): the file is served by a loopback
+  HTTP server standing in for huggingface.co (``HF_ENDPOINT``); one warm-up
+  ``omnizoo.download_weights`` puts it in omnizoo's verified cache, so the timed
+  ``create_model(name, pretrained=True)`` runs the real path on a warm cache. timm gets the
+  same cached file through ``pretrained_cfg_overlay=dict(file=...)``.
+* **torchvision** weights carry a sha256 prefix in their file name that random bytes cannot
+  match, so they cannot enter the verified cache honestly; omnizoo loads the same local file
+  with ``checkpoint_path=`` (the same build and load code, minus the cache lookup), against
+  ``torchvision.models.get_model(weights=None)`` + ``load_state_dict(torch.load(f))``.
+* **floor**: the least work possible: build the architecture on the meta device
+  (``with torch.device("meta")``), read the file (safetensors / ``torch.load(mmap=True)``) and
+  ``load_state_dict(assign=True)``. It skips what a correct model needs (non-persistent
+  buffers are left on meta), so it is a lower bound, not a usable model.
+
+A last line times a fresh process doing ``import omnizoo``, a warm ``list_models()`` and
+``get_card()``, and checks that it imported neither torch nor timm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import http.server
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+# (label, omnizoo name, timm arch or torchvision builder, kind)
+MODELS = {
+    "resnet50": [("timm:resnet50.a1_in1k", "resnet50", "timm"),
+                 ("torchvision:resnet50.IMAGENET1K_V2", "resnet50", "torchvision")],
+    "convnext_base": [("timm:convnext_base.fb_in1k", "convnext_base", "timm"),
+                      ("torchvision:convnext_base.IMAGENET1K_V1", "convnext_base", "torchvision")],
+    "vit_base_patch16_224": [
+        ("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k", "vit_base_patch16_224", "timm"),
+        ("torchvision:vit_b_16.IMAGENET1K_V1", "vit_b_16", "torchvision")],
+    "vit_large_patch16_224": [
+        ("timm:vit_large_patch16_224.augreg_in21k_ft_in1k", "vit_large_patch16_224", "timm"),
+        ("torchvision:vit_l_16.IMAGENET1K_V1", "vit_l_16", "torchvision")],
+}
+
+PRELUDE = "import time, torch, timm, torchvision, omnizoo\ntorch.set_num_threads(4)\n"
+
+SNIPPETS = {
+    "omnizoo": """
+t = time.perf_counter()
+m = omnizoo.create_model(NAME, pretrained=True)
+dt = time.perf_counter() - t
+""",
+    "omnizoo_ckpt": """
+t = time.perf_counter()
+m = omnizoo.create_model(NAME, checkpoint_path=FILE)
+dt = time.perf_counter() - t
+""",
+    "timm": """
+t = time.perf_counter()
+m = timm.create_model(ARCH, pretrained=True, pretrained_cfg_overlay=dict(file=FILE))
+dt = time.perf_counter() - t
+""",
+    "torchvision": """
+t = time.perf_counter()
+m = torchvision.models.get_model(ARCH, weights=None)
+m.load_state_dict(torch.load(FILE, map_location="cpu", weights_only=True))
+dt = time.perf_counter() - t
+""",
+    "floor_timm": """
+from safetensors.torch import load_file
+t = time.perf_counter()
+with torch.device("meta"):
+    m = timm.create_model(ARCH)
+m.load_state_dict(load_file(FILE), assign=True, strict=False)
+dt = time.perf_counter() - t
+""",
+    "floor_torchvision": """
+t = time.perf_counter()
+with torch.device("meta"):
+    m = torchvision.models.get_model(ARCH, weights=None)
+m.load_state_dict(torch.load(FILE, map_location="cpu", weights_only=True, mmap=True),
+                  assign=True, strict=False)
+dt = time.perf_counter() - t
+""",
+}
+
+
+def run_snippet(kind: str, env: dict[str, str], **values: str) -> float:
+    code = PRELUDE + "".join(f"{k} = {v!r}\n" for k, v in values.items())
+    code += SNIPPETS[kind] + "print('DT', dt)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} {values}: {out.stderr[-2000:]}")
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("DT ")][-1]
+    return float(line.split()[1])
+
+
+def median(kind: str, env: dict[str, str], repeat: int, **values: str) -> float:
+    return statistics.median(run_snippet(kind, env, **values) for _ in range(repeat))
+
+
+@contextlib.contextmanager
+def serve(directory: Path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def make_files(work: Path, models: list[str]) -> dict[str, Path]:
+    """Random-init weight files: timm ones under work/hf/<hub id>/resolve/main/, torchvision
+    ones as plain .pth."""
+    import timm
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    from omnizoo import get_card
+
+    files: dict[str, Path] = {}
+    for label in models:
+        for name, arch, kind in MODELS[label]:
+            card = get_card(name)
+            if kind == "timm":
+                hub = card.weights.hf_hub_id
+                f = work / "hf" / hub / "resolve" / "main" / "model.safetensors"
+                if not f.exists():
+                    f.parent.mkdir(parents=True, exist_ok=True)
+                    with torch.device("meta"):
+                        skel = timm.create_model(arch)
+                    sd = {k: torch.randn(v.shape).to(v.dtype) if v.is_floating_point()
+                          else torch.zeros(v.shape, dtype=v.dtype)
+                          for k, v in skel.state_dict().items()}
+                    save_file(sd, str(f))
+            else:
+                f = work / "tv" / f"{arch}.pth"
+                if not f.exists():
+                    f.parent.mkdir(parents=True, exist_ok=True)
+                    with torch.device("meta"):
+                        skel = torchvision.models.get_model(arch, weights=None)
+                    sd = {k: torch.randn(v.shape).to(v.dtype) if v.is_floating_point()
+                          else torch.zeros(v.shape, dtype=v.dtype)
+                          for k, v in skel.state_dict().items()}
+                    torch.save(sd, f)
+            files[name] = f
+    return files
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--work", default=None, help="directory for the generated files and cache")
+    args = ap.parse_args()
+    models = [m for m in args.models.split(",") if m]
+    work = Path(args.work or tempfile.mkdtemp(prefix="omnizoo-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNIZOO_", "HF_"))}
+    env["OMNIZOO_HOME"] = str(work / "home")
+    env["OMNIZOO_PROGRESS"] = "0"
+    os.environ.update({"OMNIZOO_HOME": env["OMNIZOO_HOME"], "OMNIZOO_PROGRESS": "0"})
+    files = make_files(work, models)
+    rows = []
+    with serve(work / "hf") as base:
+        env["HF_ENDPOINT"] = base
+        os.environ["HF_ENDPOINT"] = base
+        from omnizoo import download_weights, settings
+
+        settings.reset()
+        cached = {}
+        for label in models:
+            name = MODELS[label][0][0]
+            cached[name] = str(download_weights(name))  # warm-up: fetch + verify once
+        print(f"# {sys.platform}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+              f"median of {args.repeat} fresh processes, seconds", flush=True)
+        print(f"{'model':<48}{'omnizoo':>9}{'upstream':>10}{'floor':>8}{'/floor':>8}"
+              f"{'speedup':>9}")
+        for label in models:
+            (tname, tarch, _), (vname, varch, _) = MODELS[label]
+            ours = median("omnizoo", env, args.repeat, NAME=tname)
+            up = median("timm", env, args.repeat, ARCH=tarch, FILE=cached[tname])
+            floor = median("floor_timm", env, args.repeat, ARCH=tarch, FILE=cached[tname])
+            rows.append((tname, ours, up, floor))
+            print(f"{tname + ' (pretrained=True)':<48}{ours:>9.3f}{up:>10.3f}{floor:>8.3f}"
+                  f"{ours / floor:>7.2f}x{up / ours:>8.1f}x", flush=True)
+            f = str(files[vname])
+            ours = median("omnizoo_ckpt", env, args.repeat, NAME=vname, FILE=f)
+            up = median("torchvision", env, args.repeat, ARCH=varch, FILE=f)
+            floor = median("floor_torchvision", env, args.repeat, ARCH=varch, FILE=f)
+            rows.append((vname, ours, up, floor))
+            print(f"{vname + ' (checkpoint_path)':<48}{ours:>9.3f}{up:>10.3f}{floor:>8.3f}"
+                  f"{ours / floor:>7.2f}x{up / ours:>8.1f}x", flush=True)
+    code = ("import sys, time; t = time.perf_counter(); import omnizoo; "
+            "n = len(omnizoo.list_models()); c = omnizoo.get_card('resnet50'); "
+            "dt = time.perf_counter() - t; "
+            "print(dt, n, [m for m in ('torch', 'timm', 'torchvision') if m in sys.modules])")
+    times = []
+    for _ in range(max(3, args.repeat)):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env=env, check=True).stdout.split(maxsplit=2)
+        times.append(float(out[0]))
+    print(f"import omnizoo + list_models() ({out[1]} names) + get_card(): "
+          f"{statistics.median(times):.3f} s (median), heavy modules imported: {out[2].strip()}")
+    print(json.dumps({"rows": rows}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
