@@ -57,6 +57,7 @@ def create(source: CadeneSource, card: ModelCard, request: CreateRequest) -> tup
 
     sd: dict[str, Any] = {}
     adapted: list[str] = []
+    num_classes = request.num_classes
     path = request.weights_path
     if path is not None:
         sd = load_checkpoint(path, verified=not request.user_checkpoint)
@@ -72,6 +73,9 @@ def create(source: CadeneSource, card: ModelCard, request: CreateRequest) -> tup
             if bkey in sd:
                 sd[bkey] = sd[bkey][1:]
                 adapted.append(bkey)
+        elif w is not None and request.user_checkpoint and num_classes is None:
+            # a fine-tuned checkpoint: its head size wins when num_classes is not given
+            num_classes = int(w.shape[0])
 
     in_chans = request.in_chans
     if in_chans is not None and in_chans != 3:
@@ -82,7 +86,6 @@ def create(source: CadeneSource, card: ModelCard, request: CreateRequest) -> tup
             adapted.append(key)
 
     reinit: list[str] = []
-    num_classes = request.num_classes
     if num_classes is not None and num_classes != built_classes:
         new_keys = replace_classifier(model, [head], num_classes)
         shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -93,6 +96,8 @@ def create(source: CadeneSource, card: ModelCard, request: CreateRequest) -> tup
                     adapted.remove(key)
         reinit = [k for k in new_keys if k not in sd]
 
+    if path is not None:
+        _fill_num_batches_tracked(model, sd)
     if path is None:
         materialize_(model)
         report = LoadReport()
@@ -105,6 +110,7 @@ def create(source: CadeneSource, card: ModelCard, request: CreateRequest) -> tup
             )
     if path is not None and arch == "inceptionv3":
         report.notes.append("inceptionv3: aux head loaded but off (model.aux_logits=False)")
+    model.num_classes = num_classes if num_classes is not None else built_classes
     _set_upstream_attributes(model, card)
     model.eval()
     return model, report
@@ -118,3 +124,14 @@ def _set_upstream_attributes(model: Any, card: ModelCard) -> None:
     model.input_range = card.extra.get("input_range", [0, int(data.value_range[1])])
     model.mean = list(data.mean)
     model.std = list(data.std)
+
+
+def _fill_num_batches_tracked(model: Any, sd: dict[str, Any]) -> None:
+    """Files saved before torch 0.4.1 have no ``num_batches_tracked``; torch's BatchNorm fills in
+    0 for them, so do the same instead of reporting them missing."""
+    import torch
+
+    suffix = "num_batches_tracked"
+    for key in model.state_dict(keep_vars=True):
+        if key.endswith(suffix) and key not in sd and key[: -len(suffix)] + "running_mean" in sd:
+            sd[key] = torch.zeros((), dtype=torch.long)

@@ -14,6 +14,7 @@ from ..registry.loading import (
     meta_params,
     replace_classifier,
 )
+from ._cadene_build import _fill_num_batches_tracked
 from .base import CreateRequest, LoadReport
 from .efficientnet import override_params
 
@@ -88,6 +89,9 @@ def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
 
     reinit: list[str] = []
     num_classes = request.num_classes
+    fc = sd.get("_fc.weight")
+    if num_classes is None and request.user_checkpoint and fc is not None:
+        num_classes = int(fc.shape[0])  # a fine-tuned checkpoint: its head size wins
     if num_classes is not None and num_classes != 1000:
         new_keys = replace_classifier(model, ["_fc"], num_classes)
         model._global_params = model._global_params._replace(num_classes=num_classes)
@@ -97,6 +101,8 @@ def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
                 del sd[key]
         reinit = [k for k in new_keys if k not in sd]
 
+    if path is not None:
+        _fill_num_batches_tracked(model, sd)
     if path is None:
         materialize_(model)
         report = LoadReport()
@@ -107,6 +113,7 @@ def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
             raise CheckpointError(
                 f"{card.name}: the weights file does not match the architecture ({report})"
             )
+    model.num_classes = num_classes if num_classes is not None else 1000
     if request.features_only:
         indices = request.out_indices if request.out_indices is not None else (0, 1, 2, 3, 4)
         model = EfficientNetFeatures(model, tuple(indices))

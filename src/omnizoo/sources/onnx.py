@@ -94,17 +94,23 @@ def _how_to_fetch(source: str) -> str:
 
 def manifest_problem() -> str | None:
     """Why the onnx source lists nothing (None when the manifest is available)."""
+    if _problem is not None:
+        return _problem
     if _cached_manifest_path() is not None:
         return None
-    return _problem or _how_to_fetch(get_settings().onnx_manifest_url)
+    return _how_to_fetch(get_settings().onnx_manifest_url)
 
 
 def _cached_manifest_path() -> Path | None:
     """The verified manifest on disk, without any network access (cheap: a stat)."""
     source = get_settings().onnx_manifest_url
     local = _local_manifest(source)
-    if local is not None:
-        return local if local.is_file() else None
+    if local is not None:  # a local copy: small, so it is checked on every use
+        try:
+            ok = hashlib.sha256(local.read_bytes()).hexdigest() == MANIFEST_SHA256
+        except OSError:
+            return None
+        return local if ok else None
     from ..weights.cache import Cache
 
     return Cache(get_settings().weights_dir).valid_blob(MANIFEST_SHA256)
@@ -117,6 +123,12 @@ def fetch_manifest() -> Path:
     if local is not None:
         if not local.is_file():
             raise DownloadError(f"OMNIZOO_ONNX_MANIFEST_URL points at {local}, which is not a file")
+        digest = hashlib.sha256(local.read_bytes()).hexdigest()
+        if digest != MANIFEST_SHA256:
+            raise HashMismatchError(
+                f"the ONNX zoo manifest at {local} has sha256 {digest}, not the pinned "
+                f"{MANIFEST_SHA256} (onnx/models ddbbd127)"
+            )
         return local
     from ..weights.download import fetch_url
 
@@ -131,9 +143,10 @@ def load_manifest(*, fetch: bool = True) -> list[dict[str, Any]]:
     """
     path = _cached_manifest_path()
     if path is None:
-        if not fetch:
+        local = _local_manifest(get_settings().onnx_manifest_url)
+        if not fetch and local is None:
             raise OfflineError(_how_to_fetch(get_settings().onnx_manifest_url))
-        path = fetch_manifest()
+        path = fetch_manifest()  # a local copy is read (and checked) even when offline
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != MANIFEST_SHA256:
@@ -154,6 +167,7 @@ def _try_manifest() -> list[dict[str, Any]] | None:
     settings = get_settings()
     source = settings.onnx_manifest_url
     fetch = not settings.offline and source not in _tried
+    _problem = None
     try:
         if fetch and _cached_manifest_path() is None:
             from .. import settings as settings_module
@@ -300,11 +314,10 @@ class OnnxZooSource(SourceAdapter):
             )
         kwargs = dict(request.kwargs)
         allow_legacy = bool(kwargs.pop("allow_legacy_opset", False))
-        device = kwargs.pop("onnx_device", kwargs.pop("device", None)) or "cpu"
         if kwargs:
             raise UnsupportedError(
                 f"ONNX zoo models take no argument(s) {sorted(kwargs)}; allowed: "
-                "allow_legacy_opset, onnx_device"
+                "allow_legacy_opset (device= moves the session to CUDA)"
             )
         if not card.extra.get("onnxruntime_loadable", True) and not allow_legacy:
             raise BackendError(unloadable_message(card))
@@ -315,7 +328,7 @@ class OnnxZooSource(SourceAdapter):
             )
         from ..inference.onnxrt import OnnxModel
 
-        model = OnnxModel(Path(request.weights_path), card=card, device=device)
+        model = OnnxModel(Path(request.weights_path), card=card, device="cpu")
         report = LoadReport(source_file=str(request.weights_path))
         report.notes.append(f"onnxruntime session ({', '.join(model.providers)})")
         return model, report
@@ -400,6 +413,6 @@ def load_test_data(directory: str | Path) -> list[tuple[list[Any], list[Any]]]:
             for pb in sorted(folder.glob(f"{kind}_*.pb")):
                 tensor = onnx.TensorProto()
                 tensor.ParseFromString(pb.read_bytes())
-                bucket.append(numpy_helper.to_array(tensor))
+                bucket.append(numpy_helper.to_array(tensor).copy())
         sets.append(pair)
     return sets

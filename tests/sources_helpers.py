@@ -1,0 +1,79 @@
+"""Helpers shared by the cadene / efficientnet / onnx source tests."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from omnizoo.data.config import DataConfig
+from omnizoo.registry.card import TASKS, WEIGHT_FORMATS, ModelCard
+
+_NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def check_card(card: ModelCard) -> None:
+    """The schema check: the registry's validate_card when it exists, plus our own asserts."""
+    try:
+        from omnizoo.registry.registry import validate_card  # type: ignore[attr-defined]
+    except ImportError:
+        validate_card = None
+    if validate_card is not None:
+        validate_card(card)
+    assert card.source in ("cadene", "efficientnet", "onnx")
+    assert _NAME_PART.match(card.arch), card.arch
+    assert card.tag is None or re.match(r"^[A-Za-z0-9_]+$", card.tag), card.tag
+    assert card.task in TASKS
+    assert isinstance(card.data, DataConfig)
+    assert card.num_classes > 0
+    assert card.output in ("logits", "probabilities")
+    assert card.label_offset in (0, 1)
+    if card.label_offset:
+        assert card.num_classes == 1001
+    if card.weights is None:
+        assert card.tag is None and not card.is_default
+    else:
+        w = card.weights
+        assert card.tag is not None
+        assert w.urls and all(u.startswith(("http://", "https://")) for u in w.urls)
+        assert w.format in WEIGHT_FORMATS
+        assert w.filename == w.urls[0].rsplit("/", 1)[-1]
+        assert w.sha256 is not None or w.hash_prefix is not None, card.name
+        if w.sha256 is not None:
+            assert re.fullmatch(r"[0-9a-f]{64}", w.sha256)
+        if w.hash_prefix is not None:
+            assert re.fullmatch(r"[0-9a-f]{8,10}", w.hash_prefix)
+            assert f"-{w.hash_prefix}." in w.filename
+    # JSON round trip (the on-disk index)
+    import json
+
+    assert ModelCard.from_dict(json.loads(json.dumps(card.to_dict()))) == card
+
+
+def one_default_per_arch(cards: list[ModelCard]) -> None:
+    archs: dict[str, list[ModelCard]] = {}
+    for c in cards:
+        archs.setdefault(c.arch, []).append(c)
+    for arch, group in archs.items():
+        with_weights = [c for c in group if c.weights is not None]
+        if with_weights:
+            assert sum(c.is_default for c in with_weights) == 1, arch
+            assert all(c.tag is not None for c in group), arch
+        else:
+            assert len(group) == 1 and group[0].tag is None, arch
+    names = [c.name for c in cards]
+    assert len(names) == len(set(names))
+
+
+def perturb_bn(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Random BatchNorm statistics, so a test notices running stats that were not loaded."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    out = {}
+    for k, v in state_dict.items():
+        if k.endswith("running_mean"):
+            v = 0.1 * torch.randn(v.shape, generator=g)
+        elif k.endswith("running_var"):
+            v = 1 + 0.1 * torch.rand(v.shape, generator=g)
+        out[k] = v
+    return out
