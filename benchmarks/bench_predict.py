@@ -1,0 +1,168 @@
+"""Images per second of omnizoo's Predictor against a plain loop and the forward-pass ceiling.
+
+    .venv/bin/python benchmarks/bench_predict.py               # ~200 JPEGs, CPU
+    .venv/bin/python benchmarks/bench_predict.py --images 96 --models mobilenet_v3_large
+
+For each model (random init: speed does not depend on the weights' values) it times, over the
+same ~200 real JPEGs (scikit-image's sample photographs, randomly cropped and resized to
+varied sizes around 500x375, written to a temporary directory):
+
+* plain loop: for each batch of 32: ``PIL.Image.open(...).convert("RGB")``, torchvision's
+  ``weights.transforms()``, ``torch.stack``, ``model(x)`` under ``torch.no_grad()`` — what a
+  user writes by hand;
+* Predictor (torch): ``omnizoo.Predictor(model, ...).predict(paths)``;
+* Predictor (onnxruntime): the same with ``backend="onnxruntime"`` (exported once with
+  ``torch.onnx.export``, export time not counted);
+* forward alone: the model on ready, preprocessed tensors with the Predictor's own settings
+  (inference_mode, channels_last) — the ceiling for a pipeline that hides decoding entirely.
+
+Each timing is the best of ``--repeats`` runs after one warm-up batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def make_jpegs(folder: Path, count: int, seed: int = 0) -> list[Path]:
+    """``count`` JPEGs around 500x375 cut from scikit-image's sample photographs."""
+    import skimage.data as D
+    from PIL import Image
+
+    rng = random.Random(seed)
+    sources = [
+        Image.fromarray(getattr(D, n)()).convert("RGB")
+        for n in ("chelsea", "coffee", "astronaut", "rocket", "hubble_deep_field")
+    ]
+    paths = []
+    for i in range(count):
+        src = sources[i % len(sources)]
+        w, h = src.size
+        cw, ch = rng.randint(int(w * 0.6), w), rng.randint(int(h * 0.6), h)
+        left, top = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        crop = src.crop((left, top, left + cw, top + ch))
+        tw = rng.randint(420, 580)
+        th = rng.randint(300, 450) if i % 4 else rng.randint(520, 640)  # some portraits
+        crop = crop.resize((tw, th), Image.Resampling.BICUBIC)
+        path = folder / f"img{i:04d}.jpg"
+        crop.save(path, quality=rng.randint(80, 95))
+        paths.append(path)
+    return paths
+
+
+def best_of(fn: Callable[[], Any], repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[str, float]:
+    import torch
+    import torchvision
+    from PIL import Image
+
+    from omnizoo import Predictor, resolve_data_config
+    from omnizoo.data.transforms import ImageTransform
+
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    reference = weights.transforms()
+    model = torchvision.models.get_model(name, weights=None).eval()
+    config = resolve_data_config(f"torchvision:{name}.{weights.name}")
+    labels = [str(i) for i in range(1000)]
+    bs = args.batch_size
+    n = len(paths)
+
+    def plain() -> None:
+        with torch.no_grad():
+            for i in range(0, n, bs):
+                batch = [reference(Image.open(p).convert("RGB")) for p in paths[i : i + bs]]
+                model(torch.stack(batch))
+
+    predictor = Predictor(
+        model,
+        data_config=config,
+        labels=labels,
+        device="cpu",
+        batch_size=bs,
+        num_workers=args.workers,
+    )
+    transform = ImageTransform(config)
+    ready = [
+        torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[i : i + bs]])
+        for i in range(0, n, bs)
+    ]
+    runner = predictor._run  # the Predictor's own model runner (channels_last, inference_mode)
+
+    def forward_only() -> None:
+        for x in ready:
+            runner(x)
+
+    results: dict[str, float] = {}
+    plain_first = [reference(Image.open(p).convert("RGB")) for p in paths[:bs]]
+    with torch.no_grad():
+        model(torch.stack(plain_first))  # warm-up
+    results["plain loop"] = n / best_of(plain, args.repeats)
+    model_cl = predictor.predict(paths[:bs])  # warm-up (also converts to channels_last)
+    del model_cl
+    results["Predictor (torch)"] = n / best_of(lambda: predictor.predict(paths), args.repeats)
+    results["forward alone"] = n / best_of(forward_only, args.repeats)
+    if not args.no_onnx:
+        ort = Predictor(
+            torchvision.models.get_model(name, weights=None).eval(),
+            data_config=config,
+            labels=labels,
+            device="cpu",
+            batch_size=bs,
+            num_workers=args.workers,
+            backend="onnxruntime",
+        )
+        ort.predict(paths[:bs])
+        results["Predictor (onnxruntime)"] = n / best_of(lambda: ort.predict(paths), args.repeats)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v3_large"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=None, help="Predictor decode threads")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--no-onnx", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
+    with tempfile.TemporaryDirectory(prefix="omnizoo-bench-") as tmp:
+        paths = make_jpegs(Path(tmp), args.images)
+        print(f"{len(paths)} JPEGs around 500x375 in {tmp}, batch size {args.batch_size}\n")
+        for name in args.models:
+            res = bench_model(name, paths, args)
+            plain = res["plain loop"]
+            ceiling = res["forward alone"]
+            print(f"{name}")
+            for label, ips in res.items():
+                extra = f"{ips / plain:5.2f}x plain loop, {ips / ceiling:5.2f}x forward alone"
+                print(f"  {label:<25} {ips:8.1f} img/s   {extra}")
+            if "Predictor (onnxruntime)" in res:
+                ratio = res["Predictor (onnxruntime)"] / res["Predictor (torch)"]
+                print(f"  onnxruntime / torch backend: {ratio:.2f}x")
+            print()
+
+
+if __name__ == "__main__":
+    main()
