@@ -11,7 +11,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from sources_helpers import check_card, one_default_per_arch, perturb_bn
 
 from omnizoo.errors import UnsupportedError
 from omnizoo.registry.card import ModelCard
@@ -22,6 +21,7 @@ from omnizoo.sources.cadene import (
     CadeneSource,
     settings_key_for_tag,
 )
+from sources_helpers import check_card, one_default_per_arch, perturb_bn
 
 pm = pytest.importorskip("pretrainedmodels")
 torch = pytest.importorskip("torch")

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sources_helpers import check_card, one_default_per_arch, perturb_bn
 
 from omnizoo.errors import ConfigurationError, UnsupportedError
 from omnizoo.registry.card import ModelCard
 from omnizoo.sources.base import CreateRequest
 from omnizoo.sources.efficientnet import EfficientNetSource
+from sources_helpers import check_card, one_default_per_arch, perturb_bn
 
 torch = pytest.importorskip("torch")
 effnet = pytest.importorskip("efficientnet_pytorch")
@@ -99,7 +99,7 @@ def test_forward_and_upstream_parity(arch: str, cards: list[ModelCard], tmp_path
 @pytest.mark.slow
 def test_l2_builds() -> None:
     cards = EfficientNetSource().build_cards()
-    model, report = EfficientNetSource().create(_card(cards, "efficientnet-l2"), CreateRequest())
+    model, _ = EfficientNetSource().create(_card(cards, "efficientnet-l2"), CreateRequest())
     with torch.no_grad():
         assert model(torch.randn(1, 3, 224, 224)).shape == (1, 1000)
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sources_helpers import check_card
 
 from omnizoo import settings
 from omnizoo.errors import BackendError, HashMismatchError, UnsupportedError
@@ -21,6 +20,7 @@ from omnizoo.sources import onnx as onnx_source
 from omnizoo.sources.base import CreateRequest
 from omnizoo.sources.onnx import MANIFEST_SHA256, OnnxZooSource, manifest_problem
 from omnizoo.sources.onnx_zoo import FAMILIES, classify_manifest, exclusion_reason
+from sources_helpers import check_card
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 MANIFEST = REFERENCE / "onnx_hub_manifest.json"
@@ -417,7 +417,7 @@ def test_create_model_downloads_verifies_and_matches_torch(tiny_zoo: Any) -> Non
     for kwargs in ({"num_classes": 10}, {"in_chans": 1}, {"features_only": True}):
         with pytest.raises(UnsupportedError):
             create_model(card.name, pretrained=True, **kwargs)
-    with pytest.raises(BackendError, match="opset >= 7.*onnx:tiny-resnet18-17"):
+    with pytest.raises(BackendError, match=r"opset >= 7.*onnx:tiny-resnet18-17"):
         OnnxZooSource().create(get_card("onnx:tiny-resnet18-3"), CreateRequest())
     # the test-data archive: verified download, safe extraction, and the outputs agree
     folder = onnx_source.download_test_data(card)

@@ -44,13 +44,16 @@ def _special(name: str, kind: bytes) -> tarfile.TarInfo:
 def test_good_archive_extracts(tmp_path: Path) -> None:
     d = tarfile.TarInfo("model/sub")
     d.type = tarfile.DIRTYPE
-    archive = _tar(tmp_path / "ok.tar.gz", [
-        (d, None),
-        (_file("model/model.onnx"), b"onnx"),
-        (_file("model/test_data_set_0/input_0.pb"), b"pb"),
-        (_link("model/alias.onnx", "model.onnx", tarfile.SYMTYPE), None),
-        (_link("model/hard.onnx", "model/model.onnx", tarfile.LNKTYPE), None),
-    ])
+    archive = _tar(
+        tmp_path / "ok.tar.gz",
+        [
+            (d, None),
+            (_file("model/model.onnx"), b"onnx"),
+            (_file("model/test_data_set_0/input_0.pb"), b"pb"),
+            (_link("model/alias.onnx", "model.onnx", tarfile.SYMTYPE), None),
+            (_link("model/hard.onnx", "model/model.onnx", tarfile.LNKTYPE), None),
+        ],
+    )
     dest = safe_extract(archive, tmp_path / "out")
     assert (dest / "model" / "model.onnx").read_bytes() == b"onnx"
     assert (dest / "model" / "test_data_set_0" / "input_0.pb").read_bytes() == b"pb"
@@ -77,8 +80,9 @@ def test_good_archive_extracts(tmp_path: Path) -> None:
         (_special("model/fifo", tarfile.FIFOTYPE), None, "FIFO"),
     ],
 )
-def test_malicious_members_are_refused(tmp_path: Path, member: tarfile.TarInfo,
-                                       data: bytes | None, why: str) -> None:
+def test_malicious_members_are_refused(
+    tmp_path: Path, member: tarfile.TarInfo, data: bytes | None, why: str
+) -> None:
     archive = _tar(tmp_path / "bad.tar.gz", [(_file("model/ok.txt"), b"fine"), (member, data)])
     dest = tmp_path / "sandbox" / "out"
     with pytest.raises(UnsafeArchiveError, match=why) as info:
@@ -95,10 +99,13 @@ def test_symlink_then_write_through_it_is_refused(tmp_path: Path) -> None:
     """The classic two-step: a symlink to a directory outside, then a file 'inside' it."""
     outside = tmp_path / "outside"
     outside.mkdir()
-    archive = _tar(tmp_path / "two.tar.gz", [
-        (_link("model/link", str(outside), tarfile.SYMTYPE), None),
-        (_file("model/link/pwned.txt"), b"x"),
-    ])
+    archive = _tar(
+        tmp_path / "two.tar.gz",
+        [
+            (_link("model/link", str(outside), tarfile.SYMTYPE), None),
+            (_file("model/link/pwned.txt"), b"x"),
+        ],
+    )
     with pytest.raises(UnsafeArchiveError):
         safe_extract(archive, tmp_path / "out")
     assert list(outside.iterdir()) == []

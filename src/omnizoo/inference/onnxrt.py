@@ -82,8 +82,8 @@ class OnnxModel:
         self.omnizoo_card = card
         extra = dict(card.extra) if card is not None else {}
         self.name = card.name if card is not None else self.path.name
-        self.layout = layout or extra.get("layout") or (
-            card.data.layout if card is not None else "NCHW"
+        self.layout = (
+            layout or extra.get("layout") or (card.data.layout if card is not None else "NCHW")
         )
         self.output = output or (card.output if card is not None else "logits")
         self._intra = intra_op_threads
@@ -101,8 +101,9 @@ class OnnxModel:
         if self._intra:
             opts.intra_op_num_threads = int(self._intra)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts,
-                                                providers=providers)
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=opts, providers=providers
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             opset = self.card.extra.get("opset") if self.card is not None else None
             hint = (

@@ -47,7 +47,8 @@ def _features_class() -> type:
             ]
 
         def forward(self, x: Any) -> list[Any]:
-            endpoints = self.model.extract_endpoints(x)
+            model: Any = self.model
+            endpoints = model.extract_endpoints(x)
             return [endpoints[f"reduction_{i + 1}"] for i in self.out_indices]
 
     return EfficientNetFeatures

@@ -282,8 +282,16 @@ class CadeneSource(SourceAdapter):
                     stats[nc] = _meta_stats(pm, arch, nc)
                 num_params, first_conv, head = stats[nc]
                 cards.append(
-                    self._card(arch, key, entry, key == default_key, file_rows[entry["url"]],
-                               num_params, first_conv, head)
+                    self._card(
+                        arch,
+                        key,
+                        entry,
+                        key == default_key,
+                        file_rows[entry["url"]],
+                        num_params,
+                        first_conv,
+                        head,
+                    )
                 )
         return cards
 
@@ -380,8 +388,9 @@ class CadeneSource(SourceAdapter):
         return _cadene_build.create(self, card, request)
 
 
-def translate_checkpoint_keys(arch: str, state_dict: Mapping[str, Any],
-                              model_keys: set[str]) -> dict[str, Any]:
+def translate_checkpoint_keys(
+    arch: str, state_dict: Mapping[str, Any], model_keys: set[str]
+) -> dict[str, Any]:
     """Rename torchvision-format keys (``fc.weight``) to the built model's (``last_linear...``).
 
     Keys already in ``model_keys`` are kept as they are, so a state dict saved from an
@@ -398,7 +407,7 @@ def translate_checkpoint_keys(arch: str, state_dict: Mapping[str, Any],
         if new not in model_keys:
             for old_prefix, new_prefix in pairs:
                 if new.startswith(old_prefix):
-                    new = new_prefix + new[len(old_prefix):]
+                    new = new_prefix + new[len(old_prefix) :]
                     break
         if new in out:
             raise CheckpointError(f"checkpoint keys {key!r} and another both map to {new!r}")

@@ -77,7 +77,7 @@ def model_urls(model_path: str) -> tuple[str, ...]:
 
 def _local_manifest(source: str) -> Path | None:
     if source.startswith("file://"):
-        return Path(source[len("file://"):])
+        return Path(source[len("file://") :])
     if "://" not in source:
         return Path(source).expanduser()
     return None
@@ -182,8 +182,10 @@ def _try_manifest() -> list[dict[str, Any]] | None:
         return load_manifest(fetch=False)
     except (DownloadError, IntegrityError, OSError, ValueError) as exc:
         _tried.add(source)
-        _problem = str(exc) if isinstance(exc, OfflineError) else (
-            f"{_how_to_fetch(source)} ({type(exc).__name__}: {exc})"
+        _problem = (
+            str(exc)
+            if isinstance(exc, OfflineError)
+            else (f"{_how_to_fetch(source)} ({type(exc).__name__}: {exc})")
         )
         log.info("onnx source lists no models: %s", _problem)
         return None
@@ -204,8 +206,9 @@ def _card(entry: ZooEntry) -> ModelCard:
             " use a higher-opset file of the same model"
         )
     if entry.io_inferred:
-        notes.append("the manifest has no io_ports for this opset; taken from the same model's "
-                     "other opset")
+        notes.append(
+            "the manifest has no io_ports for this opset; taken from the same model's other opset"
+        )
     if entry.softmax_in_graph:
         notes.append("softmax is part of the graph: outputs are probabilities")
     if len(entry.output_shape) == 4:

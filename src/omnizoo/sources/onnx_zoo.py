@@ -45,8 +45,13 @@ class Family:
     note: str
 
 
-def _caffe(mean: tuple[float, ...], std: tuple[float, ...] = (1.0, 1.0, 1.0), *,
-           squash: bool, verified: bool = True) -> DataConfig:
+def _caffe(
+    mean: tuple[float, ...],
+    std: tuple[float, ...] = (1.0, 1.0, 1.0),
+    *,
+    squash: bool,
+    verified: bool = True,
+) -> DataConfig:
     return DataConfig(
         input_size=(3, 224, 224),
         interpolation="bilinear",
@@ -185,7 +190,7 @@ def family_of(model_path: str, model_name: str) -> str:
     rel = model_path
     for prefix in CLASSIFICATION_DIRS:
         if rel.startswith(prefix):
-            rel = rel[len(prefix):]
+            rel = rel[len(prefix) :]
             break
     directory = rel.split("/", 1)[0]
     stem = rel.rsplit("/", 1)[-1].lower()
@@ -194,8 +199,10 @@ def family_of(model_path: str, model_name: str) -> str:
         return "caffe_bgr_meansub"
     if directory == "inception_and_googlenet":
         sub = rel.split("/")[1] if "/" in rel else ""
-        return "caffe_bgr_meansub" if sub in ("googlenet", "inception_v1") else (
-            "caffe_bgr_meansub_unverified"
+        return (
+            "caffe_bgr_meansub"
+            if sub in ("googlenet", "inception_v1")
+            else ("caffe_bgr_meansub_unverified")
         )
     if directory == "rcnn_ilsvrc13":
         return "caffe_bgr_meansub_unverified"
@@ -205,8 +212,10 @@ def family_of(model_path: str, model_name: str) -> str:
         return "tf_efficientnet_lite"
     if directory == "squeezenet":
         # SqueezeNet 1.0 is the Caffe2/BVLC conversion, 1.1 the MXNet export
-        return "caffe_bgr_meansub" if ("1.0" in name or "squeezenet1.0" in stem) else (
-            "mxnet_gluon_imagenet"
+        return (
+            "caffe_bgr_meansub"
+            if ("1.0" in name or "squeezenet1.0" in stem)
+            else ("mxnet_gluon_imagenet")
         )
     if directory == "shufflenet":
         return "torchvision_imagenet" if ("v2" in name or "-v2" in stem) else "caffe2_shufflenet_v1"
