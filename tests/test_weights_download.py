@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -390,3 +391,41 @@ def test_keyboard_interrupt_keeps_partial_and_next_call_resumes(
 def assert_nothing_cached_but(home: Path, sha: str) -> None:
     assert blobs(home) == [sha]
     assert list((home / "weights" / "tmp").iterdir()) == []
+
+
+def test_unsupported_scheme_fails_at_once(fast: Path) -> None:
+    with pytest.raises(DownloadError, match="unsupported URL scheme"):
+        download_weights("ftp://example.invalid/x-abcdef12.pth")
+    assert_nothing_cached(fast)
+
+
+@pytest.mark.parametrize(
+    ("progress", "tty", "shown"),
+    [
+        (True, False, True),  # OMNIZOO_PROGRESS=1
+        (None, True, True),  # auto, stderr is a terminal
+        (None, False, False),  # auto, not a terminal (CI logs, pipes)
+        (False, True, False),  # OMNIZOO_PROGRESS=0
+    ],
+)
+def test_progress_bar_only_where_wanted(
+    fast: Path,
+    weight_server: WeightServer,
+    monkeypatch: pytest.MonkeyPatch,
+    progress: bool | None,
+    tty: bool,
+    shown: bool,
+) -> None:
+    import io
+
+    class FakeStderr(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    fake = FakeStderr()
+    monkeypatch.setattr(sys, "stderr", fake)
+    url = weight_server.add(NAME, DATA)
+    with settings.override(progress=progress):
+        download_weights(url)
+    text = fake.getvalue()
+    assert (NAME.rsplit("/", 1)[-1][:20] in text and "B/s" in text) == shown, text

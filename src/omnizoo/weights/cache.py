@@ -50,6 +50,8 @@ def url_key(url: str) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there; trust the age rule
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -158,8 +160,10 @@ class Cache(CacheMaintenance):
             temp.unlink(missing_ok=True)  # the same bytes are already there
             return target
         os.chmod(temp, 0o444)  # blobs are immutable; a later write is a corruption
+        # The meta first (a rename keeps size and mtime), so that a reader who sees the blob
+        # always finds its meta and never re-hashes a file that was just verified.
+        self._record_meta(sha256, temp)
         os.replace(temp, target)
-        self._record_meta(sha256, target)
         return target
 
     def add_ref(

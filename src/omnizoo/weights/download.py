@@ -86,7 +86,7 @@ def download_weights(name_or_url: str, *, sha256: str | None = None) -> Path:
 
 def fetch_url(url: str, *, sha256: str | None = None, size: int | None = None) -> Path:
     """Fetch one URL (with OMNIZOO_MIRRORS/HF_ENDPOINT applied) into the cache."""
-    return _fetch((url,), sha256=sha256, hash_prefix=None, size=None if size is None else size)
+    return _fetch((url,), sha256=sha256, hash_prefix=None, size=size)
 
 
 def fetch_weights(weights: WeightsFile, *, name: str | None = None) -> Path:
@@ -158,8 +158,8 @@ def _fetch(
             cache.clean_leftovers(key)  # dead processes' partials nobody could resume
             raise
         cache.clean_leftovers(key)  # (not after Ctrl-C: that partial is kept for a resume)
-    for url in urls:
-        cache.add_ref(url, blob.name, name=name, fetched_from=fetched)
+        for url in urls:  # before the lock is released, so that waiters find the refs
+            cache.add_ref(url, blob.name, name=name, fetched_from=fetched)
     return blob
 
 

@@ -165,6 +165,12 @@ def stream_to(
             if total is not None and writer.size != total:
                 raise _Retry(f"connection closed after {writer.size} of {total} bytes")
             return {"resumed": resumed, "attempts": attempts, "total": total}
+        except httpx.UnsupportedProtocol as exc:
+            raise DownloadError(
+                f"{url}: unsupported URL scheme ({exc}); use http:// or https://, or pass a "
+                "local file as checkpoint_path=",
+                url=url,
+            ) from None
         except (_Retry, httpx.TransportError) as exc:
             last_error = _describe(exc)
         if writer.size > start_size:
