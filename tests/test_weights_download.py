@@ -429,3 +429,13 @@ def test_progress_bar_only_where_wanted(
         download_weights(url)
     text = fake.getvalue()
     assert (NAME.rsplit("/", 1)[-1][:20] in text and "B/s" in text) == shown, text
+
+
+def test_full_sha256_wins_over_a_misleading_file_name(
+    fast: Path, weight_server: WeightServer
+) -> None:
+    # "-1." looks like a hash prefix to torch.hub's rule; with the full sha256 it is ignored.
+    url = weight_server.add("/m/model-1.0.pth", DATA)
+    assert download_weights(url, sha256=SHA).read_bytes() == DATA
+    assert download_weights(url, sha256=SHA).read_bytes() == DATA
+    assert weight_server.route(url).requests == 1  # the second call was a cache hit

@@ -120,6 +120,7 @@ def _fetch(
             from ..errors import ConfigurationError
 
             raise ConfigurationError(str(exc)) from None
+        hash_prefix = None  # the full digest decides; a file name's "-<hex>." may be anything
     else:
         hash_prefix = hash_prefix or parse_hash_prefix(urls[0])
     if hash_prefix is not None:
