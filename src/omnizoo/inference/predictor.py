@@ -134,7 +134,7 @@ class Predictor:
             from ..registry.factory import create_model
 
             if checkpoint_path is not None:
-                model = create_model(name_or_model, checkpoint_path=checkpoint_path)
+                model = create_model(name_or_model, checkpoint_path=Path(checkpoint_path))
             else:
                 model = create_model(name_or_model, pretrained=True)
             card = getattr(model, "omnizoo_card", None) or card_of(name_or_model)
@@ -167,11 +167,10 @@ class Predictor:
         if onnx_native:
             self._run: Any = OrtRunner(model, self.device)
         elif backend == "onnxruntime":
+            if self.data_config.layout != "NCHW":
+                raise ConfigurationError("exporting a torch model needs an NCHW data_config")
             with tempfile.TemporaryDirectory(prefix="omnizoo-ort-") as tmp:
-                shape = tuple(self.data_config.input_size)
-                if self.data_config.layout == "NHWC":
-                    shape = (shape[1], shape[2], shape[0])
-                path = export_for_onnxruntime(model, shape, Path(tmp))
+                path = export_for_onnxruntime(model, self.data_config, Path(tmp))
                 self._run = OrtRunner(path, self.device)
         else:
             self._run = TorchRunner(
