@@ -22,6 +22,7 @@ import pickle
 import re
 import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,7 +167,8 @@ def unwrap_checkpoint(obj: Any, *, use_ema: bool = True) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint holds a {type(obj).__name__}, not a state dict (a dict of tensors)"
         )
-    tensors = {str(k): v for k, v in obj.items() if _is_tensor(v)}
+    tensors: dict[str, Any] = OrderedDict((str(k), v) for k, v in obj.items() if _is_tensor(v))
+    _copy_metadata(obj, tensors)
     if not tensors:
         raise CheckpointError(
             "checkpoint holds no tensors; looked inside " + ", ".join(repr(k) for k in keys)
@@ -182,7 +184,7 @@ def _is_tensor(value: Any) -> bool:
 
 def clean_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     """Strip ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (torch.compile) prefixes."""
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = OrderedDict()
     for key, value in state_dict.items():
         new = key
         changed = True
@@ -194,7 +196,34 @@ def clean_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
                     changed = True
             new = new.replace("._orig_mod.", ".")
         out[new] = value
+    _copy_metadata(state_dict, out, strip=True)
     return out
+
+
+def _strip(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for prefix in STRIP_PREFIXES:
+            bare = prefix[:-1]
+            if key == bare:
+                return ""
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                changed = True
+    return key.replace("._orig_mod.", ".")
+
+
+def _copy_metadata(src: Any, dst: Any, *, strip: bool = False) -> None:
+    """Carry ``state_dict._metadata`` (per-module versions some loaders read, e.g. MNASNet)."""
+    meta = getattr(src, "_metadata", None)
+    if meta is None:
+        return
+    new = OrderedDict()
+    for key, value in meta.items():
+        new[_strip(key) if strip else key] = value
+    with contextlib.suppress(AttributeError):
+        dst._metadata = new
 
 
 def load_checkpoint(
@@ -429,7 +458,8 @@ def load_into(
     reinit = set(reinitialize)
     adapted_set = set(adapted)
     own = dict(model.state_dict(keep_vars=True))
-    sd: dict[str, Any] = {}
+    sd: dict[str, Any] = OrderedDict()
+    _copy_metadata(state_dict, sd)
     mismatched: list[str] = []
     unexpected: list[str] = []
     for key, value in state_dict.items():

@@ -455,6 +455,8 @@ def _intercept(weights: Any, state_dict: dict[str, Any], load: Any) -> Iterator[
 
     seen: list[bool] = []
     marker = _Intercepted(state_dict)
+    if getattr(state_dict, "_metadata", None) is not None:
+        marker._metadata = state_dict._metadata  # type: ignore[attr-defined]
     cls = type(weights)
     with _hook_lock:
         had_own = "get_state_dict" in cls.__dict__
