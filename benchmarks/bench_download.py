@@ -53,10 +53,24 @@ def _stats(base: str) -> dict[str, dict[str, int]]:
         return json.loads(r.read())  # type: ignore[no-any-return]
 
 
-def _timed(fn) -> float:  # type: ignore[no-untyped-def]
+_CPU: dict[str, list[float]] = {}
+
+
+def _cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _timed(fn, label: str = "") -> float:  # type: ignore[no-untyped-def]
+    """Wall seconds of fn(); its client CPU seconds (all threads) go to _CPU[label]."""
+    c0 = _cpu()
     t0 = time.perf_counter()
     fn()
-    return time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
+    _CPU.setdefault(label, []).append(_cpu() - c0)
+    return elapsed
 
 
 def _urllib_plain(url: str, dst: Path) -> None:
@@ -101,7 +115,10 @@ def main() -> None:
         name = f"bench-{digest[:8]}.pth"
         (served / name).write_bytes(data)
         del data
-        print(f"file: {size / 1e6:.0f} MB, sha256 {digest[:16]}..., cpus: {os.cpu_count()}")
+        print(
+            f"file: {size / 1e6:.0f} MB, sha256 {digest[:16]}..., cpus: {os.cpu_count()}, "
+            f"load average: {os.getloadavg()[0]:.1f}"
+        )
 
         proc, base = _start_server(served)
         url = f"{base}/{name}"
@@ -113,18 +130,19 @@ def main() -> None:
             runs: dict[str, list[float]] = {"plain": [], "torch": [], "omnizoo": []}
             # Interleaved rounds: each round times the three under the same machine load.
             for _ in range(args.repeat):
-                runs["plain"].append(_timed(lambda: _urllib_plain(url, dst)))
+                runs["plain"].append(_timed(lambda: _urllib_plain(url, dst), "plain"))
                 dst.unlink()
                 runs["torch"].append(
                     _timed(
                         lambda: torch.hub.download_url_to_file(
                             url, str(dst), hash_prefix=digest[:8], progress=False
-                        )
+                        ),
+                        "torch",
                     )
                 )
                 dst.unlink()
                 shutil.rmtree(home, ignore_errors=True)
-                runs["omnizoo"].append(_timed(lambda: _omnizoo(url, home)))
+                runs["omnizoo"].append(_timed(lambda: _omnizoo(url, home), "omnizoo"))
             for label, key in (
                 ("urllib plain (no hash)", "plain"),
                 ("torch.hub.download_url_to_file", "torch"),
@@ -133,7 +151,8 @@ def main() -> None:
                 best = min(runs[key])
                 print(
                     f"{label:32s} best {best:6.3f} s ({size / best / 1e6:5.0f} MB/s), "
-                    f"median {statistics.median(runs[key]):6.3f} s"
+                    f"median {statistics.median(runs[key]):6.3f} s, "
+                    f"client CPU median {statistics.median(_CPU[key]):5.3f} s"
                 )
             for other, goal in (("plain", 0.75), ("torch", 1.2)):
                 ratios = [o / z for o, z in zip(runs[other], runs["omnizoo"], strict=True)]
