@@ -13,12 +13,9 @@ _NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 def check_card(card: ModelCard) -> None:
     """The schema check: the registry's validate_card when it exists, plus our own asserts."""
-    try:
-        from omnizoo.registry.registry import validate_card  # type: ignore[attr-defined]
-    except ImportError:
-        validate_card = None
-    if validate_card is not None:
-        validate_card(card)
+    from omnizoo.registry.validate import validate_card
+
+    validate_card(card)
     assert card.source in ("cadene", "efficientnet", "onnx")
     assert _NAME_PART.match(card.arch), card.arch
     assert card.tag is None or re.match(r"^[A-Za-z0-9_]+$", card.tag), card.tag
@@ -30,7 +27,7 @@ def check_card(card: ModelCard) -> None:
     if card.label_offset:
         assert card.num_classes == 1001
     if card.weights is None:
-        assert card.tag is None and not card.is_default
+        assert card.tag is None and card.is_default  # an architecture-only card
     else:
         w = card.weights
         assert card.tag is not None
@@ -50,6 +47,9 @@ def check_card(card: ModelCard) -> None:
 
 
 def one_default_per_arch(cards: list[ModelCard]) -> None:
+    from omnizoo.registry.validate import validate_cards
+
+    validate_cards(cards)
     archs: dict[str, list[ModelCard]] = {}
     for c in cards:
         archs.setdefault(c.arch, []).append(c)
@@ -64,16 +64,29 @@ def one_default_per_arch(cards: list[ModelCard]) -> None:
     assert len(names) == len(set(names))
 
 
-def perturb_bn(state_dict: dict[str, Any]) -> dict[str, Any]:
-    """Random BatchNorm statistics, so a test notices running stats that were not loaded."""
+def random_state_dict(shapes: dict[str, Any]) -> dict[str, Any]:
+    """Finite random tensors shaped like ``shapes`` (e.g. a meta-device state dict), scaled so
+    activations stay O(1), with random BatchNorm statistics; no ``num_batches_tracked``."""
+    import math
+
     import torch
 
     g = torch.Generator().manual_seed(0)
     out = {}
-    for k, v in state_dict.items():
+    for k, v in shapes.items():
+        if k.endswith("num_batches_tracked"):
+            continue
+        shape = tuple(v.shape)
         if k.endswith("running_mean"):
-            v = 0.1 * torch.randn(v.shape, generator=g)
+            t = 0.1 * torch.randn(shape, generator=g)
         elif k.endswith("running_var"):
-            v = 1 + 0.1 * torch.rand(v.shape, generator=g)
-        out[k] = v
+            t = 1 + 0.1 * torch.rand(shape, generator=g)
+        elif len(shape) >= 2:
+            fan_in = math.prod(shape[1:])
+            t = torch.randn(shape, generator=g) * math.sqrt(2.0 / fan_in)
+        elif k.endswith("weight"):
+            t = 1 + 0.1 * torch.randn(shape, generator=g)
+        else:
+            t = 0.1 * torch.randn(shape, generator=g)
+        out[k] = t.to(v.dtype) if v.dtype.is_floating_point else t
     return out

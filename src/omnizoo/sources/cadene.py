@@ -25,9 +25,10 @@ builders come from ``pretrainedmodels.__dict__[arch]``. Upstream quirks and what
 * **SqueezeNet** returns ``[N, 1000, 1, 1]`` upstream; omnizoo's returns ``[N, 1000]``.
 * **InceptionV3** returns ``(logits, aux)`` in train mode upstream; omnizoo's returns logits in
   both modes (the aux head is kept and loaded; set ``model.aux_logits = True`` to get it back).
-* Checkpoint key formats: the files of the torchvision wrappers use torchvision's key names
-  (``fc.*``, ``classifier.6.*``, DenseNet's legacy ``norm.1``); the built models rename them
-  (``last_linear.*``, ``_features.*``). Both spellings load.
+* Checkpoint key formats: the files of the torchvision wrappers (and xception's) use the key
+  names from before upstream's renames (``fc.*``, ``classifier.6.*``, DenseNet's legacy
+  ``norm.1``); the built models rename them (``last_linear.*``, ``_features.*``). Both
+  spellings load.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ TAG_SPELLING: dict[str, str] = {
     "imagenet+5k": "imagenet_5k",
 }
 
+#: Bumped when this module changes what its cards contain.
+CARDS_VERSION = 2
 ORIGIN = "https://github.com/Cadene/pretrained-models.pytorch"
 # torch.hub's HASH_REGEX: the first "-<hex>." in the file name is a sha256 prefix.
 _HASH_RE = re.compile(r"-([a-f0-9]+)\.")
@@ -81,7 +84,9 @@ _TV_WRAPPERS = frozenset((*_RESNETS, *_DENSENETS, *_VGGS, *_SQUEEZENETS, "alexne
 
 def _tv_key_map(arch: str) -> tuple[tuple[str, str], ...]:
     """(torchvision prefix, Cadene prefix) pairs for one wrapper; exact module renames."""
-    if arch in _RESNETS or arch == "inceptionv3":
+    if arch in _RESNETS or arch in ("inceptionv3", "xception"):
+        # (xception is not a torchvision wrapper, but it renames fc -> last_linear after
+        # loading its file the same way)
         return (("fc.", "last_linear."),)
     if arch in _DENSENETS:
         return (("classifier.", "last_linear."),)
@@ -262,6 +267,10 @@ class CadeneSource(SourceAdapter):
 
     name = "cadene"
     distribution = "pretrainedmodels"
+
+    def index_key(self) -> str:
+        # + this module's own card version, so a change here invalidates cached indexes too
+        return f"{super().index_key()}-cards{CARDS_VERSION}"
 
     # ------------------------------------------------------------------ cards
     def build_cards(self) -> list[ModelCard]:

@@ -36,6 +36,8 @@ from .base import CreateRequest, LoadReport, SourceAdapter
 
 __all__ = ["EfficientNetSource"]
 
+#: Bumped when this module changes what its cards contain.
+CARDS_VERSION = 2
 ORIGIN = "https://github.com/lukemelas/EfficientNet-PyTorch"
 PAPER = "https://arxiv.org/abs/1905.11946"
 PAPER_ADVPROP = "https://arxiv.org/abs/1911.09665"
@@ -87,6 +89,10 @@ class EfficientNetSource(SourceAdapter):
     name = "efficientnet"
     distribution = "efficientnet_pytorch"
 
+    def index_key(self) -> str:
+        # + this module's own card version, so a change here invalidates cached indexes too
+        return f"{super().index_key()}-cards{CARDS_VERSION}"
+
     def build_cards(self) -> list[ModelCard]:
         utils, valid_models = _import_efficientnet()
         cards: list[ModelCard] = []
@@ -113,6 +119,7 @@ class EfficientNetSource(SourceAdapter):
                 cards.append(
                     ModelCard(
                         tag=None,
+                        is_default=True,  # the architecture's only card (as torchvision's)
                         data=data_config(resolution, advprop=False),
                         paper=PAPER,
                         notes=("efficientnet_pytorch publishes no weights for this architecture",),

@@ -63,6 +63,8 @@ MANIFEST_SHA256 = "569ccd009a5cdc885bac88a1ceaf72e69e69262f0e1c9d16ef5a7339021a2
 HF_MIRROR = "https://huggingface.co/onnxmodelzoo/legacy_models/resolve/main/"
 HF_REPO = "onnxmodelzoo/legacy_models"
 LFS_HOST = "https://media.githubusercontent.com/media/onnx/models/main/"
+#: Bumped when this module (or .onnx_zoo) changes what its cards contain.
+CARDS_VERSION = 1
 _ZOO_TREE = "https://github.com/onnx/models/tree/main/"
 
 _problem: str | None = None
@@ -290,7 +292,10 @@ class OnnxZooSource(SourceAdapter):
             source = get_settings().onnx_manifest_url
             day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
             state = f"missing-{hashlib.sha256(source.encode()).hexdigest()[:8]}-{day}"
-        return f"{self.name}-manifest{MANIFEST_SHA256[:12]}-{state}-schema{INDEX_SCHEMA}"
+        return (
+            f"{self.name}-manifest{MANIFEST_SHA256[:12]}-{state}-schema{INDEX_SCHEMA}"
+            f"-cards{CARDS_VERSION}"
+        )
 
     def build_cards(self) -> list[ModelCard]:
         manifest = _try_manifest()
