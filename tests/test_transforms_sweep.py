@@ -83,9 +83,9 @@ def _tv_reference(card: Any) -> tuple[Any, Callable[[Any], Any]] | None:
     from torchvision.models import get_model_weights
     from torchvision.transforms._presets import ImageClassification
 
-    if card.task != "classification":
-        return None
-    weights = get_model_weights(card.arch)[card.tag]
+    if card.task not in ("classification", "quantized_classification"):
+        return None  # detection/segmentation/video presets are not one crop of one image
+    weights = get_model_weights(card.arch)[card.tag]  # quantized_* builders are registered too
     ref = weights.transforms()
     if not isinstance(ref, ImageClassification):
         return None
