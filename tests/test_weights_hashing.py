@@ -126,10 +126,28 @@ def test_hashing_writer_matches_hashlib(tmp_path: Path, pipelined: bool) -> None
 
 
 def test_hashing_writer_reports_worker_errors(tmp_path: Path) -> None:
-    w = HashingWriter(tmp_path / "x.part")
+    w = HashingWriter(tmp_path / "x.part", pipelined=True)
     os.close(w._fd)  # make the worker's write fail
     w.write([b"a" * 10])
     with pytest.raises(OSError):
         w.hexdigest()
     w._fd = -1
     w.close()
+    inline = HashingWriter(tmp_path / "y.part", pipelined=False)
+    os.close(inline._fd)
+    with pytest.raises(OSError):
+        inline.write([b"a" * 10])
+    inline._fd = -1
+    inline.close()
+
+
+def test_spare_cpu_follows_cpus_and_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from omnizoo.weights import hashing
+
+    monkeypatch.setattr(hashing, "_usable_cpus", lambda: 1)
+    assert not hashing.spare_cpu()
+    monkeypatch.setattr(hashing, "_usable_cpus", lambda: 4)
+    monkeypatch.setattr(hashing.os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+    assert hashing.spare_cpu()
+    monkeypatch.setattr(hashing.os, "getloadavg", lambda: (3.5, 3.0, 2.0))
+    assert not hashing.spare_cpu()
