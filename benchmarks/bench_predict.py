@@ -82,11 +82,15 @@ def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[
     bs = args.batch_size
     n = len(paths)
 
+    # The Predictor moves its model to channels_last in place: the plain loop gets its own
+    # (untouched, default-format) instance of the same architecture.
+    plain_model = torchvision.models.get_model(name, weights=None).eval()
+
     def plain() -> None:
         with torch.no_grad():
             for i in range(0, n, bs):
                 batch = [reference(Image.open(p).convert("RGB")) for p in paths[i : i + bs]]
-                model(torch.stack(batch))
+                plain_model(torch.stack(batch))
 
     predictor = Predictor(
         model,
@@ -110,7 +114,7 @@ def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[
     results: dict[str, float] = {}
     plain_first = [reference(Image.open(p).convert("RGB")) for p in paths[:bs]]
     with torch.no_grad():
-        model(torch.stack(plain_first))  # warm-up
+        plain_model(torch.stack(plain_first))  # warm-up
     results["plain loop"] = n / best_of(plain, args.repeats)
     model_cl = predictor.predict(paths[:bs])  # warm-up (also converts to channels_last)
     del model_cl
