@@ -195,3 +195,30 @@ def test_stuck_lock_holder_does_not_block_forever(
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
+
+
+def test_filesystem_without_flock_uses_a_lock_file(
+    isolated_home: Path, weight_server: WeightServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where flock is not supported, a SoftFileLock is used; a stale one left by a dead
+    process is broken by the no-progress rule instead of blocking forever."""
+    import filelock
+
+    class NoFlock(filelock.FileLock):  # type: ignore[misc,valid-type]
+        def _acquire(self) -> None:
+            raise NotImplementedError("FileSystem does not appear to support flock")
+
+    monkeypatch.setattr(filelock, "FileLock", NoFlock)
+    url = weight_server.add(NAME, DATA)
+    from omnizoo.weights.cache import url_key
+
+    locks = isolated_home / "weights" / "locks"
+    locks.mkdir(parents=True)
+    stale = locks / f"{url_key(url)}.lock.soft"
+    stale.write_text("12345")  # left by a process that died holding it
+    t0 = time.monotonic()
+    with settings.override(read_timeout=0.3, connect_timeout=0.3, retries=2, backoff=0.01):
+        assert download_weights(url).read_bytes() == DATA
+    assert time.monotonic() - t0 < 15
+    assert weight_server.route(url).bodies == 1
+    assert not stale.exists()  # released after the download
