@@ -33,16 +33,26 @@ def test_demo_main_predicts_the_cat_and_the_coffee() -> None:
 
 
 def test_demo_script_runs_offline_in_well_under_a_minute(tmp_path: Path) -> None:
+    """A fresh OMNIZOO_HOME (so the card index is built too), OMNIZOO_OFFLINE=1.
+
+    The budget is on CPU time (user + sys of the child): wall time on a shared two-core
+    machine measures the neighbours as much as the demo.
+    """
+    import resource
+
     env = dict(os.environ, OMNIZOO_OFFLINE="1", OMNIZOO_HOME=str(tmp_path / "home"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo.py")],
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
-    elapsed = time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert proc.returncode == 0, proc.stderr
     assert "cat.jpg" in proc.stdout and "espresso" in proc.stdout
-    assert elapsed < 60, f"demo took {elapsed:.1f} s"
+    assert cpu < 30, f"demo used {cpu:.1f} s of CPU ({wall:.1f} s wall)"
