@@ -94,7 +94,7 @@ def test_many_processes_one_download(
 def test_sigkill_mid_download_leaves_nothing_mistaken_for_good(
     isolated_home: Path, weight_server: WeightServer, tmp_path: Path
 ) -> None:
-    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=3.0)
+    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=10.0)
     victim = _spawn(url, isolated_home, tmp_path, "victim")
     _wait_for(lambda: any(p.stat().st_size >= WRITTEN for p in _partials(isolated_home)))
     # A second process is now waiting for the victim's lock.
@@ -121,7 +121,7 @@ def test_sigkill_mid_download_leaves_nothing_mistaken_for_good(
 def test_sigkill_leftover_is_never_served(
     isolated_home: Path, weight_server: WeightServer, tmp_path: Path
 ) -> None:
-    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=3.0)
+    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=10.0)
     victim = _spawn(url, isolated_home, tmp_path, "victim")
     _wait_for(lambda: any(p.stat().st_size >= WRITTEN for p in _partials(isolated_home)))
     victim.send_signal(signal.SIGKILL)
@@ -147,7 +147,7 @@ def test_corrupted_leftover_is_caught_by_the_hash(
 ) -> None:
     """A dead process's partial whose bytes went bad: the resumed file fails the hash check,
     and one clean download from byte 0 replaces it."""
-    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=3.0)
+    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=10.0)
     victim = _spawn(url, isolated_home, tmp_path, "victim")
     _wait_for(lambda: any(p.stat().st_size >= WRITTEN for p in _partials(isolated_home)))
     victim.send_signal(signal.SIGKILL)
@@ -166,7 +166,7 @@ def test_corrupted_leftover_is_caught_by_the_hash(
 def test_leftover_without_validator_is_not_resumed(
     isolated_home: Path, weight_server: WeightServer, tmp_path: Path
 ) -> None:
-    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=3.0, etag=None)
+    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=10.0, etag=None)
     victim = _spawn(url, isolated_home, tmp_path, "victim")
     _wait_for(lambda: any(p.stat().st_size >= WRITTEN for p in _partials(isolated_home)))
     victim.send_signal(signal.SIGKILL)
@@ -181,7 +181,7 @@ def test_leftover_without_validator_is_not_resumed(
 def test_stuck_lock_holder_does_not_block_forever(
     isolated_home: Path, weight_server: WeightServer, tmp_path: Path
 ) -> None:
-    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=2.0)
+    url = weight_server.add(NAME, DATA, pause_at=PAUSE_AT, pause=10.0)
     holder = _spawn(url, isolated_home, tmp_path, "holder")
     try:
         _wait_for(lambda: any(p.stat().st_size >= WRITTEN for p in _partials(isolated_home)))

@@ -190,6 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    block_on_close = False  # a handler sleeping in a "pause" fault must not delay teardown
     allow_reuse_address = True
     request_queue_size = 64
     owner: WeightServer
