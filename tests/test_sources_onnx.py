@@ -348,12 +348,9 @@ def test_onnx_model_layout_output_and_batch_quirks(tmp_path: Path) -> None:
         dmodel(torch.rand(1, 3, 64, 65)[:, :, :, :0])
 
 
-@pytest.fixture
-def tiny_zoo(
-    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, weight_server: Any, tmp_path: Path
-) -> Any:
-    """A crafted manifest (its sha256 pinned for the test) with a resnet18 exported here,
-    served on loopback; the Hugging Face prefix is mirrored to the server."""
+@pytest.fixture(scope="module")
+def tiny_resnet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, bytes, bytes]:
+    """A torchvision resnet18 (random init) exported here, and a test-data tarball for it."""
     import tarfile
 
     import torchvision
@@ -364,7 +361,7 @@ def tiny_zoo(
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         y = net(x)
-    tar_path = tmp_path / "t.tar.gz"
+    tar_path = tmp_path_factory.mktemp("tiny") / "t.tar.gz"
     with tarfile.open(tar_path, "w:gz") as tf:
         for name, payload in (
             ("tiny/model.onnx", data),
@@ -380,7 +377,19 @@ def tiny_zoo(
             info = tarfile.TarInfo(name)
             info.size = len(payload)
             tf.addfile(info, io.BytesIO(payload))
-    tar = tar_path.read_bytes()
+    return net, data, tar_path.read_bytes()
+
+
+@pytest.fixture
+def tiny_zoo(
+    isolated_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    weight_server: Any,
+    tiny_resnet: tuple[Any, bytes, bytes],
+) -> Any:
+    """A crafted manifest (its sha256 pinned for the test) listing the tiny resnet, served on
+    loopback; the Hugging Face prefix is mirrored to the server."""
+    net, data, tar = tiny_resnet
     path = "validated/vision/classification/resnet/model/tiny-resnet18-17.onnx"
     entries = [
         _entry("Tiny", path, data, ["N", 3, 64, 64], "output", ["N", 1000], tar=tar),
