@@ -151,6 +151,28 @@ def _write_atomic(path: Path, payload: Mapping[str, Any]) -> None:
         raise
 
 
+_DEFAULTS: dict[str, Any] = {}
+
+
+def _compact(card: dict[str, Any]) -> dict[str, Any]:
+    """Drop fields equal to their defaults (``ModelCard.from_dict`` restores them): the
+    timm index is read on every first ``get_card`` of a process, so its size matters."""
+    if not _DEFAULTS:
+        _DEFAULTS.update(ModelCard(source="", arch="").to_dict())
+    out = {}
+    for key, value in card.items():
+        if key in ("source", "arch"):
+            out[key] = value
+        elif key == "data":
+            base = _DEFAULTS["data"]
+            data = {k: v for k, v in value.items() if base.get(k, object()) != v}
+            if data:
+                out[key] = data
+        elif _DEFAULTS.get(key, object()) != value:
+            out[key] = value
+    return out
+
+
 def load_index(source: str) -> SourceIndex:
     """The card index of ``source``: from memory, else from disk, else built (and saved)."""
     settings = get_settings()
@@ -173,7 +195,7 @@ def load_index(source: str) -> SourceIndex:
                 data = None  # corrupt or unreadable: rebuild
         if data is None:
             cards = adapter.build_cards()
-            data = {"key": key, "source": source, "cards": [c.to_dict() for c in cards]}
+            data = {"key": key, "source": source, "cards": [_compact(c.to_dict()) for c in cards]}
             if settings.card_cache:
                 try:
                     _write_atomic(path, data)

@@ -344,6 +344,24 @@ def _register_parameter_on_meta(self: Any, name: str, param: Any) -> None:
         self._parameters[name] = type(p)(p.to("meta"), requires_grad=p.requires_grad)
 
 
+#: In-place init ops that meta tensors run through slow Python decompositions (normal_ costs
+#: seconds on its first meta call); inside meta_params they return at once for meta tensors.
+_INIT_OPS = ("normal_", "uniform_", "erfinv_", "exponential_", "log_normal_", "cauchy_",
+             "geometric_", "bernoulli_", "random_")
+_original_ops: dict[str, Any] = {}
+
+
+def _skip_on_meta(name: str, original: Any) -> Any:
+    def op(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_local, "depth", 0) and self.is_meta:
+            return self
+        return original(self, *args, **kwargs)
+
+    op.__name__ = name
+    op.__doc__ = original.__doc__
+    return op
+
+
 @contextlib.contextmanager
 def meta_params() -> Iterator[None]:
     """Inside this block (this thread only) every new ``nn.Parameter`` lives on the meta device.
@@ -353,12 +371,17 @@ def meta_params() -> Iterator[None]:
     nothing. Load real tensors with :func:`load_into`.
     """
     global _patch_users, _original_register_parameter
+    import torch
     from torch import nn
 
     with _patch_lock:
         if _patch_users == 0:
             _original_register_parameter = nn.Module.register_parameter
             nn.Module.register_parameter = _register_parameter_on_meta  # type: ignore[method-assign]
+            for op in _INIT_OPS:
+                original = getattr(torch.Tensor, op)
+                _original_ops[op] = original
+                setattr(torch.Tensor, op, _skip_on_meta(op, original))
         _patch_users += 1
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
@@ -370,6 +393,9 @@ def meta_params() -> Iterator[None]:
             if _patch_users == 0 and _original_register_parameter is not None:
                 nn.Module.register_parameter = _original_register_parameter  # type: ignore[method-assign]
                 _original_register_parameter = None
+                for op, original in _original_ops.items():
+                    setattr(torch.Tensor, op, original)
+                _original_ops.clear()
 
 
 @contextlib.contextmanager
