@@ -27,6 +27,7 @@ Decisions (see docs/export.md):
   name for a model built outside omnizoo), ``omnizoo.data_config`` (the DataConfig as JSON),
   ``omnizoo.label_set``, ``omnizoo.categories`` (JSON, when the card has inline labels),
   ``omnizoo.label_offset``, ``omnizoo.num_classes``, ``omnizoo.output`` (logits/probabilities),
+  ``omnizoo.weights`` (the weights file name, or "none (random init)", for create_model models),
   ``omnizoo.preprocessing_folded`` (0/1), ``omnizoo.input`` (a sentence saying what the input
   is), ``omnizoo.version`` and ``omnizoo.exporter``.
 * **Folded preprocessing** (``fold_preprocessing=True``): the graph takes ``uint8`` NCHW RGB
@@ -234,6 +235,10 @@ def _metadata(
         "omnizoo.input": text,
         "omnizoo.exporter": exporter,
     }
+    report = getattr(model, "omnizoo_load_report", None)
+    if report is not None:  # a model from create_model: say where its weights came from
+        source = getattr(report, "source_file", None)
+        meta["omnizoo.weights"] = Path(source).name if source else "none (random init)"
     num_classes = getattr(card, "num_classes", None)
     if num_classes is not None:
         meta["omnizoo.num_classes"] = str(num_classes)
