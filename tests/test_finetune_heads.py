@@ -296,3 +296,12 @@ def test_through_create_model() -> None:
     assert model.fc.out_features == 3
     assert model.omnizoo_card.num_classes == 3
     assert omnizoo.get_labels(model) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("name", ["timm:vit_tiny_patch16_224", "torchvision:resnet18"])
+def test_features_only_models_have_no_head(name: str) -> None:
+    import omnizoo
+
+    model = omnizoo.create_model(name, features_only=True)
+    with pytest.raises(UnsupportedError, match="features-only"):
+        find_classifier(model)

@@ -58,6 +58,12 @@ _KNOWN_HEADS: tuple[tuple[str, ...], ...] = (
 )
 
 
+# features_only wrappers: timm's, and omnizoo's torchvision one (around a torch.fx GraphModule)
+_FEATURE_WRAPPERS = frozenset(
+    {"FeatureListNet", "FeatureDictNet", "FeatureHookNet", "FeatureGetterNet", "FeatureList"}
+)
+
+
 def unwrap_model(model: Any) -> Any:
     """The module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
     seen = 0
@@ -129,6 +135,7 @@ def find_classifier(model: nn.Module) -> list[str]:
     See the module docstring for the rules. Raises :class:`~omnizoo.errors.UnsupportedError`
     when no head can be found (a features-only model, an ONNX-backed model).
     """
+    import torch
     from torch import nn
 
     model = unwrap_model(model)
@@ -136,6 +143,11 @@ def find_classifier(model: nn.Module) -> list[str]:
         raise UnsupportedError(
             f"{type(model).__name__} is not a torch nn.Module (an ONNX-backed model?); "
             "its classifier cannot be changed"
+        )
+    if type(model).__name__ in _FEATURE_WRAPPERS or isinstance(model, torch.fx.GraphModule):
+        raise UnsupportedError(
+            f"{type(model).__name__} is a features-only model (it returns feature maps); it has "
+            "no classifier head. Build the model without features_only to get one"
         )
     card = getattr(model, "omnizoo_card", None)
     prefixes = tuple(getattr(card, "classifier", ()) or ())
