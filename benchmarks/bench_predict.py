@@ -19,7 +19,9 @@ varied sizes around 500x375, written to a temporary directory):
 Each timing is the best of ``--repeats`` runs after one warm-up batch. Besides images per
 second (wall clock), it prints images per CPU-second of the process: on a shared machine the
 wall figure also measures the neighbours (a process with more runnable threads gets a larger
-share of a loaded CPU), the CPU figure much less so.
+share of a loaded CPU), the CPU figure much less so. On a shared VM, "forward alone" can even
+come out slower than the Predictor: the same forward pass runs faster while decoding threads
+keep the other vCPUs busy (see docs/inference.md).
 """
 
 from __future__ import annotations
