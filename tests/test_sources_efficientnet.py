@@ -90,6 +90,10 @@ def test_forward_and_upstream_parity(arch: str, cards: list[ModelCard], tmp_path
     )
     assert report.ok, str(report)
     upstream = EfficientNet.from_pretrained(arch, weights_path=str(path)).eval()
+    if arch >= "efficientnet-b6":
+        # random weights make these deep nets numerically chaotic: the float rounding of the
+        # two swish implementations (same maths) grows to O(1); compare like with like there
+        upstream.set_swish(memory_efficient=False)
     x = torch.randn(1, *card.data.input_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(model(x), upstream(x), atol=1e-5, rtol=1e-4)
