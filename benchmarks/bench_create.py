@@ -43,16 +43,22 @@ from pathlib import Path
 
 # (label, omnizoo name, timm arch or torchvision builder, kind)
 MODELS = {
-    "resnet50": [("timm:resnet50.a1_in1k", "resnet50", "timm"),
-                 ("torchvision:resnet50.IMAGENET1K_V2", "resnet50", "torchvision")],
-    "convnext_base": [("timm:convnext_base.fb_in1k", "convnext_base", "timm"),
-                      ("torchvision:convnext_base.IMAGENET1K_V1", "convnext_base", "torchvision")],
+    "resnet50": [
+        ("timm:resnet50.a1_in1k", "resnet50", "timm"),
+        ("torchvision:resnet50.IMAGENET1K_V2", "resnet50", "torchvision"),
+    ],
+    "convnext_base": [
+        ("timm:convnext_base.fb_in1k", "convnext_base", "timm"),
+        ("torchvision:convnext_base.IMAGENET1K_V1", "convnext_base", "torchvision"),
+    ],
     "vit_base_patch16_224": [
         ("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k", "vit_base_patch16_224", "timm"),
-        ("torchvision:vit_b_16.IMAGENET1K_V1", "vit_b_16", "torchvision")],
+        ("torchvision:vit_b_16.IMAGENET1K_V1", "vit_b_16", "torchvision"),
+    ],
     "vit_large_patch16_224": [
         ("timm:vit_large_patch16_224.augreg_in21k_ft_in1k", "vit_large_patch16_224", "timm"),
-        ("torchvision:vit_l_16.IMAGENET1K_V1", "vit_l_16", "torchvision")],
+        ("torchvision:vit_l_16.IMAGENET1K_V1", "vit_l_16", "torchvision"),
+    ],
 }
 
 PRELUDE = "import time, torch, timm, torchvision, omnizoo\ntorch.set_num_threads(4)\n"
@@ -156,9 +162,12 @@ def make_files(work: Path, models: list[str]) -> dict[str, Path]:
                     f.parent.mkdir(parents=True, exist_ok=True)
                     with torch.device("meta"):
                         skel = timm.create_model(arch)
-                    sd = {k: torch.randn(v.shape).to(v.dtype) if v.is_floating_point()
-                          else torch.zeros(v.shape, dtype=v.dtype)
-                          for k, v in skel.state_dict().items()}
+                    sd = {
+                        k: torch.randn(v.shape).to(v.dtype)
+                        if v.is_floating_point()
+                        else torch.zeros(v.shape, dtype=v.dtype)
+                        for k, v in skel.state_dict().items()
+                    }
                     save_file(sd, str(f))
             else:
                 f = work / "tv" / f"{arch}.pth"
@@ -166,9 +175,12 @@ def make_files(work: Path, models: list[str]) -> dict[str, Path]:
                     f.parent.mkdir(parents=True, exist_ok=True)
                     with torch.device("meta"):
                         skel = torchvision.models.get_model(arch, weights=None)
-                    sd = {k: torch.randn(v.shape).to(v.dtype) if v.is_floating_point()
-                          else torch.zeros(v.shape, dtype=v.dtype)
-                          for k, v in skel.state_dict().items()}
+                    sd = {
+                        k: torch.randn(v.shape).to(v.dtype)
+                        if v.is_floating_point()
+                        else torch.zeros(v.shape, dtype=v.dtype)
+                        for k, v in skel.state_dict().items()
+                    }
                     torch.save(sd, f)
             files[name] = f
     return files
@@ -199,10 +211,12 @@ def main() -> int:
         for label in models:
             name = MODELS[label][0][0]
             cached[name] = str(download_weights(name))  # warm-up: fetch + verify once
-        print(f"# {sys.platform}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-              f"median of {args.repeat} fresh processes, seconds", flush=True)
-        print(f"{'model':<48}{'omnizoo':>9}{'upstream':>10}{'floor':>8}{'/floor':>8}"
-              f"{'speedup':>9}")
+        print(
+            f"# {sys.platform}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+            f"median of {args.repeat} fresh processes, seconds",
+            flush=True,
+        )
+        print(f"{'model':<48}{'omnizoo':>9}{'upstream':>10}{'floor':>8}{'/floor':>8}{'speedup':>9}")
         for label in models:
             (tname, tarch, _), (vname, varch, _) = MODELS[label]
             ours = median("omnizoo", env, args.repeat, NAME=tname)
@@ -211,26 +225,37 @@ def main() -> int:
             up = median("timm", env, args.repeat, ARCH=tarch, FILE=str(files[tname]))
             floor = median("floor_timm", env, args.repeat, ARCH=tarch, FILE=cached[tname])
             rows.append((tname, ours, up, floor))
-            print(f"{tname + ' (pretrained=True)':<48}{ours:>9.3f}{up:>10.3f}{floor:>8.3f}"
-                  f"{ours / floor:>7.2f}x{up / ours:>8.1f}x", flush=True)
+            print(
+                f"{tname + ' (pretrained=True)':<48}{ours:>9.3f}{up:>10.3f}{floor:>8.3f}"
+                f"{ours / floor:>7.2f}x{up / ours:>8.1f}x",
+                flush=True,
+            )
             f = str(files[vname])
             ours = median("omnizoo_ckpt", env, args.repeat, NAME=vname, FILE=f)
             up = median("torchvision", env, args.repeat, ARCH=varch, FILE=f)
             floor = median("floor_torchvision", env, args.repeat, ARCH=varch, FILE=f)
             rows.append((vname, ours, up, floor))
-            print(f"{vname + ' (checkpoint_path)':<48}{ours:>9.3f}{up:>10.3f}{floor:>8.3f}"
-                  f"{ours / floor:>7.2f}x{up / ours:>8.1f}x", flush=True)
-    code = ("import sys, time; t = time.perf_counter(); import omnizoo; "
-            "n = len(omnizoo.list_models()); c = omnizoo.get_card('resnet50'); "
-            "dt = time.perf_counter() - t; "
-            "print(dt, n, [m for m in ('torch', 'timm', 'torchvision') if m in sys.modules])")
+            print(
+                f"{vname + ' (checkpoint_path)':<48}{ours:>9.3f}{up:>10.3f}{floor:>8.3f}"
+                f"{ours / floor:>7.2f}x{up / ours:>8.1f}x",
+                flush=True,
+            )
+    code = (
+        "import sys, time; t = time.perf_counter(); import omnizoo; "
+        "n = len(omnizoo.list_models()); c = omnizoo.get_card('resnet50'); "
+        "dt = time.perf_counter() - t; "
+        "print(dt, n, [m for m in ('torch', 'timm', 'torchvision') if m in sys.modules])"
+    )
     times = []
     for _ in range(max(3, args.repeat)):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             env=env, check=True).stdout.split(maxsplit=2)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        ).stdout.split(maxsplit=2)
         times.append(float(out[0]))
-    print(f"import omnizoo + list_models() ({out[1]} names) + get_card(): "
-          f"{statistics.median(times):.3f} s (median), heavy modules imported: {out[2].strip()}")
+    print(
+        f"import omnizoo + list_models() ({out[1]} names) + get_card(): "
+        f"{statistics.median(times):.3f} s (median), heavy modules imported: {out[2].strip()}"
+    )
     print(json.dumps({"rows": rows}), file=sys.stderr)
     return 0
 

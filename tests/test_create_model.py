@@ -30,7 +30,7 @@ def _tv_params() -> list[Any]:
     out = []
     for arch in tvm.list_models(module=tvm):
         meta = tvm.get_model_weights(arch).DEFAULT.meta
-        big = meta.get("num_params", 0) > 60_000_000
+        big = meta.get("num_params", 0) > 30_000_000
         marks = [pytest.mark.slow] if big else []
         out.append(pytest.param(arch, marks=marks, id=arch))
     return out
@@ -93,35 +93,60 @@ class _nowarn:
 
 
 def _timm_family_params() -> list[Any]:
-    """One pretrained tag per timm module (the smallest arch of each family by name length
-    heuristic: the first tag in sorted order whose arch name is shortest)."""
+    """One pretrained tag per timm module (the smallest-sounding arch of each family:
+    atto/femto/.../tiny/small first, then the shortest name)."""
     import timm
     from timm.models._registry import _model_to_module
 
+    small = (
+        "atto",
+        "femto",
+        "pico",
+        "nano",
+        "tiny",
+        "xxs",
+        "xs",
+        "mini",
+        "small",
+        "lite",
+        "_s",
+        "050",
+        "075",
+        "100",
+    )
+
+    def size_rank(full: str) -> tuple[int, int, str]:
+        arch = full.split(".", 1)[0]
+        rank = next((i for i, k in enumerate(small) if k in arch), len(small))
+        return (rank, len(full), full)
+
     by_module: dict[str, str] = {}
-    for full in sorted(timm.list_models(pretrained=True), key=lambda n: (len(n), n)):
+    for full in sorted(timm.list_models(pretrained=True), key=size_rank):
         arch = full.split(".", 1)[0]
         module = _model_to_module.get(arch, "?")
         by_module.setdefault(module, full)
+    # Families whose smallest pretrained model is still large (or high resolution): slow.
     heavy = {
-        "vision_transformer_hybrid",
+        "beit",
+        "csatv2",
+        "deepseek_vit",
         "eva",
-        "hiera",
+        "gemma4_vit",
+        "hieradet_sam2",
+        "mobilenetv5",
         "naflexvit",
+        "nasnet",
+        "pnasnet",
+        "qwen3_vit",
+        "regnet",
+        "senet",
+        "tresnet",
         "vision_transformer_sam",
-        "vitamin",
-        "davit",
-        "efficientformer_v2",
-        "xcit",
+        "focalnet",
+        "gcvit",
+        "fasternet",
+        "inception_resnet_v2",
         "volo",
-        "maxxvit",
-        "nest",
-        "hgnet",
-        "pit",
-        "tnt",
-        "twins",
-        "cait",
-        "crossvit",
     }
     out = []
     for module, full in sorted(by_module.items()):
@@ -150,12 +175,16 @@ def test_timm_parity(full: str, tmp_path: Path) -> None:
     assert not any(p.is_meta for p in ours.parameters())
     assert not any(b.is_meta for b in ours.buffers())
     cfg = ref.pretrained_cfg
-    size = cfg.get("input_size", (3, 224, 224))
-    if not cfg.get("fixed_input_size", False):
-        size = (size[0], min(size[1], 160), min(size[2], 160))
-    x = torch.randn(1, *size, generator=torch.Generator().manual_seed(0))
+    native = tuple(cfg.get("input_size", (3, 224, 224)))
+    small = (native[0], min(native[1], 160), min(native[2], 160))
     with torch.no_grad():
-        a, b = ref(x), ours(x)
+        try:  # a smaller input where the architecture allows it
+            x = torch.randn(1, *small, generator=torch.Generator().manual_seed(0))
+            a = ref(x)
+        except (AssertionError, RuntimeError, ValueError):
+            x = torch.randn(1, *native, generator=torch.Generator().manual_seed(0))
+            a = ref(x)
+        b = ours(x)
     assert torch.equal(a, b), (a - b).abs().max()
 
 

@@ -26,8 +26,11 @@ SOURCES = ("torchvision", "timm", "cadene", "efficientnet", "onnx")
     [
         ("resnet50", None, "resnet50"),
         ("timm:resnet50.a1_in1k", "timm", "resnet50.a1_in1k"),
-        ("TIMM:vit_base_patch16_224.augreg2_in21k_ft_in1k", "timm",
-         "vit_base_patch16_224.augreg2_in21k_ft_in1k"),
+        (
+            "TIMM:vit_base_patch16_224.augreg2_in21k_ft_in1k",
+            "timm",
+            "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+        ),
         ("onnx:resnet50-v1-7", "onnx", "resnet50-v1-7"),
         ("efficientnet:efficientnet-b0.advprop", "efficientnet", "efficientnet-b0.advprop"),
         (" cadene:se_resnext50_32x4d.imagenet ", "cadene", "se_resnext50_32x4d.imagenet"),
@@ -38,8 +41,9 @@ def test_parse_name(name: str, source: str | None, body: str) -> None:
     assert (parsed.source, parsed.body) == (source, body)
 
 
-@pytest.mark.parametrize("bad", ["", "  ", "a:b:c", ":resnet50", "timm:", "res net", "resnet50.",
-                                 "a..b", "timm:.x"])
+@pytest.mark.parametrize(
+    "bad", ["", "  ", "a:b:c", ":resnet50", "timm:", "res net", "resnet50.", "a..b", "timm:.x"]
+)
 def test_invalid_names(bad: str) -> None:
     with pytest.raises(errors.InvalidNameError):
         parse_name(bad)
@@ -75,8 +79,10 @@ def test_source_order_override(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("vit_base_patch16_224.augreg2_in21k_ft_in1k",
-         "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"),
+        (
+            "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+            "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k",
+        ),
         ("timm:resnet50", "timm:resnet50.a1_in1k"),
         ("torchvision:resnet50.IMAGENET1K_V1", "torchvision:resnet50.IMAGENET1K_V1"),
         ("resnet50.imagenet1k_v1", "torchvision:resnet50.IMAGENET1K_V1"),
@@ -108,8 +114,11 @@ def test_unknown_names_suggest() -> None:
 
 
 def test_arch_without_weights_resolves_to_bare_card() -> None:
-    bare = [n for n in list_models(source="timm") if n not in
-            {m.rsplit(".", 1)[0] for m in list_models(source="timm", pretrained=True)}]
+    bare = [
+        n
+        for n in list_models(source="timm")
+        if n not in {m.rsplit(".", 1)[0] for m in list_models(source="timm", pretrained=True)}
+    ]
     assert bare, "timm has architectures without weights"
     card = get_card(bare[0])
     assert card.tag is None and card.weights is None and card.is_default
@@ -134,8 +143,14 @@ def test_counts_match_the_libraries() -> None:
 
     tv_archs = []
     tv_weights = 0
-    for sub in (tvm, tvm.detection, tvm.segmentation, tvm.video, tvm.optical_flow,
-                tvm.quantization):
+    for sub in (
+        tvm,
+        tvm.detection,
+        tvm.segmentation,
+        tvm.video,
+        tvm.optical_flow,
+        tvm.quantization,
+    ):
         for arch in tvm.list_models(module=sub):
             tv_archs.append(arch)
             tv_weights += len(list(tvm.get_model_weights(arch)))
@@ -143,7 +158,8 @@ def test_counts_match_the_libraries() -> None:
     assert len(list_models(source="torchvision", pretrained=True)) == tv_weights == 166
     assert len(list_models(source="timm")) == len(timm.list_models())
     assert len(list_models(source="timm", pretrained=True)) == len(
-        timm.list_models(pretrained=True))
+        timm.list_models(pretrained=True)
+    )
 
 
 def test_list_models_patterns() -> None:
@@ -156,11 +172,14 @@ def test_list_models_patterns() -> None:
     assert tagged == ["torchvision:resnet50.IMAGENET1K_V1", "torchvision:resnet50.IMAGENET1K_V2"]
     assert "timm:resnet50d" not in list_models("resnet50*", exclude=["*d"])
     assert list_models(["resnet18", "resnet34"], source="torchvision") == [
-        "torchvision:resnet18", "torchvision:resnet34"]
+        "torchvision:resnet18",
+        "torchvision:resnet34",
+    ]
     det = list_models(source="torchvision", task="detection")
     assert "torchvision:fasterrcnn_resnet50_fpn" in det and len(det) == 11
     assert list_models(source="torchvision", task="keypoints") == [
-        "torchvision:keypointrcnn_resnet50_fpn"]
+        "torchvision:keypointrcnn_resnet50_fpn"
+    ]
     assert all(n.startswith("torchvision:") for n in list_models(source="torchvision"))
 
 
@@ -262,8 +281,9 @@ def test_index_is_cached_and_fresh_process_imports_no_torch(session_home) -> Non
         "'mods': [m for m in ('torch', 'timm', 'torchvision') if m in sys.modules]}))"
     )
     env = {"OMNIZOO_HOME": str(session_home), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
     data = json.loads(out.stdout.strip().splitlines()[-1])
     assert data["mods"] == []
     assert data["n"] == len(list_models())

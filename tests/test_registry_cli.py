@@ -26,7 +26,9 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.split() == ["torchvision:resnet50"]
     assert _run(["list", "resnet50.*", "--pretrained", "--source", "torchvision", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [
-        "torchvision:resnet50.IMAGENET1K_V1", "torchvision:resnet50.IMAGENET1K_V2"]
+        "torchvision:resnet50.IMAGENET1K_V1",
+        "torchvision:resnet50.IMAGENET1K_V2",
+    ]
     assert _run(["list", "--task", "keypoints"]) == 0
     assert capsys.readouterr().out.split() == ["torchvision:keypointrcnn_resnet50_fpn"]
 

@@ -20,28 +20,49 @@ __all__ = ["card_lines", "register"]
 
 def register(subparsers: Any) -> None:
     """Add the ``list``, ``info`` and ``explain`` commands."""
-    p = subparsers.add_parser("list", help="list model names (fnmatch pattern)",
-                              description="List fully qualified model names: one per "
-                              "architecture, or one per set of weights with --pretrained.")
-    p.add_argument("pattern", nargs="*", default=["*"], metavar="PATTERN",
-                   help="fnmatch pattern(s), with or without 'source:' (default: *)")
+    p = subparsers.add_parser(
+        "list",
+        help="list model names (fnmatch pattern)",
+        description="List fully qualified model names: one per "
+        "architecture, or one per set of weights with --pretrained.",
+    )
+    p.add_argument(
+        "pattern",
+        nargs="*",
+        default=["*"],
+        metavar="PATTERN",
+        help="fnmatch pattern(s), with or without 'source:' (default: *)",
+    )
     p.add_argument("--source", default=None, help="only this source")
-    p.add_argument("--task", default=None,
-                   help="only this task (classification, detection, segmentation, ...)")
-    p.add_argument("--pretrained", action="store_true",
-                   help="one line per set of weights (source:arch.tag)")
-    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
-                   help="leave out names matching PATTERN (repeatable)")
+    p.add_argument(
+        "--task", default=None, help="only this task (classification, detection, segmentation, ...)"
+    )
+    p.add_argument(
+        "--pretrained", action="store_true", help="one line per set of weights (source:arch.tag)"
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="leave out names matching PATTERN (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="a JSON list")
     p.set_defaults(func=run_list)
 
-    p = subparsers.add_parser("info", help="show a model's card",
-                              description="Show the model card: weights file, classes, "
-                              "preprocessing, metrics, licence, origin.")
+    p = subparsers.add_parser(
+        "info",
+        help="show a model's card",
+        description="Show the model card: weights file, classes, "
+        "preprocessing, metrics, licence, origin.",
+    )
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--json", action="store_true", help="the card as JSON")
-    p.add_argument("--summary", action="store_true",
-                   help="also build the model (random init) and print a layer summary")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="also build the model (random init) and print a layer summary",
+    )
     p.set_defaults(func=run_info)
 
     p = subparsers.add_parser("explain", help="show how a name resolves across sources")
@@ -52,8 +73,13 @@ def register(subparsers: Any) -> None:
 def run_list(args: argparse.Namespace) -> int:
     from ..registry.registry import list_models
 
-    names = list_models(args.pattern, source=args.source, task=args.task,
-                        pretrained=args.pretrained, exclude=args.exclude)
+    names = list_models(
+        args.pattern,
+        source=args.source,
+        task=args.task,
+        pretrained=args.pretrained,
+        exclude=args.exclude,
+    )
     if args.json:
         print(json.dumps(names, indent=1))
     else:
@@ -76,32 +102,43 @@ def card_lines(card: Any) -> list[str]:
     if w is None:
         lines.append("weights:      none (architecture only)")
     else:
-        check = (f"sha256 {w.sha256}" if w.sha256 else
-                 f"sha256 prefix {w.hash_prefix}" if w.hash_prefix else "no hash published")
-        lines += [f"weights:      {w.url}", f"              {w.format}, {check}"
-                  + (f", {w.size} bytes" if w.size else "")]
+        check = (
+            f"sha256 {w.sha256}"
+            if w.sha256
+            else f"sha256 prefix {w.hash_prefix}"
+            if w.hash_prefix
+            else "no hash published"
+        )
+        lines += [
+            f"weights:      {w.url}",
+            f"              {w.format}, {check}" + (f", {w.size} bytes" if w.size else ""),
+        ]
         for extra_url in w.urls[1:]:
             lines.append(f"  fallback:   {extra_url}")
     labels = card.label_set or (f"{len(card.categories)} inline" if card.categories else "-")
-    lines.append(f"classes:      {card.num_classes} ({labels})"
-                 + (f", offset {card.label_offset}" if card.label_offset else ""))
+    lines.append(
+        f"classes:      {card.num_classes} ({labels})"
+        + (f", offset {card.label_offset}" if card.label_offset else "")
+    )
     lines.append(
         f"input:        {d.input_size} {d.color_order} range {tuple(d.value_range)} "
         f"{d.interpolation}, resize {d.scale_size}, crop {d.crop_mode} (crop_pct {d.crop_pct:.3f})"
     )
-    lines.append(f"normalise:    mean {tuple(round(v, 5) for v in d.mean)} "
-                 f"std {tuple(round(v, 5) for v in d.std)}")
+    lines.append(
+        f"normalise:    mean {tuple(round(v, 5) for v in d.mean)} "
+        f"std {tuple(round(v, 5) for v in d.std)}"
+    )
     if card.top1 is not None:
-        lines.append(f"metrics:      acc@1 {card.top1}  acc@5 {card.top5}  "
-                     f"({card.metrics_dataset})")
+        lines.append(
+            f"metrics:      acc@1 {card.top1}  acc@5 {card.top5}  ({card.metrics_dataset})"
+        )
     for key, value in card.extra_metrics:
         lines.append(f"              {key} {value}")
     if card.num_params:
         lines.append(f"params:       {card.num_params:,}")
     if card.gflops is not None:
         lines.append(f"GFLOPs:       {card.gflops}")
-    for label, value in (("license", card.license), ("paper", card.paper),
-                         ("origin", card.origin)):
+    for label, value in (("license", card.license), ("paper", card.paper), ("origin", card.origin)):
         if value:
             lines.append(f"{label + ':':<14}{value}")
     for note in card.notes:

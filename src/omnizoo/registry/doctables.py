@@ -61,16 +61,35 @@ def source_table(source: str, cards: Sequence[ModelCard], key: str = "") -> str:
         name = f"`{c.name}`"
         if c.is_default and c.tag:
             name = f"**{name}**"
-        norm = "imagenet" if tuple(round(v, 3) for v in c.data.mean) == (0.485, 0.456, 0.406) \
-            else ",".join(f"{v:.3g}" for v in c.data.mean) + " / " + ",".join(
-                f"{v:.3g}" for v in c.data.std)
+        norm = (
+            "imagenet"
+            if tuple(round(v, 3) for v in c.data.mean) == (0.485, 0.456, 0.406)
+            else ",".join(f"{v:.3g}" for v in c.data.mean)
+            + " / "
+            + ",".join(f"{v:.3g}" for v in c.data.std)
+        )
         params = f"{c.num_params / 1e6:.1f}" if c.num_params else ""
         lines.append(
-            "| " + " | ".join(_cell(v) for v in (
-                name, c.task, c.num_classes, _size(c), c.data.interpolation, norm,
-                c.top1, c.top5, params, c.gflops,
-                c.weights.format if c.weights else "", _check(c), c.license,
-            )) + " |"
+            "| "
+            + " | ".join(
+                _cell(v)
+                for v in (
+                    name,
+                    c.task,
+                    c.num_classes,
+                    _size(c),
+                    c.data.interpolation,
+                    norm,
+                    c.top1,
+                    c.top5,
+                    params,
+                    c.gflops,
+                    c.weights.format if c.weights else "",
+                    _check(c),
+                    c.license,
+                )
+            )
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -81,8 +100,12 @@ def write_tables(outdir: str | Path, sources: Sequence[str] | None = None) -> li
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    summary = ["# Model tables", "", "| source | architectures | weights | page |",
-               "|---|---|---|---|"]
+    summary = [
+        "# Model tables",
+        "",
+        "| source | architectures | weights | page |",
+        "|---|---|---|---|",
+    ]
     for source in sources or list_sources():
         try:
             idx = load_index(source)

@@ -114,16 +114,30 @@ def _derived_card(card: ModelCard, model: Any, request: CreateRequest) -> ModelC
         n = getattr(model, "num_classes", None)
         n = n if isinstance(n, int) else None
     if n is not None and n != card.num_classes and not request.features_only:
-        changes.update(num_classes=n, label_set=None, categories=None, label_offset=0,
-                       top1=None, top5=None, metrics_dataset=None)
+        changes.update(
+            num_classes=n,
+            label_set=None,
+            categories=None,
+            label_offset=0,
+            top1=None,
+            top5=None,
+            metrics_dataset=None,
+        )
     if request.in_chans is not None and request.in_chans != card.data.input_size[0]:
         c = request.in_chans
-        mean = card.data.mean if len(card.data.mean) in (1, c) else (
-            sum(card.data.mean) / len(card.data.mean),)
-        std = card.data.std if len(card.data.std) in (1, c) else (
-            sum(card.data.std) / len(card.data.std),)
-        changes["data"] = card.data.replace(input_size=(c, *card.data.input_size[1:]),
-                                            mean=mean, std=std)
+        mean = (
+            card.data.mean
+            if len(card.data.mean) in (1, c)
+            else (sum(card.data.mean) / len(card.data.mean),)
+        )
+        std = (
+            card.data.std
+            if len(card.data.std) in (1, c)
+            else (sum(card.data.std) / len(card.data.std),)
+        )
+        changes["data"] = card.data.replace(
+            input_size=(c, *card.data.input_size[1:]), mean=mean, std=std
+        )
     if request.user_checkpoint:
         changes["notes"] = (*card.notes, "weights from a local checkpoint_path")
     return dataclasses.replace(card, **changes) if changes else card

@@ -192,7 +192,7 @@ def clean_state_dict(state_dict: Mapping[str, Any]) -> dict[str, Any]:
             changed = False
             for prefix in STRIP_PREFIXES:
                 if new.startswith(prefix):
-                    new = new[len(prefix):]
+                    new = new[len(prefix) :]
                     changed = True
             new = new.replace("._orig_mod.", ".")
         out[new] = value
@@ -209,7 +209,7 @@ def _strip(key: str) -> str:
             if key == bare:
                 return ""
             if key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
                 changed = True
     return key.replace("._orig_mod.", ".")
 
@@ -230,8 +230,9 @@ def load_checkpoint(
     path: str | Path, *, verified: bool = True, use_ema: bool = True, mmap: bool = True
 ) -> dict[str, Any]:
     """:func:`read_checkpoint` + :func:`unwrap_checkpoint` + :func:`clean_state_dict`."""
-    return clean_state_dict(unwrap_checkpoint(read_checkpoint(path, verified=verified, mmap=mmap),
-                                              use_ema=use_ema))
+    return clean_state_dict(
+        unwrap_checkpoint(read_checkpoint(path, verified=verified, mmap=mmap), use_ema=use_ema)
+    )
 
 
 # ----------------------------------------------------------------------------- adaptation
@@ -257,9 +258,7 @@ def adapt_input_conv(in_chans: int, weight: torch.Tensor, base_chans: int = 3) -
             w = w.sum(dim=1, keepdim=True)
     else:
         if in_ch != base_chans:
-            raise CheckpointError(
-                f"stem weight has {in_ch} input channels, expected {base_chans}"
-            )
+            raise CheckpointError(f"stem weight has {in_ch} input channels, expected {base_chans}")
         repeat = math.ceil(in_chans / base_chans)
         w = w.repeat(1, repeat, 1, 1)[:, :in_chans, :, :]
         w *= base_chans / float(in_chans)
@@ -288,10 +287,19 @@ def replace_first_conv(model: nn.Module, path: str, in_chans: int) -> list[str]:
         return []
     if old.groups != 1:
         raise CheckpointError(f"cannot change the input channels of grouped stem conv {path}")
-    new = nn.Conv2d(
-        in_chans, old.out_channels, old.kernel_size, stride=old.stride, padding=old.padding,
-        dilation=old.dilation, groups=1, bias=old.bias is not None, padding_mode=old.padding_mode,
-        device=torch.device("meta"), dtype=old.weight.dtype,
+    conv: Any = nn.Conv2d  # kernel/stride/padding are copied from an existing Conv2d
+    new = conv(
+        in_chans,
+        old.out_channels,
+        old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        dilation=old.dilation,
+        groups=1,
+        bias=old.bias is not None,
+        padding_mode=old.padding_mode,
+        device=torch.device("meta"),
+        dtype=old.weight.dtype,
     )
     _set_submodule(model, path, new)
     return [f"{path}.{k}" for k, _ in new.named_parameters()]
@@ -314,12 +322,25 @@ def replace_classifier(model: nn.Module, paths: Iterable[str], num_classes: int)
         if num_classes == 0:
             new = nn.Identity()
         elif isinstance(old, nn.Linear):
-            new = nn.Linear(old.in_features, num_classes, bias=old.bias is not None,
-                            device=torch.device("meta"), dtype=old.weight.dtype)
+            new = nn.Linear(
+                old.in_features,
+                num_classes,
+                bias=old.bias is not None,
+                device=torch.device("meta"),
+                dtype=old.weight.dtype,
+            )
         elif isinstance(old, nn.Conv2d):
-            new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, stride=old.stride,
-                            padding=old.padding, bias=old.bias is not None,
-                            device=torch.device("meta"), dtype=old.weight.dtype)
+            conv: Any = nn.Conv2d
+            new = conv(
+                old.in_channels,
+                num_classes,
+                old.kernel_size,
+                stride=old.stride,
+                padding=old.padding,
+                bias=old.bias is not None,
+                device=torch.device("meta"),
+                dtype=old.weight.dtype,
+            )
         else:
             raise CheckpointError(
                 f"head {path} is a {type(old).__name__}; only Linear/Conv2d heads can be resized"
@@ -346,8 +367,17 @@ def _register_parameter_on_meta(self: Any, name: str, param: Any) -> None:
 
 #: In-place init ops that meta tensors run through slow Python decompositions (normal_ costs
 #: seconds on its first meta call); inside meta_params they return at once for meta tensors.
-_INIT_OPS = ("normal_", "uniform_", "erfinv_", "exponential_", "log_normal_", "cauchy_",
-             "geometric_", "bernoulli_", "random_")
+_INIT_OPS = (
+    "normal_",
+    "uniform_",
+    "erfinv_",
+    "exponential_",
+    "log_normal_",
+    "cauchy_",
+    "geometric_",
+    "bernoulli_",
+    "random_",
+)
 _original_ops: dict[str, Any] = {}
 
 
@@ -449,8 +479,12 @@ def materialize_(model: nn.Module, *, device: Any = "cpu") -> list[str]:
 
 def _materialize_into(model: nn.Module, names: list[str], device: Any) -> None:
     for mod_name, module in model.named_modules():
-        own = [(n, t) for n, t in list(module.named_parameters(recurse=False))
-               + list(module.named_buffers(recurse=False)) if t is not None and t.is_meta]
+        own = [
+            (n, t)
+            for n, t in list(module.named_parameters(recurse=False))
+            + list(module.named_buffers(recurse=False))
+            if t is not None and t.is_meta
+        ]
         if not own:
             continue
         module.to_empty(device=device, recurse=False)
@@ -506,7 +540,8 @@ def load_into(
         sd[key] = value
     if mismatched:
         raise CheckpointError(
-            "checkpoint does not fit the model (shape mismatch): " + "; ".join(mismatched[:10])
+            "checkpoint does not fit the model (shape mismatch): "
+            + "; ".join(mismatched[:10])
             + (f"; ... (+{len(mismatched) - 10})" if len(mismatched) > 10 else "")
         )
     missing = [k for k in own if k not in sd]

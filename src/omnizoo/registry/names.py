@@ -79,7 +79,7 @@ def split_body(body: str) -> list[tuple[str, str | None]]:
         idx = body.rfind(".", 0, idx)
         if idx <= 0:
             break
-        out.append((body[:idx], body[idx + 1:]))
+        out.append((body[:idx], body[idx + 1 :]))
     return out
 
 

@@ -42,8 +42,9 @@ def card_problems(card: ModelCard) -> list[str]:
     if card.tag is not None and w is None:
         p.append("a tagged card must have weights")
     if w is not None:
-        if not w.urls or not all(isinstance(u, str) and re.match(r"^(https?|file)://", u)
-                                 for u in w.urls):
+        if not w.urls or not all(
+            isinstance(u, str) and re.match(r"^(https?|file)://", u) for u in w.urls
+        ):
             p.append(f"weights urls must be http(s)/file URLs: {w.urls!r}")
         if not w.filename:
             p.append("weights filename is empty")
@@ -51,8 +52,9 @@ def card_problems(card: ModelCard) -> list[str]:
             p.append(f"weights format {w.format!r} not in {WEIGHT_FORMATS}")
         if w.sha256 is not None and not (len(w.sha256) == 64 and _HEX.match(w.sha256)):
             p.append(f"sha256 {w.sha256!r} is not 64 hex digits")
-        if w.hash_prefix is not None and not (6 <= len(w.hash_prefix) <= 64
-                                              and _HEX.match(w.hash_prefix)):
+        if w.hash_prefix is not None and not (
+            6 <= len(w.hash_prefix) <= 64 and _HEX.match(w.hash_prefix)
+        ):
             p.append(f"hash_prefix {w.hash_prefix!r} is not 6-64 hex digits")
         if w.size is not None and w.size <= 0:
             p.append(f"size {w.size!r} must be positive")
@@ -60,8 +62,12 @@ def card_problems(card: ModelCard) -> list[str]:
         p.append(f"num_classes {card.num_classes!r} must be an int >= 0")
     if card.label_offset not in (0, 1):
         p.append(f"label_offset {card.label_offset!r} must be 0 or 1")
-    if card.categories is not None and card.num_classes and (
-        len(card.categories) + card.label_offset not in (card.num_classes, card.num_classes + 1)
+    if (
+        card.categories is not None
+        and card.num_classes
+        and (
+            len(card.categories) + card.label_offset not in (card.num_classes, card.num_classes + 1)
+        )
     ):
         p.append(f"{len(card.categories)} categories for num_classes={card.num_classes}")
     if not isinstance(card.data, DataConfig):
@@ -109,7 +115,8 @@ def validate_cards(cards: Iterable[ModelCard]) -> None:
         defaults.setdefault((card.source, card.arch), 0)
         if card.is_default:
             defaults[(card.source, card.arch)] += 1
-    problems.extend(f"{s}:{a} has {n} default cards (want 1)"
-                    for (s, a), n in defaults.items() if n != 1)
+    problems.extend(
+        f"{s}:{a} has {n} default cards (want 1)" for (s, a), n in defaults.items() if n != 1
+    )
     if problems:
         raise ConfigurationError(f"{len(problems)} card problem(s): " + "; ".join(problems[:20]))

@@ -85,12 +85,15 @@ class TimmSource(SourceAdapter):
                 continue
             for tag in tags:
                 assert f"{arch}.{tag}" in pretrained
-                cfg = get_pretrained_cfg(f"{arch}.{tag}").to_dict()
+                tag_cfg = get_pretrained_cfg(f"{arch}.{tag}")
+                assert tag_cfg is not None
+                cfg = tag_cfg.to_dict()
                 cards.append(self._card(arch, tag, cfg, module, tag == default_tag))
         return cards
 
-    def _card(self, arch: str, tag: str | None, cfg: dict[str, Any], module: str,
-              is_default: bool) -> ModelCard:
+    def _card(
+        self, arch: str, tag: str | None, cfg: dict[str, Any], module: str, is_default: bool
+    ) -> ModelCard:
         from ..data.resolve import data_config_from_timm
 
         weights = None
@@ -101,22 +104,38 @@ class TimmSource(SourceAdapter):
         if tag is not None:
             if hub:
                 filename = cfg.get("hf_hub_filename") or HF_FILENAME
-                weights = WeightsFile(urls=(hf_url(hub, filename),), filename=filename,
-                                      format=_format_of(filename), hf_hub_id=hub)
-                notes.append("Hugging Face weights: timm publishes no hash; the file is checked "
-                             "for size and content only")
+                weights = WeightsFile(
+                    urls=(hf_url(hub, filename),),
+                    filename=filename,
+                    format=_format_of(filename),
+                    hf_hub_id=hub,
+                )
+                notes.append(
+                    "Hugging Face weights: timm publishes no hash; the file is checked "
+                    "for size and content only"
+                )
                 if url:
                     extra["legacy_url"] = url
             elif url:
                 filename = url.rsplit("/", 1)[-1]
                 m = _HASH_RE.search(filename)
-                weights = WeightsFile(urls=(url,), filename=filename,
-                                      hash_prefix=m.group(1) if m else None,
-                                      format=_format_of(filename))
+                weights = WeightsFile(
+                    urls=(url,),
+                    filename=filename,
+                    hash_prefix=m.group(1) if m else None,
+                    format=_format_of(filename),
+                )
                 if not m:
                     notes.append("the file name carries no sha256 prefix: nothing to verify")
-        for key in ("custom_load", "fixed_input_size", "pool_size", "test_crop_pct",
-                    "min_input_size", "test_input_size", "label_offset"):
+        for key in (
+            "custom_load",
+            "fixed_input_size",
+            "pool_size",
+            "test_crop_pct",
+            "min_input_size",
+            "test_input_size",
+            "label_offset",
+        ):
             value = cfg.get(key)
             if value not in (None, False):
                 extra[key] = list(value) if isinstance(value, tuple) else value
@@ -173,12 +192,15 @@ class TimmSource(SourceAdapter):
             return model.eval(), LoadReport(notes=["random init (no weights requested)"])
 
         report = LoadReport(source_file=str(path))
-        if (card.weights is not None and card.weights.format == "npz") or (
-            path.suffix == ".npz"
-        ) or (not request.user_checkpoint and sniff_format(path) == "zip" and _is_npz(path)):
+        if (
+            (card.weights is not None and card.weights.format == "npz")
+            or (path.suffix == ".npz")
+            or (not request.user_checkpoint and sniff_format(path) == "zip" and _is_npz(path))
+        ):
             # Google .npz: the model's own numpy loader (no pickle); normal (slow) build.
-            model = timm.create_model(name, pretrained=True,
-                                      pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+            model = timm.create_model(
+                name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+            )
             report.notes.append("loaded by timm's own .npz loader (model.load_pretrained)")
             report.loaded.extend(model.state_dict().keys())
             return model.eval(), report
@@ -190,8 +212,21 @@ class TimmSource(SourceAdapter):
                 kwargs["num_classes"] = int(w.shape[0])
                 kwargs["pretrained_cfg_overlay"] = {"num_classes": int(w.shape[0])}
                 report.notes.append(f"num_classes={int(w.shape[0])} taken from the checkpoint")
-        with _fast_pretrained(state_dict, report), meta_params():
-            model = timm.create_model(name, pretrained=True, **kwargs)
+        try:
+            with _fast_pretrained(state_dict, report), meta_params():
+                model = timm.create_model(name, pretrained=True, **kwargs)
+        except (NotImplementedError, RuntimeError) as exc:
+            if "meta" not in str(exc):
+                raise
+            # A module computed a buffer from a parameter in __init__ (e.g. SwinV2-CR's
+            # relative coordinates); build it the ordinary way, same safe loader.
+            report = LoadReport(source_file=str(path))
+            with _fast_pretrained(state_dict, report):
+                model = timm.create_model(name, pretrained=True, **kwargs)
+            report.notes.append(
+                "built without the meta-device fast path (the architecture "
+                "derives buffers from parameters at init)"
+            )
         return model.eval(), report
 
 
@@ -212,9 +247,15 @@ def _fast_pretrained(state_dict: dict[str, Any], report: LoadReport) -> Iterator
     that keeps timm's filter fn, stem adaptation and classifier rules."""
     import timm.models._builder as builder
 
-    def load_pretrained(model: nn.Module, pretrained_cfg: dict[str, Any] | None = None,
-                        num_classes: int = 1000, in_chans: int = 3, filter_fn: Any = None,
-                        strict: bool = True, cache_dir: Any = None) -> None:
+    def load_pretrained(
+        model: nn.Module,
+        pretrained_cfg: dict[str, Any] | None = None,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        filter_fn: Any = None,
+        strict: bool = True,
+        cache_dir: Any = None,
+    ) -> None:
         from timm.models._manipulate import adapt_input_conv
 
         cfg = pretrained_cfg or getattr(model, "pretrained_cfg", None) or {}
@@ -233,7 +274,7 @@ def _fast_pretrained(state_dict: dict[str, Any], report: LoadReport) -> Iterator
                 key = conv + ".weight"
                 if key not in sd:
                     continue
-                module = model.get_submodule(conv)
+                module: Any = model.get_submodule(conv)
                 if tuple(sd[key].shape) == tuple(module.weight.shape):
                     continue
                 try:

@@ -81,17 +81,44 @@ class TorchvisionSource(SourceAdapter):
                     members, default = [], None
                 convs, heads = _stem_and_heads(arch, arch_task)
                 if not members:
-                    cards.append(ModelCard(source=self.name, arch=arch, task=arch_task,
-                                           is_default=True, first_conv=convs, classifier=heads,
-                                           origin=ORIGIN, extra={"module": sub or "models"}))
+                    cards.append(
+                        ModelCard(
+                            source=self.name,
+                            arch=arch,
+                            task=arch_task,
+                            is_default=True,
+                            first_conv=convs,
+                            classifier=heads,
+                            origin=ORIGIN,
+                            extra={"module": sub or "models"},
+                        )
+                    )
                 for w in members:
-                    cards.append(self._card(arch, arch_task, sub, w, w is default, convs, heads,
-                                            _IMAGENET_CATEGORIES))
+                    cards.append(
+                        self._card(
+                            arch,
+                            arch_task,
+                            sub,
+                            w,
+                            w is default,
+                            convs,
+                            heads,
+                            _IMAGENET_CATEGORIES,
+                        )
+                    )
         return cards
 
-    def _card(self, arch: str, task: str, sub: str, w: Any, is_default: bool,
-              first_conv: str | None, heads: tuple[str, ...],
-              imagenet: list[str]) -> ModelCard:
+    def _card(
+        self,
+        arch: str,
+        task: str,
+        sub: str,
+        w: Any,
+        is_default: bool,
+        first_conv: str | None,
+        heads: tuple[str, ...],
+        imagenet: list[str],
+    ) -> ModelCard:
         meta = dict(w.meta)
         url = w.url
         filename = url.rsplit("/", 1)[-1]
@@ -154,8 +181,12 @@ class TorchvisionSource(SourceAdapter):
             arch=arch,
             tag=w.name,
             task=task,
-            weights=WeightsFile(urls=(url,), filename=filename,
-                                hash_prefix=m.group(1) if m else None, format="pickle"),
+            weights=WeightsFile(
+                urls=(url,),
+                filename=filename,
+                hash_prefix=m.group(1) if m else None,
+                format="pickle",
+            ),
             is_default=is_default,
             num_classes=num_classes,
             label_set=label_set,
@@ -193,8 +224,15 @@ class TorchvisionSource(SourceAdapter):
             model = feature_extractor(model, card, request.out_indices)
         return model, report
 
-    def _create(self, card: ModelCard, request: CreateRequest, builder: Any, weights: Any,
-                kwargs: dict[str, Any], quantized: bool) -> tuple[Any, LoadReport]:
+    def _create(
+        self,
+        card: ModelCard,
+        request: CreateRequest,
+        builder: Any,
+        weights: Any,
+        kwargs: dict[str, Any],
+        quantized: bool,
+    ) -> tuple[Any, LoadReport]:
         if request.weights_path is None:
             if request.num_classes is not None:
                 kwargs["num_classes"] = request.num_classes
@@ -326,8 +364,9 @@ def feature_extractor(model: nn.Module, card: ModelCard, out_indices: Any = None
             f"{card.name}: out_indices {indices} out of range; it has {len(picked)} stages"
         ) from None
     try:
-        body = create_feature_extractor(model, return_nodes={n: str(i) for i, (_, n, _) in
-                                                             enumerate(chosen)})
+        body = create_feature_extractor(
+            model, return_nodes={n: str(i) for i, (_, n, _) in enumerate(chosen)}
+        )
     except Exception as exc:
         raise UnsupportedError(f"{card.name}: torch.fx cannot trace it ({exc})") from exc
     return _FeatureList(body, [{"module": n, "num_chs": c, "reduction": r} for r, n, c in chosen])
@@ -367,8 +406,14 @@ def _data_config(w: Any, task: str, meta: dict[str, Any]) -> DataConfig:
         h, w_ = (*tuple(meta.get("min_size") or (224, 224)), 224, 224)[:2]
         size = (3, max(int(h), 32), max(int(w_), 32))
         # The model resizes and normalises inside; it wants 0-1 RGB of any size.
-        return DataConfig(input_size=size, mean=(0.0,), std=(1.0,), crop_mode="none",
-                          crop_pct=1.0, interpolation="bilinear")
+        return DataConfig(
+            input_size=size,
+            mean=(0.0,),
+            std=(1.0,),
+            crop_mode="none",
+            crop_pct=1.0,
+            interpolation="bilinear",
+        )
     if crop is None:  # segmentation: resize the shorter side, no crop
         side = int(resize[0]) if resize else 520
         crop = [side]
@@ -401,11 +446,16 @@ def _stem_and_heads(arch: str, task: str) -> tuple[str | None, tuple[str, ...]]:
             model = tvm.get_model(arch)
     except Exception:  # pragma: no cover - a builder that cannot run on meta
         return None, ()
-    conv = next((n for n, m in model.named_modules()
-                 if isinstance(m, nn.Conv2d) and m.in_channels == 3), None)
-    heads = tuple(n for n, m in model.named_modules()
-                  if (isinstance(m, nn.Linear) and m.out_features == 1000)
-                  or (isinstance(m, nn.Conv2d) and m.out_channels == 1000))
+    conv = next(
+        (n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3),
+        None,
+    )
+    heads = tuple(
+        n
+        for n, m in model.named_modules()
+        if (isinstance(m, nn.Linear) and m.out_features == 1000)
+        or (isinstance(m, nn.Conv2d) and m.out_channels == 1000)
+    )
     return conv, heads
 
 
@@ -429,7 +479,7 @@ def _head_size(sd: dict[str, Any], head: str) -> int | None:
 def _no_transform_input(model: nn.Module) -> None:
     # Inception/GoogLeNet re-normalise 3 RGB channels when transform_input is set.
     if getattr(model, "transform_input", False):
-        model.transform_input = False
+        setattr(model, "transform_input", False)  # noqa: B010
 
 
 @contextlib.contextmanager
@@ -440,7 +490,7 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-class _Intercepted(dict):  # type: ignore[type-arg]
+class _Intercepted(dict[str, Any]):
     """The state dict handed to a torchvision builder; recognised by the load hook."""
 
 
@@ -476,7 +526,7 @@ def _intercept(weights: Any, state_dict: dict[str, Any], load: Any) -> Iterator[
             return original_load(self, sd, *args, **kwargs)
 
         cls.get_state_dict = get_state_dict
-        nn.Module.load_state_dict = load_state_dict  # type: ignore[method-assign]
+        nn.Module.load_state_dict = load_state_dict  # type: ignore[method-assign,assignment]
         try:
             yield seen
         finally:
