@@ -163,6 +163,8 @@ def _compact(card: dict[str, Any]) -> dict[str, Any]:
     for key, value in card.items():
         if key in ("source", "arch"):
             out[key] = value
+        elif key == "weights" and value is not None:
+            out[key] = {k: v for k, v in value.items() if v is not None}
         elif key == "data":
             base = _DEFAULTS["data"]
             data = {k: v for k, v in value.items() if base.get(k, object()) != v}
