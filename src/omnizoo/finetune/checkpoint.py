@@ -60,6 +60,13 @@ def load_partial(
 
     Tensors are copied in place (the model's parameters stay the same objects, so an optimizer
     built before the call stays valid) and cast to the model's dtype/device.
+
+    >>> import torchvision
+    >>> from omnizoo.finetune.heads import reset_classifier
+    >>> model = reset_classifier(torchvision.models.resnet18(), 3)
+    >>> report = load_partial(model, torchvision.models.resnet18().state_dict())
+    >>> report.summary()
+    '120 loaded, 0 adapted, 2 re-initialised, 0 missing, 0 unexpected'
     """
     import torch
 

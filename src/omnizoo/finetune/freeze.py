@@ -150,6 +150,12 @@ def unfreeze(
 
     Frozen BatchNorm statistics in the selected region are released too. Returns the names of
     the parameters that changed.
+
+    >>> import torchvision
+    >>> m = torchvision.models.resnet18()
+    >>> _ = freeze(m)
+    >>> sorted({n.split(".")[0] for n in unfreeze(m, patterns="layer4.*")})
+    ['layer4']
     """
     inner = unwrap_model(model)
     selected = _select(inner, up_to=up_to, patterns=patterns, default="all")
@@ -231,6 +237,10 @@ def trainable_summary(model: nn.Module) -> str:
     """A table of trainable / frozen parameter counts per top-level module, with totals.
 
     Norm layers whose statistics are frozen (:func:`freeze_bn_stats`) are counted too.
+
+    >>> import torchvision
+    >>> print(trainable_summary(torchvision.models.resnet18()).splitlines()[-1])
+    total      11,689,512             0          0
     """
     inner = unwrap_model(model)
     rows: list[tuple[str, int, int, int]] = []

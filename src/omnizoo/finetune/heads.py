@@ -134,6 +134,10 @@ def find_classifier(model: nn.Module) -> list[str]:
 
     See the module docstring for the rules. Raises :class:`~omnizoo.errors.UnsupportedError`
     when no head can be found (a features-only model, an ONNX-backed model).
+
+    >>> import torchvision
+    >>> find_classifier(torchvision.models.inception_v3(init_weights=False))
+    ['fc', 'AuxLogits.fc']
     """
     import torch
     from torch import nn

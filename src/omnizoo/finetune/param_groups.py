@@ -107,7 +107,13 @@ def _heads(model: nn.Module) -> list[str]:
 
 
 def layer_ids(model: nn.Module) -> dict[str, int]:
-    """Parameter name -> layer id (0 = stem, max = head) for layer-wise lr decay."""
+    """Parameter name -> layer id (0 = stem, max = head) for layer-wise lr decay.
+
+    >>> import torchvision
+    >>> ids = layer_ids(torchvision.models.resnet18())
+    >>> ids["conv1.weight"], ids["layer3.0.conv1.weight"], ids["fc.weight"]
+    (0, 3, 5)
+    """
     model = unwrap_model(model)
     names = [n for n, _ in model.named_parameters()]
     if not names:
@@ -171,6 +177,13 @@ def param_groups(
     returns and the ``no_weight_decay`` fnmatch patterns given here get 0. ``head_lr`` is the
     learning rate of the classifier head (default ``lr``). ``layer_decay`` in (0, 1] scales each
     layer's lr by ``layer_decay ** (depth from the head)``.
+
+    >>> import torch, torchvision
+    >>> model = torchvision.models.resnet18()
+    >>> groups = param_groups(model, lr=1e-3, weight_decay=0.05, head_lr=1e-2, layer_decay=0.5)
+    >>> sorted((g["group_name"], g["lr"]) for g in groups)[:3]
+    [('head_decay', 0.01), ('head_no_decay', 0.01), ('layer0_decay', 3.125e-05)]
+    >>> optimizer = torch.optim.AdamW(groups)
     """
     if lr <= 0:
         raise ConfigurationError(f"lr must be > 0, got {lr!r}")
