@@ -37,7 +37,7 @@ ADAPTER_MODULES: dict[str, tuple[str, ...]] = {
     "timm": ("omnizoo.sources.timm",),
     "cadene": ("omnizoo.sources.cadene",),
     "efficientnet": ("omnizoo.sources.efficientnet",),
-    "onnx": ("omnizoo.sources.onnx_zoo", "omnizoo.sources.onnx"),
+    "onnx": ("omnizoo.sources.onnx", "omnizoo.sources.onnx_zoo"),
 }
 
 _lock = threading.RLock()
