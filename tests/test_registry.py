@@ -360,3 +360,25 @@ def test_list_models_speed_warm() -> None:
     list_models("*vit*", pretrained=True)
     get_card("convnext_tiny")
     assert time.perf_counter() - t < 0.5
+
+
+def test_dotted_arch_names_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX zoo arch names contain dots (squeezenet1.0-12): the arch/tag split must find them."""
+    from pathlib import Path
+
+    manifest = Path(__file__).resolve().parents[2] / "shared/reference/onnx_hub_manifest.json"
+    if not manifest.is_file():
+        pytest.skip("the pinned ONNX manifest reference copy is not available")
+    monkeypatch.setenv("OMNIZOO_ONNX_MANIFEST_URL", str(manifest))
+    settings.reset()
+    try:
+        idx = index_mod.load_index("onnx")
+    except errors.DependencyError as exc:
+        pytest.skip(f"onnx adapter not available: {exc}")
+    if "squeezenet1.0-12" not in idx.archs:
+        pytest.skip("the onnx source lists no squeezenet1.0-12")
+    assert get_card("onnx:squeezenet1.0-12").arch == "squeezenet1.0-12"
+    card = get_card("squeezenet1.0-12.imagenet")
+    assert (card.source, card.arch, card.tag) == ("onnx", "squeezenet1.0-12", "imagenet")
+    assert get_card("resnet50-v1-7").source == "onnx"
+    assert "onnx:squeezenet1.0-12" in list_models("squeezenet1.0*")
