@@ -37,13 +37,17 @@ def _tv_params() -> list[Any]:
 
 
 def _tv_reference(
-    arch: str, tag: str, sd: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+    arch: str,
+    tag: str,
+    sd: dict[str, torch.Tensor],
+    monkeypatch: pytest.MonkeyPatch,
+    **kwargs: Any,
 ) -> torch.nn.Module:
     import torchvision.models as tvm
 
     weights = tvm.get_model_weights(arch)[tag]
     monkeypatch.setattr(type(weights), "get_state_dict", lambda self, *a, **k: sd)
-    model = tvm.get_model(arch, weights=weights)
+    model = tvm.get_model(arch, weights=weights, **kwargs)
     monkeypatch.undo()
     return model.eval()
 
@@ -430,3 +434,30 @@ def test_timm_every_arch_builds(name: str) -> None:
     with torch.no_grad():
         out = m(x)
     assert out.shape[0] == 1
+
+
+@pytest.mark.parametrize("arch", ["quantized_resnet18", "quantized_mobilenet_v2"])
+def test_torchvision_quantized_parity(
+    arch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Quantized weights hold packed params and dtypes (not only tensors); built with
+    ``quantize=True`` like upstream, loaded with a plain copy."""
+    import torchvision.models as tvm
+
+    engines = torch.backends.quantized.supported_engines
+    card = get_card(f"torchvision:{arch}")
+    backend = "qnnpack" if "qnnpack" in (card.tag or "").lower() else "fbgemm"
+    if backend not in engines:
+        pytest.skip(f"quantized engine {backend} not available")
+    torch.backends.quantized.engine = backend
+    torch.manual_seed(0)
+    src = tvm.get_model(arch, weights=None, quantize=True)
+    f = tmp_path / "q.pth"
+    torch.save(src.state_dict(), f)
+    sd = torch.load(f, weights_only=True)
+    ref = _tv_reference(arch, str(card.tag), sd, monkeypatch, quantize=True)
+    ours = create_model(card.name, checkpoint_path=f)
+    assert ours.omnizoo_load_report.ok, str(ours.omnizoo_load_report)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(ref(x), ours(x))

@@ -167,13 +167,22 @@ def unwrap_checkpoint(obj: Any, *, use_ema: bool = True) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint holds a {type(obj).__name__}, not a state dict (a dict of tensors)"
         )
-    tensors: dict[str, Any] = OrderedDict((str(k), v) for k, v in obj.items() if _is_tensor(v))
+    # Tensors, plus the dtype / packed-param tuples of quantized modules.
+    tensors: dict[str, Any] = OrderedDict((str(k), v) for k, v in obj.items() if _is_state_value(v))
     _copy_metadata(obj, tensors)
     if not tensors:
         raise CheckpointError(
             "checkpoint holds no tensors; looked inside " + ", ".join(repr(k) for k in keys)
         )
     return tensors
+
+
+def _is_state_value(value: Any) -> bool:
+    import torch
+
+    if isinstance(value, (torch.Tensor, torch.dtype)):
+        return True
+    return isinstance(value, (tuple, list)) and any(_is_state_value(v) for v in value)
 
 
 def _is_tensor(value: Any) -> bool:

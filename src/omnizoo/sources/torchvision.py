@@ -16,6 +16,7 @@ import contextlib
 import re
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -214,6 +215,8 @@ class TorchvisionSource(SourceAdapter):
         weights = tvm.get_model_weights(card.arch)[card.tag] if card.tag else None
         kwargs = dict(request.kwargs)
         quantized = card.task == "quantized_classification"
+        if quantized and weights is not None and request.weights_path is not None:
+            kwargs.setdefault("quantize", True)  # the quantized Weights enum needs it
         if request.features_only and card.task != "classification":
             raise UnsupportedError(
                 f"{card.name}: features_only is supported for torchvision classification "
@@ -281,8 +284,11 @@ class TorchvisionSource(SourceAdapter):
                 for h in present:
                     for k in [k for k in sd if k.startswith(h + ".")]:
                         del sd[k]
-            if quantized:
-                result = model.load_state_dict(sd, strict=False)
+            if quantized:  # packed quantized params cannot be assigned: a plain copy load
+                plain: dict[str, Any] = OrderedDict(sd)
+                if getattr(sd, "_metadata", None) is not None:
+                    plain._metadata = sd._metadata  # type: ignore[attr-defined]
+                result = model.load_state_dict(plain, strict=False)
                 report.missing.extend(result.missing_keys)
                 report.unexpected.extend(result.unexpected_keys)
                 report.loaded.extend(k for k in sd if k not in set(result.unexpected_keys))
