@@ -13,6 +13,7 @@ device (so nothing is randomly initialised first).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import re
 import threading
 import warnings
@@ -239,6 +240,9 @@ class TorchvisionSource(SourceAdapter):
         if request.weights_path is None:
             if request.num_classes is not None:
                 kwargs["num_classes"] = request.num_classes
+            if "weights_backbone" in inspect.signature(builder).parameters:
+                # detection/segmentation builders would otherwise download an ImageNet backbone
+                kwargs.setdefault("weights_backbone", None)
             with _quiet():
                 model = builder(weights=None, **kwargs)
             report = LoadReport(notes=["random init (no weights requested)"])
