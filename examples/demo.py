@@ -8,9 +8,9 @@ converted from the TensorFlow release, with lukemelas-style key names. omnizoo
 
 1. builds the matching architecture, timm's ``tf_efficientnet_lite0`` (the TF port: 'same'
    padding, BN eps 1e-3, ReLU6), with ``create_model`` — no download;
-2. renames the checkpoint's keys to timm's with
-   :func:`omnizoo.sources.lukemelas_keys.convert_lukemelas_to_timm` and loads it strictly
-   (every tensor must find its place);
+2. loads the file with ``create_model(..., checkpoint_path=...)``, which recognises the
+   lukemelas key names and renames them to timm's (the load report must show every tensor
+   placed, none missing or unexpected);
 3. classifies the photographs in ``examples/images/`` with :class:`omnizoo.Predictor`, using
    the card's exact preprocessing (bicubic resize to 256, centre crop 224, mean = std = 0.5)
    and torchvision's ImageNet class names.
@@ -41,15 +41,16 @@ def checkpoint_path() -> Path:
 
 
 def build_model() -> Any:
-    """tf_efficientnet_lite0 with the packaged ImageNet weights loaded (strict)."""
+    """tf_efficientnet_lite0 with the packaged ImageNet weights; every tensor must load."""
     from omnizoo import create_model
-    from omnizoo.registry.loading import load_checkpoint
-    from omnizoo.sources.lukemelas_keys import convert_lukemelas_to_timm
 
-    model = create_model(MODEL)  # the architecture and its card; nothing is downloaded
-    state = convert_lukemelas_to_timm(load_checkpoint(checkpoint_path()), "tf_efficientnet_lite0")
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    # checkpoint_path: a local file instead of a download. Its lukemelas key names are
+    # recognised and converted to timm's by create_model.
+    model = create_model(MODEL, checkpoint_path=checkpoint_path())
+    report = model.omnizoo_load_report
+    if not report.ok:
+        sys.exit(f"the packaged checkpoint did not load cleanly:\n{report}")
+    return model
 
 
 def main(images: list[Path] | None = None, *, topk: int = 5, quiet: bool = False) -> Any:

@@ -392,11 +392,6 @@ def test_cli_export_from_a_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixt
     )
 
 
-@pytest.mark.xfail(
-    reason="registry: the torchvision source re-initialises a user checkpoint's 5-class head "
-    "instead of taking num_classes from it (the timm source does); reported",
-    strict=False,
-)
 def test_cli_export_from_a_torchvision_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

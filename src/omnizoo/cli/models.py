@@ -80,6 +80,13 @@ def run_list(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         exclude=args.exclude,
     )
+    if not names and args.source == "onnx":
+        from ..sources.onnx import manifest_problem
+
+        problem = manifest_problem()
+        if problem:
+            print(f"omnizoo list: {problem}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(names, indent=1))
     else:

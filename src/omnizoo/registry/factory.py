@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, NoPretrainedWeightsError
+from ..errors import CheckpointError, ConfigurationError, NoPretrainedWeightsError
 from ..sources.base import CreateRequest, LoadReport
 from .card import ModelCard
 from .index import get_adapter
@@ -56,11 +56,22 @@ def create_model(
         raise ConfigurationError(f"in_chans must be an int >= 1, got {in_chans!r}")
     if out_indices is not None and not features_only:
         raise ConfigurationError("out_indices is only meaningful with features_only=True")
+    if isinstance(out_indices, int):
+        out_indices = tuple(range(out_indices)) if out_indices > 0 else None
+    request = CreateRequest(
+        pretrained=bool(pretrained),
+        user_checkpoint=checkpoint_path is not None,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        features_only=bool(features_only),
+        out_indices=tuple(out_indices) if out_indices is not None else None,
+        kwargs=dict(kwargs),
+    )
+    adapter = get_adapter(card.source)
+    adapter.check_request(card, request)  # fail before downloading, not after
     weights_path: Path | None = None
-    user_checkpoint = False
     if checkpoint_path is not None:
         weights_path = Path(checkpoint_path).expanduser()
-        user_checkpoint = True
     elif pretrained:
         if card.weights is None:
             raise NoPretrainedWeightsError(
@@ -70,24 +81,27 @@ def create_model(
         from ..weights.download import fetch_weights
 
         weights_path = Path(fetch_weights(card.weights, name=card.name))
-    if isinstance(out_indices, int):
-        out_indices = tuple(range(out_indices)) if out_indices > 0 else None
-    request = CreateRequest(
-        pretrained=bool(pretrained),
-        weights_path=weights_path,
-        user_checkpoint=user_checkpoint,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        features_only=bool(features_only),
-        out_indices=tuple(out_indices) if out_indices is not None else None,
-        kwargs=dict(kwargs),
-    )
-    adapter = get_adapter(card.source)
+    request = dataclasses.replace(request, weights_path=weights_path)
     model, report = adapter.create(card, request)
+    if weights_path is not None and hasattr(model, "state_dict"):
+        _check_something_loaded(card, weights_path, report)
     if device is not None or dtype is not None:
         model = _move(model, device, dtype)
     _attach(model, _derived_card(card, model, request), report)
     return model
+
+
+def _check_something_loaded(card: ModelCard, path: Path, report: LoadReport) -> None:
+    """A weights file none of whose tensors found a place is the wrong file, not a load."""
+    if report.loaded or report.adapted:
+        return
+    missing = ", ".join(report.missing[:3]) or "-"
+    unexpected = ", ".join(report.unexpected[:3]) or "-"
+    raise CheckpointError(
+        f"no tensor of {path} fits {card.name}: the model wants e.g. {missing}; the file has "
+        f"e.g. {unexpected}. Is it a checkpoint of another architecture? Pick the matching "
+        "model name, or rename the keys before loading."
+    )
 
 
 def _move(model: Any, device: Any, dtype: Any) -> Any:

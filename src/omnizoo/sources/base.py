@@ -132,6 +132,13 @@ class SourceAdapter(abc.ABC):
         Returns an ``nn.Module`` (or, for ONNX, a module-like object) on the CPU in eval mode.
         """
 
+    def check_request(self, card: ModelCard, request: CreateRequest) -> None:
+        """Raise before any download when ``request`` cannot be honoured for ``card``.
+
+        ``create_model`` calls this first, so a request that is bound to fail (an ONNX graph
+        onnxruntime cannot load, an unsupported option) costs no download. Default: no check.
+        """
+
     def default_cfg_for_model(self, model: torch.nn.Module) -> ModelCard | None:
         """A card for a model built outside omnizoo, when the source can tell (optional)."""
         return None

@@ -342,6 +342,13 @@ class OnnxZooSource(SourceAdapter):
         return model, report
 
 
+    def check_request(self, card: ModelCard, request: CreateRequest) -> None:
+        """Refuse an opset onnxruntime cannot load before its file is downloaded."""
+        allow_legacy = bool(request.kwargs.get("allow_legacy_opset", False))
+        if not card.extra.get("onnxruntime_loadable", True) and not allow_legacy:
+            raise BackendError(unloadable_message(card))
+
+
 def unloadable_message(card: ModelCard) -> str:
     """The BackendError text for an opset the installed onnxruntime cannot load."""
     opset = card.extra.get("opset")

