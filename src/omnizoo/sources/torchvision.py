@@ -284,10 +284,15 @@ class TorchvisionSource(SourceAdapter):
                 adapted.append(key)
             if want_head:
                 present = [h for h in card.classifier if _has_module(model, h)]
-                reinit = replace_classifier(model, present, int(num_classes or 0))
+                new_keys = replace_classifier(model, present, int(num_classes or 0))
+                # A user's checkpoint may carry a head of exactly the new size: load it.
+                # Only head tensors that do not fit are dropped and re-initialised.
+                own = model.state_dict()
                 for h in present:
                     for k in [k for k in sd if k.startswith(h + ".")]:
-                        del sd[k]
+                        if k not in own or tuple(sd[k].shape) != tuple(own[k].shape):
+                            del sd[k]
+                reinit = [k for k in new_keys if k not in sd]
             if quantized:  # packed quantized params cannot be assigned: a plain copy load
                 plain: dict[str, Any] = OrderedDict(sd)
                 if getattr(sd, "_metadata", None) is not None:
