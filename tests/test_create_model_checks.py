@@ -53,7 +53,8 @@ def test_unloadable_onnx_opset_fails_before_download(
     monkeypatch.setenv("OMNIZOO_OFFLINE", "1")
     settings.reset()
     legacy = [
-        n for n in list_models(source="onnx", pretrained=True)
+        n
+        for n in list_models(source="onnx", pretrained=True)
         if not get_card(n).extra.get("onnxruntime_loadable", True)
     ]
     assert legacy, "the zoo has opset < 7 graphs"

@@ -19,7 +19,8 @@ def test_all_is_sorted_and_resolves() -> None:
 
 
 def test_import_is_cheap() -> None:
-    code = "import sys, omnizoo; print(sorted(m for m in ('torch','timm','torchvision','onnxruntime','pretrainedmodels','efficientnet_pytorch') if m in sys.modules))"
+    heavy = "'torch','timm','torchvision','onnxruntime','pretrainedmodels','efficientnet_pytorch'"
+    code = f"import sys, omnizoo; print(sorted(m for m in ({heavy}) if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -60,7 +61,10 @@ def test_error_messages_are_plain() -> None:
 def test_settings_parse(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("OMNIZOO_HOME", str(tmp_path))
     monkeypatch.setenv("OMNIZOO_OFFLINE", "1")
-    monkeypatch.setenv("OMNIZOO_MIRRORS", json.dumps({"https://a/": ["http://m1/", "http://m2/"], "https://b/": "http://m3/"}))
+    monkeypatch.setenv(
+        "OMNIZOO_MIRRORS",
+        json.dumps({"https://a/": ["http://m1/", "http://m2/"], "https://b/": "http://m3/"}),
+    )
     monkeypatch.setenv("OMNIZOO_SOURCE_ORDER", "timm,onnx")
     settings.reset()
     s = settings.get_settings()

@@ -112,7 +112,9 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
-def parse_mirrors(raw: str | None, *, variable: str = "OMNIZOO_MIRRORS") -> dict[str, tuple[str, ...]]:
+def parse_mirrors(
+    raw: str | None, *, variable: str = "OMNIZOO_MIRRORS"
+) -> dict[str, tuple[str, ...]]:
     """Parse the OMNIZOO_MIRRORS JSON object into ``{prefix: (mirror, ...)}``."""
     if raw is None or not raw.strip():
         return {}
@@ -161,11 +163,7 @@ def from_environ(env: Mapping[str, str]) -> Settings:
     home_raw = env.get("OMNIZOO_HOME")
     home = Path(home_raw).expanduser() if home_raw else _default_home()
     progress_raw = env.get("OMNIZOO_PROGRESS", "auto").strip().lower()
-    progress: bool | None
-    if progress_raw in ("auto", ""):
-        progress = None
-    else:
-        progress = _flag(env, "OMNIZOO_PROGRESS", False)
+    progress = None if progress_raw in ("auto", "") else _flag(env, "OMNIZOO_PROGRESS", False)
     retries = _number(env, "OMNIZOO_RETRIES", 5, minimum=1)
     if retries != int(retries):
         raise ConfigurationError(f"OMNIZOO_RETRIES={env['OMNIZOO_RETRIES']!r} must be an integer")

@@ -106,9 +106,7 @@ class DataConfig:
         if self.layout not in ("NCHW", "NHWC"):
             raise ConfigurationError(f"layout={self.layout!r}; use 'NCHW' or 'NHWC'")
         if tuple(self.value_range) not in ((0.0, 1.0), (0.0, 255.0)):
-            raise ConfigurationError(
-                f"value_range={self.value_range!r}; use (0, 1) or (0, 255)"
-            )
+            raise ConfigurationError(f"value_range={self.value_range!r}; use (0, 1) or (0, 255)")
 
     @property
     def crop_size(self) -> tuple[int, int]:

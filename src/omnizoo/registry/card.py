@@ -115,8 +115,10 @@ class ModelCard:
             if f.name == "data":
                 value = value.to_dict()
             elif f.name == "weights" and value is not None:
-                value = {k: list(v) if isinstance(v, tuple) else v
-                         for k, v in dataclasses.asdict(value).items()}
+                value = {
+                    k: list(v) if isinstance(v, tuple) else v
+                    for k, v in dataclasses.asdict(value).items()
+                }
             elif f.name == "extra":
                 value = dict(value)
             elif f.name == "extra_metrics":
@@ -141,7 +143,9 @@ class ModelCard:
                 kwargs[key] = tuple(kwargs[key])
         for key in ("classifier", "notes"):
             kwargs[key] = tuple(kwargs.get(key) or ())
-        kwargs["extra_metrics"] = tuple((str(k), float(v)) for k, v in kwargs.get("extra_metrics") or ())
+        kwargs["extra_metrics"] = tuple(
+            (str(k), float(v)) for k, v in kwargs.get("extra_metrics") or ()
+        )
         kwargs["extra"] = dict(kwargs.get("extra") or {})
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in kwargs.items() if k in names})

@@ -138,6 +138,7 @@ class SourceAdapter(abc.ABC):
         ``create_model`` calls this first, so a request that is bound to fail (an ONNX graph
         onnxruntime cannot load, an unsupported option) costs no download. Default: no check.
         """
+        return None
 
     def default_cfg_for_model(self, model: torch.nn.Module) -> ModelCard | None:
         """A card for a model built outside omnizoo, when the source can tell (optional)."""

@@ -341,7 +341,6 @@ class OnnxZooSource(SourceAdapter):
         report.notes.append(f"onnxruntime session ({', '.join(model.providers)})")
         return model, report
 
-
     def check_request(self, card: ModelCard, request: CreateRequest) -> None:
         """Refuse an opset onnxruntime cannot load before its file is downloaded."""
         allow_legacy = bool(request.kwargs.get("allow_legacy_opset", False))
