@@ -31,7 +31,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 docs: $(STAMP)
-	$(PY) -m omnizoo.cli.main docs-tables docs/models
+	$(PY) -m omnizoo.registry.doctables docs/models
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
