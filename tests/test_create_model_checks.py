@@ -74,3 +74,20 @@ def test_list_onnx_without_manifest_says_how_to_fetch(
     assert main(["list", "--source", "onnx"]) == 1
     err = capsys.readouterr().err
     assert "ONNX zoo manifest is not cached" in err and "OMNIZOO_ONNX_MANIFEST_URL" in err
+
+
+def test_pre_0_4_checkpoint_without_num_batches_tracked_loads_cleanly(tmp_path: Path) -> None:
+    import torchvision
+
+    # Old torchvision V1 / Cadene files predate BatchNorm's num_batches_tracked buffer.
+    sd = {
+        k: v
+        for k, v in torchvision.models.resnet18().state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
+    path = tmp_path / "old.pth"
+    torch.save(sd, path)
+    model = create_model("torchvision:resnet18", checkpoint_path=path)
+    report = model.omnizoo_load_report
+    assert report.ok, str(report)
+    assert int(model.state_dict()["bn1.num_batches_tracked"]) == 0

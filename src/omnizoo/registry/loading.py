@@ -527,6 +527,7 @@ def load_into(
     reinit = set(reinitialize)
     adapted_set = set(adapted)
     own = dict(model.state_dict(keep_vars=True))
+    state_dict = _with_num_batches_tracked(own, state_dict)
     sd: dict[str, Any] = OrderedDict()
     _copy_metadata(state_dict, sd)
     mismatched: list[str] = []
@@ -575,4 +576,58 @@ def load_into(
         if key not in own:  # a non-persistent buffer left on meta by the builder
             report.notes.append(f"{key} was on the meta device and was re-initialised")
     report.unexpected.extend(unexpected)
+    return report
+
+
+def _with_num_batches_tracked(own: Mapping[str, Any], state_dict: Mapping[str, Any]) -> Any:
+    """Files saved before torch 0.4.1 (old torchvision V1, Cadene, lukemelas) have no
+    ``num_batches_tracked``; BatchNorm's own loader fills in 0 for them, so do the same rather
+    than report them missing."""
+    import torch
+
+    suffix = "num_batches_tracked"
+    fill = [
+        key
+        for key in own
+        if key.endswith(suffix)
+        and key not in state_dict
+        and key[: -len(suffix)] + "running_mean" in state_dict
+    ]
+    if not fill:
+        return state_dict
+    out: dict[str, Any] = OrderedDict(state_dict)
+    _copy_metadata(state_dict, out)
+    for key in fill:
+        out[key] = torch.zeros((), dtype=torch.long)
+    return out
+
+
+def load_or_init(
+    model: nn.Module,
+    state_dict: Mapping[str, Any],
+    *,
+    path: Path | None,
+    name: str,
+    verified: bool,
+    reinitialize: Iterable[str] = (),
+    adapted: Iterable[str] = (),
+) -> LoadReport:
+    """Load ``state_dict`` from ``path`` into a meta-built ``model``, or (no path) initialise it.
+
+    For verified published weights (``verified``), anything missing or unexpected means the file
+    is not this architecture's, and raises :class:`CheckpointError` naming ``name``; a user's
+    checkpoint is loaded as far as it fits and the report says the rest.
+    """
+    if path is None:
+        materialize_(model)
+        report = LoadReport()
+        report.reinitialized.extend(reinitialize)
+        return report
+    report = load_into(
+        model, state_dict, reinitialize=reinitialize, adapted=adapted, source_file=str(path)
+    )
+    if verified and not report.ok:
+        raise CheckpointError(
+            f"{name}: the weights file does not match the architecture ({report})"
+        )
     return report

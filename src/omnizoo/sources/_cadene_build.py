@@ -15,8 +15,7 @@ from ..registry.card import ModelCard
 from ..registry.loading import (
     adapt_input_conv,
     load_checkpoint,
-    load_into,
-    materialize_,
+    load_or_init,
     meta_params,
     replace_classifier,
     replace_first_conv,
@@ -96,18 +95,15 @@ def create(source: CadeneSource, card: ModelCard, request: CreateRequest) -> tup
                     adapted.remove(key)
         reinit = [k for k in new_keys if k not in sd]
 
-    if path is not None:
-        _fill_num_batches_tracked(model, sd)
-    if path is None:
-        materialize_(model)
-        report = LoadReport()
-        report.reinitialized.extend(reinit)
-    else:
-        report = load_into(model, sd, reinitialize=reinit, adapted=adapted, source_file=str(path))
-        if not request.user_checkpoint and not report.ok:
-            raise CheckpointError(
-                f"{card.name}: the weights file does not match the architecture ({report})"
-            )
+    report = load_or_init(
+        model,
+        sd,
+        path=path,
+        name=card.name,
+        verified=not request.user_checkpoint,
+        reinitialize=reinit,
+        adapted=adapted,
+    )
     if path is not None and arch == "inceptionv3":
         report.notes.append("inceptionv3: aux head loaded but off (model.aux_logits=False)")
     model.num_classes = num_classes if num_classes is not None else built_classes
@@ -124,14 +120,3 @@ def _set_upstream_attributes(model: Any, card: ModelCard) -> None:
     model.input_range = card.extra.get("input_range", [0, int(data.value_range[1])])
     model.mean = list(data.mean)
     model.std = list(data.std)
-
-
-def _fill_num_batches_tracked(model: Any, sd: dict[str, Any]) -> None:
-    """Files saved before torch 0.4.1 have no ``num_batches_tracked``; torch's BatchNorm fills in
-    0 for them, so do the same instead of reporting them missing."""
-    import torch
-
-    suffix = "num_batches_tracked"
-    for key in model.state_dict(keep_vars=True):
-        if key.endswith(suffix) and key not in sd and key[: -len(suffix)] + "running_mean" in sd:
-            sd[key] = torch.zeros((), dtype=torch.long)

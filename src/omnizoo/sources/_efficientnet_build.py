@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import CheckpointError, UnsupportedError
+from ..errors import UnsupportedError
 from ..registry.card import ModelCard
 from ..registry.loading import (
     adapt_input_conv,
     load_checkpoint,
-    load_into,
-    materialize_,
+    load_or_init,
     meta_params,
     replace_classifier,
 )
-from ._cadene_build import _fill_num_batches_tracked
 from .base import CreateRequest, LoadReport
 from .efficientnet import override_params
 
@@ -102,18 +100,15 @@ def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
                 del sd[key]
         reinit = [k for k in new_keys if k not in sd]
 
-    if path is not None:
-        _fill_num_batches_tracked(model, sd)
-    if path is None:
-        materialize_(model)
-        report = LoadReport()
-        report.reinitialized.extend(reinit)
-    else:
-        report = load_into(model, sd, reinitialize=reinit, adapted=adapted, source_file=str(path))
-        if not request.user_checkpoint and not report.ok:
-            raise CheckpointError(
-                f"{card.name}: the weights file does not match the architecture ({report})"
-            )
+    report = load_or_init(
+        model,
+        sd,
+        path=path,
+        name=card.name,
+        verified=not request.user_checkpoint,
+        reinitialize=reinit,
+        adapted=adapted,
+    )
     model.num_classes = num_classes if num_classes is not None else 1000
     if request.features_only:
         indices = request.out_indices if request.out_indices is not None else (0, 1, 2, 3, 4)
