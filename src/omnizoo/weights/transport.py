@@ -33,7 +33,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["BATCH_BYTES", "candidate_urls", "get_client", "stream_to"]
 
 BATCH_BYTES = 1 << 20  # hand the hasher ~1 MiB at a time
-READ_BYTES = 1 << 20  # bytes per socket read (see _tune_httpcore)
 _NOT_FOUND = (403, 404, 410)
 log = logging.getLogger("omnizoo.weights")
 _client_lock = threading.Lock()
@@ -79,7 +78,6 @@ def get_client(settings: Settings) -> httpx.Client:
             return _client[2]
         from .. import __version__
 
-        _tune_httpcore()
         timeout = httpx.Timeout(
             connect=settings.connect_timeout,
             read=settings.read_timeout,
@@ -94,22 +92,6 @@ def get_client(settings: Settings) -> httpx.Client:
         )
         _client = (os.getpid(), key, client)
         return client
-
-
-def _tune_httpcore() -> None:
-    """Let httpcore read up to 1 MiB per recv (its default is 64 KiB).
-
-    Weights files are hundreds of MB; larger reads cut the per-chunk Python work in h11 by
-    16x, which on a busy 2-core machine is ~20% of the download's wall time (see
-    benchmarks/bench_download.py). The attribute only sizes a read buffer; nothing else
-    changes, and other httpx users in the process are unaffected in behaviour.
-    """
-    try:
-        from httpcore._sync.http11 import HTTP11Connection
-    except ImportError:  # pragma: no cover - a future httpcore without this layout
-        return
-    if getattr(HTTP11Connection, "READ_NUM_BYTES", 0) < READ_BYTES:
-        HTTP11Connection.READ_NUM_BYTES = READ_BYTES
 
 
 class _Retry(Exception):
