@@ -63,7 +63,18 @@ class Route:
     bodies: int = 0  # responses that started sending the body from byte 0
     range_requests: int = 0
     bytes_sent: int = 0
+    inflight: int = 0  # requests whose handler has not finished (counters not final yet)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until no handler of this route is still running, so that the counters are
+        final: a client can read the last byte before the handler's write() returns."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if self.inflight == 0:
+                    return
+            time.sleep(0.005)
 
     @property
     def size(self) -> int:
@@ -89,6 +100,15 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._error(404)
             return
+        with route.lock:
+            route.inflight += 1
+        try:
+            self._serve(route)
+        finally:
+            with route.lock:
+                route.inflight -= 1
+
+    def _serve(self, route: Route) -> None:
         with route.lock:
             route.requests += 1
             fail = route.fail_500 > 0
@@ -235,9 +255,14 @@ class WeightServer:
         return self.base + path
 
     def route(self, path_or_url: str) -> Route:
-        return self.routes[path_or_url.removeprefix(self.base)]
+        """The route for a path or URL, once its running handlers have finished."""
+        route = self.routes[path_or_url.removeprefix(self.base)]
+        route.settle()
+        return route
 
     def stats(self) -> dict[str, dict[str, int]]:
+        for r in list(self.routes.values()):
+            r.settle()
         return {
             path: {
                 "requests": r.requests,

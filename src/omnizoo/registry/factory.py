@@ -83,7 +83,7 @@ def create_model(
         weights_path = Path(fetch_weights(card.weights, name=card.name))
     request = dataclasses.replace(request, weights_path=weights_path)
     model, report = adapter.create(card, request)
-    if weights_path is not None and hasattr(model, "state_dict"):
+    if weights_path is not None:
         _check_something_loaded(card, weights_path, report)
     if device is not None or dtype is not None:
         model = _move(model, device, dtype)
@@ -93,7 +93,9 @@ def create_model(
 
 def _check_something_loaded(card: ModelCard, path: Path, report: LoadReport) -> None:
     """A weights file none of whose tensors found a place is the wrong file, not a load."""
-    if report.loaded or report.adapted:
+    # Only a tensor load that placed nothing is wrong; an ONNX session loads no tensors and
+    # reports none missing or unexpected.
+    if report.loaded or report.adapted or not (report.missing or report.unexpected):
         return
     missing = ", ".join(report.missing[:3]) or "-"
     unexpected = ", ".join(report.unexpected[:3]) or "-"
