@@ -24,6 +24,7 @@ from torch import nn  # noqa: E402
 from omnizoo.data.config import DataConfig  # noqa: E402
 from omnizoo.errors import ExportError  # noqa: E402
 from omnizoo.export.onnx import export_onnx, export_onnx_report, read_metadata  # noqa: E402
+from tiny_models import tiny_convnext, tiny_maxvit, tiny_swin, tiny_vit  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
@@ -31,47 +32,6 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 def _run(path: Path, x: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: x})[0]
-
-
-def _tiny_vit() -> nn.Module:
-    return torchvision.models.VisionTransformer(
-        image_size=32, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64
-    )
-
-
-def _tiny_swin() -> nn.Module:
-    from torchvision.models.swin_transformer import SwinTransformer, SwinTransformerBlockV2
-
-    return SwinTransformer(
-        patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=[2, 2]
-    ), SwinTransformer(
-        patch_size=[4, 4],
-        embed_dim=16,
-        depths=[1, 1],
-        num_heads=[1, 2],
-        window_size=[2, 2],
-        block=SwinTransformerBlockV2,
-    )
-
-
-def _tiny_maxvit() -> nn.Module:
-    from torchvision.models.maxvit import MaxVit
-
-    return MaxVit(
-        input_size=(32, 32),
-        stem_channels=8,
-        partition_size=2,
-        block_channels=[16, 32],
-        block_layers=[1, 1],
-        head_dim=8,
-        stochastic_depth_prob=0.0,
-    )
-
-
-def _tiny_convnext() -> nn.Module:
-    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
-
-    return ConvNeXt([CNBlockConfig(16, 32, 1), CNBlockConfig(32, None, 1)])
 
 
 def _tv(name: str, **kw):
@@ -88,11 +48,11 @@ REPRESENTATIVE = {
         ),
         32,
     ),
-    "vit": (_tiny_vit, 32),
-    "swin": (lambda: _tiny_swin()[0], 32),
-    "swin_v2": (lambda: _tiny_swin()[1], 32),
-    "maxvit": (_tiny_maxvit, 32),
-    "convnext": (_tiny_convnext, 32),
+    "vit": (tiny_vit, 32),
+    "swin": (tiny_swin, 32),
+    "swin_v2": (lambda: tiny_swin(v2=True), 32),
+    "maxvit": (tiny_maxvit, 32),
+    "convnext": (tiny_convnext, 32),
 }
 
 

@@ -13,42 +13,9 @@ from torch import nn  # noqa: E402
 
 from omnizoo.errors import ConfigurationError, UnsupportedError  # noqa: E402
 from omnizoo.finetune.heads import find_classifier, init_head, reset_classifier  # noqa: E402
+from tiny_models import tiny_convnext, tiny_maxvit, tiny_swin, tiny_vit  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)  # torchvision init_weights notes
-
-
-def _tiny_vit() -> nn.Module:
-    return torchvision.models.VisionTransformer(
-        image_size=32, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64
-    )
-
-
-def _tiny_swin() -> nn.Module:
-    from torchvision.models.swin_transformer import SwinTransformer
-
-    return SwinTransformer(
-        patch_size=[4, 4], embed_dim=16, depths=[1, 1], num_heads=[1, 2], window_size=[2, 2]
-    )
-
-
-def _tiny_convnext() -> nn.Module:
-    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
-
-    return ConvNeXt([CNBlockConfig(16, 32, 1), CNBlockConfig(32, None, 1)])
-
-
-def _tiny_maxvit() -> nn.Module:
-    from torchvision.models.maxvit import MaxVit
-
-    return MaxVit(
-        input_size=(32, 32),
-        stem_channels=8,
-        partition_size=2,
-        block_channels=[16, 32],
-        block_layers=[1, 1],
-        head_dim=8,
-        stochastic_depth_prob=0.0,
-    )
 
 
 def _tiny_densenet() -> nn.Module:
@@ -66,9 +33,9 @@ TORCHVISION = {
     "mobilenet_v3_small": (_tv("mobilenet_v3_small"), 64, ["classifier.3"], 1024),
     "mobilenet_v2": (_tv("mobilenet_v2"), 64, ["classifier.1"], 1280),
     "efficientnet_b0": (_tv("efficientnet_b0"), 32, ["classifier.1"], 1280),
-    "convnext": (_tiny_convnext, 32, ["classifier.2"], 32),
-    "vit": (_tiny_vit, 32, ["heads.head"], 32),
-    "swin": (_tiny_swin, 32, ["head"], 32),
+    "convnext": (tiny_convnext, 32, ["classifier.2"], 32),
+    "vit": (tiny_vit, 32, ["heads.head"], 32),
+    "swin": (tiny_swin, 32, ["head"], 32),
     "regnet_x_400mf": (_tv("regnet_x_400mf"), 64, ["fc"], 400),
     "squeezenet1_1": (_tv("squeezenet1_1"), 64, ["classifier.1"], 512),
     "inception_v3": (
@@ -86,7 +53,7 @@ TORCHVISION = {
     "densenet": (_tiny_densenet, 32, ["classifier"], 20),
     "shufflenet_v2_x0_5": (_tv("shufflenet_v2_x0_5"), 64, ["fc"], 1024),
     "mnasnet0_5": (_tv("mnasnet0_5"), 64, ["classifier.1"], 1280),
-    "maxvit": (_tiny_maxvit, 32, ["classifier.5"], 32),
+    "maxvit": (tiny_maxvit, 32, ["classifier.5"], 32),
 }
 
 
