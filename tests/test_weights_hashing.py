@@ -40,6 +40,8 @@ from omnizoo.weights.hashing import (
         ("https://x.org/models-abcdef12.d/model.pth", None),
         ("model-.pth", None),
         ("Model-ABCDEF12.pth", None),  # upper case is not torch.hub's convention
+        # words that happen to be hex are not prefixes: real ones have 8+ digits
+        ("https://dl.fbaipublicfiles.com/ijepa/IN22K-vit.g.16-600e.pth.tar", None),
     ],
 )
 def test_parse_hash_prefix(name: str, prefix: str | None) -> None:

@@ -46,6 +46,7 @@ from typing import Any
 from ..data.config import DataConfig
 from ..errors import CheckpointError, ConfigurationError, UnsupportedError
 from ..registry.card import ModelCard, WeightsFile
+from ..weights.hashing import parse_hash_prefix
 from .base import CreateRequest, LoadReport, SourceAdapter
 
 __all__ = ["TAG_SPELLING", "CadeneSource", "settings_key_for_tag", "tag_for_settings_key"]
@@ -61,7 +62,6 @@ TAG_SPELLING: dict[str, str] = {
 CARDS_VERSION = 2
 ORIGIN = "https://github.com/Cadene/pretrained-models.pytorch"
 # torch.hub's HASH_REGEX: the first "-<hex>." in the file name is a sha256 prefix.
-_HASH_RE = re.compile(r"-([a-f0-9]+)\.")
 # Same file names (hence same verified bytes) re-hosted by timm (timm/models/senet.py and
 # xception.py, `legacy_*` tags); tried after the original URL.
 _TIMM_CADENE_RELEASE = (
@@ -127,12 +127,6 @@ def settings_key_for_tag(tag: str) -> str:
         if value == tag:
             return key
     return tag
-
-
-def hash_prefix_of(filename: str) -> str | None:
-    """The sha256 prefix torch.hub would read from ``filename`` (None when there is none)."""
-    m = _HASH_RE.search(filename)
-    return m.group(1) if m else None
 
 
 def _import_pretrainedmodels() -> Any:
@@ -368,7 +362,7 @@ class CadeneSource(SourceAdapter):
             weights=WeightsFile(
                 urls=tuple(urls),
                 filename=filename,
-                hash_prefix=hash_prefix_of(filename),
+                hash_prefix=parse_hash_prefix(filename),
                 format="pickle",
             ),
             is_default=is_default,

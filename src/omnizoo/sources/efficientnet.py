@@ -26,12 +26,12 @@ Upstream quirks and what omnizoo does:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from ..data.config import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, DataConfig
 from ..registry.card import ModelCard, WeightsFile
+from ..weights.hashing import parse_hash_prefix
 from .base import CreateRequest, LoadReport, SourceAdapter
 
 __all__ = ["EfficientNetSource"]
@@ -41,7 +41,6 @@ CARDS_VERSION = 2
 ORIGIN = "https://github.com/lukemelas/EfficientNet-PyTorch"
 PAPER = "https://arxiv.org/abs/1905.11946"
 PAPER_ADVPROP = "https://arxiv.org/abs/1911.09665"
-_HASH_RE = re.compile(r"-([a-f0-9]+)\.")
 
 
 def _import_efficientnet() -> Any:
@@ -130,7 +129,7 @@ class EfficientNetSource(SourceAdapter):
                 continue
             for i, (tag, url, advprop) in enumerate(weights):
                 filename = url.rsplit("/", 1)[-1]
-                m = _HASH_RE.search(filename)
+                prefix = parse_hash_prefix(filename)
                 notes = [
                     "efficientnet_pytorch never checks the sha256 prefix in the file name;"
                     " omnizoo does",
@@ -146,7 +145,7 @@ class EfficientNetSource(SourceAdapter):
                         weights=WeightsFile(
                             urls=(url,),
                             filename=filename,
-                            hash_prefix=m.group(1) if m else None,
+                            hash_prefix=prefix,
                             format="pickle",
                         ),
                         is_default=i == 0,

@@ -18,7 +18,6 @@ Google ``.npz`` checkpoints (``custom_load``) go through the model's own ``load_
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UnsupportedError
 from ..registry.card import ModelCard, WeightsFile
 from ..registry.loading import load_checkpoint, load_into, meta_params, sniff_format
+from ..weights.hashing import parse_hash_prefix
 from .base import CreateRequest, LoadReport, SourceAdapter
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ ORIGIN = "https://github.com/huggingface/pytorch-image-models"
 HF_ENDPOINT = "https://huggingface.co"  # the weights layer rewrites it to HF_ENDPOINT
 HF_FILENAME = "model.safetensors"
 # 8+ hex digits: "-600e." in I-JEPA file names is an epoch count, not a hash.
-_HASH_RE = re.compile(r"-([a-f0-9]{8,})\.")
 _lock = threading.RLock()
 
 
@@ -118,14 +117,14 @@ class TimmSource(SourceAdapter):
                     extra["legacy_url"] = url
             elif url:
                 filename = url.rsplit("/", 1)[-1]
-                m = _HASH_RE.search(filename)
+                prefix = parse_hash_prefix(filename)
                 weights = WeightsFile(
                     urls=(url,),
                     filename=filename,
-                    hash_prefix=m.group(1) if m else None,
+                    hash_prefix=prefix,
                     format=_format_of(filename),
                 )
-                if not m:
+                if prefix is None:
                     notes.append("the file name carries no sha256 prefix: nothing to verify")
         for key in (
             "custom_load",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import re
 import threading
 import warnings
 from collections import OrderedDict
@@ -33,6 +32,7 @@ from ..registry.loading import (
     replace_classifier,
     replace_first_conv,
 )
+from ..weights.hashing import parse_hash_prefix
 from .base import CreateRequest, LoadReport, SourceAdapter
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["TorchvisionSource"]
 
 ORIGIN = "https://github.com/pytorch/vision"
-_HASH_RE = re.compile(r"-([a-f0-9]+)\.")
 # torchvision module -> omnizoo task
 _MODULES = (
     ("", "classification"),
@@ -124,7 +123,7 @@ class TorchvisionSource(SourceAdapter):
         meta = dict(w.meta)
         url = w.url
         filename = url.rsplit("/", 1)[-1]
-        m = _HASH_RE.search(filename)
+        prefix = parse_hash_prefix(filename)
         categories = meta.get("categories")
         label_set = None
         inline: tuple[str, ...] | None = None
@@ -161,7 +160,7 @@ class TorchvisionSource(SourceAdapter):
             notes.append("these weights declare no categories (feature-extraction weights)")
         if meta.get("unquantized"):
             notes.append(f"quantized from {meta['unquantized']}; backend {meta.get('backend')}")
-        if m is None:
+        if prefix is None:
             notes.append("the file name carries no sha256 prefix: torch.hub verifies nothing")
         docs = " ".join(str(meta.get("_docs", "")).split())
         extra: dict[str, Any] = {
@@ -186,7 +185,7 @@ class TorchvisionSource(SourceAdapter):
             weights=WeightsFile(
                 urls=(url,),
                 filename=filename,
-                hash_prefix=m.group(1) if m else None,
+                hash_prefix=prefix,
                 format="pickle",
             ),
             is_default=is_default,

@@ -35,8 +35,10 @@ __all__ = [
 ]
 
 # torch.hub's convention (torch.hub.HASH_REGEX is ``-([a-f0-9]*)\.``): the first "-<hex>."
-# in the file's basename is a sha256 prefix. An empty match is not a prefix.
-_HASH_PREFIX = re.compile(r"-([a-f0-9]+)\.")
+# in the file's basename is a sha256 prefix. Every real prefix the sources publish has 8-10
+# hex digits; shorter matches are words that happen to be hex (I-JEPA's ``-600e.``), so a
+# prefix needs at least 8.
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 SNIFF_BYTES = 1024
 _LFS_MAGIC = b"version https://git-lfs.github.com/spec/"
