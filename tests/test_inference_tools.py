@@ -9,28 +9,10 @@ import pytest
 import torch
 
 from lite0_weights import CAT_CLASSES, IMAGES, checkpoint_path, timm_state_dict
-from omnizoo.cli import predict as predict_cli
-from omnizoo.errors import CheckpointError, OmnizooError
+from omnizoo.cli.main import main
+from omnizoo.errors import CheckpointError
 from omnizoo.inference.summary import layer_summary
 from omnizoo.sources.lukemelas_keys import convert_lukemelas_to_timm, is_lukemelas_state_dict
-
-
-def main(argv: list[str]) -> int:
-    """``omnizoo predict`` as the CLI runs it (main.py's parser holds every command group;
-    this builds just this one, with the same error handling: one line, exit 2)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="omnizoo")
-    sub = parser.add_subparsers(dest="command")
-    predict_cli.register(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except OmnizooError as exc:
-        import sys
-
-        print(f"omnizoo {args.command}: error: {exc}", file=sys.stderr)
-        return 2
 
 
 @pytest.fixture(scope="module")
