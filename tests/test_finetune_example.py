@@ -23,6 +23,10 @@ def _env(home: Path) -> dict[str, str]:
     # One thread per process: on a small, busy CI machine oversubscribed OpenMP threads make
     # the run several times slower without changing its result.
     env.update(OMNIZOO_HOME=str(home), OMNIZOO_OFFLINE="1", OMP_NUM_THREADS="1")
+    # torchrun leaves a torchelastic_* folder in TMPDIR: keep it inside the test's own folder.
+    scratch = home.parent / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    env["TMPDIR"] = str(scratch)
     return env
 
 
