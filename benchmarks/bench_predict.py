@@ -13,8 +13,10 @@ varied sizes around 500x375, written to a temporary directory):
 * Predictor (torch): ``omnizoo.Predictor(model, ...).predict(paths)``;
 * Predictor (onnxruntime): the same with ``backend="onnxruntime"`` (exported once with
   ``torch.onnx.export``, export time not counted);
-* forward alone: the model on ready, preprocessed tensors with the Predictor's own settings
-  (inference_mode, channels_last) — the ceiling for a pipeline that hides decoding entirely.
+* forward alone: the model as given on ready, preprocessed tensors (inference_mode,
+  channels_last) — the ceiling for a pipeline that hides decoding entirely;
+* forward alone, BN folded: the same through the Predictor's own runner, which folds BatchNorm
+  into the convolutions (``fold_bn=True``, the default): the Predictor's real ceiling.
 
 Each timing is the best of ``--repeats`` runs after one warm-up batch. Besides images per
 second (wall clock), it prints images per CPU-second of the process: on a shared machine the
@@ -117,9 +119,19 @@ def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[
         torch.stack([transform(Image.open(p).convert("RGB")) for p in paths[i : i + bs]])
         for i in range(0, n, bs)
     ]
-    runner = predictor._run  # the Predictor's own model runner (channels_last, inference_mode)
+    runner = predictor._run  # the Predictor's own model runner (BN folded, channels_last, ...)
+    # The model as given, with the same settings but nothing folded: the ceiling.
+    from omnizoo.inference.backends import TorchRunner
+
+    as_given = TorchRunner(
+        torchvision.models.get_model(name, weights=None).eval(), torch.device("cpu"), fold_bn=False
+    )
 
     def forward_only() -> None:
+        for x in ready:
+            as_given(x)
+
+    def forward_runner() -> None:
         for x in ready:
             runner(x)
 
@@ -134,6 +146,9 @@ def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[
         lambda: predictor.predict(paths), args.repeats, "Predictor (torch)"
     )
     results["forward alone"] = n / best_of(forward_only, args.repeats, "forward alone")
+    results["forward alone, BN folded"] = n / best_of(
+        forward_runner, args.repeats, "forward alone, BN folded"
+    )
     if not args.no_onnx:
         ort = Predictor(
             torchvision.models.get_model(name, weights=None).eval(),
@@ -178,7 +193,7 @@ def main() -> None:
             for label, ips in res.items():
                 extra = f"{ips / plain:5.2f}x plain loop, {ips / ceiling:5.2f}x forward alone"
                 per_cpu = len(paths) / CPU_SECONDS[label] if CPU_SECONDS.get(label) else 0.0
-                print(f"  {label:<25} {ips:8.1f} img/s {per_cpu:8.1f} img/CPU-s   {extra}")
+                print(f"  {label:<26} {ips:8.1f} img/s {per_cpu:8.1f} img/CPU-s   {extra}")
             if "Predictor (onnxruntime)" in res:
                 ratio = res["Predictor (onnxruntime)"] / res["Predictor (torch)"]
                 print(f"  onnxruntime / torch backend: {ratio:.2f}x")

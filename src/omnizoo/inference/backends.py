@@ -62,7 +62,10 @@ def is_onnx_model(model: Any) -> bool:
 
 
 class TorchRunner:
-    """Eager torch: inference_mode, channels_last and autocast where they help."""
+    """Eager torch: inference_mode, channels_last, autocast and BatchNorm folding where they
+    help. ``fold_bn`` folds on a copy of the module tree (the model passed in keeps its
+    weights), checked on a probe input of ``input_size`` (C, H, W); without one nothing is
+    folded."""
 
     def __init__(
         self,
@@ -71,6 +74,8 @@ class TorchRunner:
         *,
         autocast: torch.dtype | None = None,
         channels_last: bool = True,
+        fold_bn: bool = True,
+        input_size: tuple[int, ...] | None = None,
     ) -> None:
         import torch
 
@@ -79,6 +84,17 @@ class TorchRunner:
         self.channels_last = bool(channels_last) and self._has_conv(model)
         model = model.eval()
         model = model.to(device)
+        self.folded = 0
+        if fold_bn and isinstance(model, torch.nn.Module):
+            from .fold import fold_batchnorm
+
+            probe = None
+            if input_size is not None:
+                # A fixed seed: the probe (and so the decision) is the same on every run.
+                gen = torch.Generator().manual_seed(0)
+                probe = torch.randn((1, *input_size), generator=gen).to(device)
+            if probe is not None:
+                model, self.folded = fold_batchnorm(model, probe)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
