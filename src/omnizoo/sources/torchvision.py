@@ -261,12 +261,23 @@ class TorchvisionSource(SourceAdapter):
         report = LoadReport(source_file=str(request.weights_path))
         want_head = num_classes is not None and num_classes != native
         want_stem = request.in_chans not in (None, 3)
+        transplant = False  # a new class-count head for a detection/segmentation/video model
         if (want_head or want_stem) and card.task not in ("classification",):
-            raise UnsupportedError(
-                f"{card.name}: num_classes/in_chans with pretrained weights is supported for "
-                f"torchvision classification models, not {card.task}; build with "
-                "pretrained=False and load your own weights"
-            )
+            if want_stem or not native or card.task == "quantized_classification":
+                raise UnsupportedError(
+                    f"{card.name}: in_chans with pretrained weights is supported for torchvision "
+                    f"classification models, not {card.task}; build with pretrained=False and "
+                    "load your own weights"
+                    if want_stem
+                    else f"{card.name}: a {card.task} model has no class head to resize "
+                    f"(num_classes={num_classes})"
+                )
+            if request.user_checkpoint:
+                # The user's file was trained with num_classes outputs: build that model.
+                return self._user_checkpoint_with_classes(
+                    card, builder, kwargs, state_dict, int(num_classes or 0), report
+                )
+            transplant, want_head = True, False
         if want_head:
             _require(card.classifier, card, "num_classes")
         if want_stem:
@@ -303,18 +314,67 @@ class TorchvisionSource(SourceAdapter):
             else:
                 load_into(model, sd, report=report, reinitialize=reinit, adapted=adapted)
 
-        if weights is None:
-            with meta_params(), _quiet():
-                model = builder(weights=None, **kwargs)
-            load(model, state_dict)
-        else:
-            ctx = contextlib.nullcontext() if quantized else meta_params()
+        def build(meta: bool) -> tuple[Any, list[bool]]:
+            ctx = meta_params() if meta else contextlib.nullcontext()
+            if weights is None:
+                with ctx, _quiet():
+                    built = builder(weights=None, **kwargs)
+                load(built, state_dict)
+                return built, [True]
             with _intercept(weights, state_dict, load) as seen, ctx, _quiet():
-                model = builder(weights=weights, **kwargs)
-            if not seen:
-                raise CheckpointError(f"torchvision's {card.arch} builder did not load weights")
+                built = builder(weights=weights, **kwargs)
+            return built, seen
+
+        try:
+            model, seen = build(meta=not quantized)
+        except RuntimeError as exc:
+            if quantized or "meta" not in str(exc):
+                raise
+            # Some builders run a forward pass while building (SSDlite measures its backbone's
+            # output channels), which meta tensors cannot do: build those with real tensors.
+            model, seen = build(meta=False)
+        if not seen:
+            raise CheckpointError(f"torchvision's {card.arch} builder did not load weights")
         if want_stem:
             _no_transform_input(model)
+        if transplant:
+            model = _transplant_heads(model, card, builder, kwargs, int(num_classes or 0), report)
+        return model.eval(), report
+
+    def _user_checkpoint_with_classes(
+        self,
+        card: ModelCard,
+        builder: Any,
+        kwargs: dict[str, Any],
+        state_dict: dict[str, Any],
+        num_classes: int,
+        report: LoadReport,
+    ) -> tuple[Any, LoadReport]:
+        """A detection/segmentation/video checkpoint of the user's, for a ``num_classes``
+        model: a file trained with that many classes loads whole; a head of another size (e.g.
+        the COCO-pretrained file itself) is left at torchvision's fresh initialisation and
+        reported as re-initialised, like a classification head."""
+        kwargs = _template_kwargs(builder, kwargs, num_classes)
+        if "aux_loss" in inspect.signature(builder).parameters:
+            kwargs.setdefault("aux_loss", any(k.startswith("aux_classifier.") for k in state_dict))
+        try:
+            with meta_params(), _quiet():
+                model = builder(weights=None, **kwargs)
+        except RuntimeError as exc:  # a builder that runs a forward pass (see _create)
+            if "meta" not in str(exc):
+                raise
+            with _quiet():
+                model = builder(weights=None, **kwargs)
+        own = model.state_dict()
+        misfit = [k for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
+        if misfit:
+            # Real init this time, so that the new head gets torchvision's own initialisation
+            # (e.g. RetinaNet's prior-probability bias), which a meta build would not record.
+            with _quiet():
+                model = builder(weights=None, **kwargs)
+            state_dict = {k: v for k, v in state_dict.items() if k not in set(misfit)}
+            report.notes.append(f"new {num_classes}-class head: {len(misfit)} tensors")
+        load_into(model, state_dict, report=report, reinitialize=misfit)
         return model.eval(), report
 
     def default_cfg_for_model(self, model: nn.Module) -> ModelCard | None:
@@ -471,6 +531,111 @@ def _stem_and_heads(arch: str, task: str) -> tuple[str | None, tuple[str, ...]]:
         or (isinstance(m, nn.Conv2d) and m.out_channels == 1000)
     )
     return conv, heads
+
+
+def _template_kwargs(builder: Any, kwargs: dict[str, Any], num_classes: int) -> dict[str, Any]:
+    out = dict(kwargs, num_classes=num_classes)
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        out.setdefault("weights_backbone", None)  # never download a backbone for a template
+    return out
+
+
+def _plain_attrs(module: nn.Module) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in vars(module).items()
+        if not k.startswith("_") and isinstance(v, (bool, int, float, str, tuple))
+    }
+
+
+def _transplant_heads(
+    model: nn.Module,
+    card: ModelCard,
+    builder: Any,
+    kwargs: dict[str, Any],
+    num_classes: int,
+    report: LoadReport,
+) -> nn.Module:
+    """Give a pretrained detection/segmentation/video model a ``num_classes`` head.
+
+    torchvision refuses ``num_classes`` together with ``weights`` for these tasks; its
+    fine-tuning tutorials build the pretrained model and swap the predictor by hand. This does
+    the swap for every such builder: a template of the same builder with ``num_classes`` is
+    built (random init, torchvision's own head initialisation), the tensors whose shapes
+    differ name the class-dependent modules, and those modules (raised to the enclosing module
+    that stores the class count, e.g. RetinaNet's classification head) move into the
+    pretrained model. Inside them, every tensor whose shape did not change is copied from the
+    pretrained model; everything else keeps its pretrained weights too.
+    """
+    import torch
+
+    template_kwargs = _template_kwargs(builder, kwargs, num_classes)
+    if "aux_loss" in inspect.signature(builder).parameters:
+        template_kwargs.setdefault("aux_loss", getattr(model, "aux_classifier", None) is not None)
+    with _quiet():
+        template = builder(weights=None, **template_kwargs)
+    ours, theirs = model.state_dict(), template.state_dict()
+    changed = [k for k in theirs if k in ours and tuple(ours[k].shape) != tuple(theirs[k].shape)]
+    only_one = sorted((set(ours) ^ set(theirs)) - {k for k in ours if "num_batches_tracked" in k})
+    only_one = [k for k in only_one if not k.endswith("num_batches_tracked")]
+    if not changed or only_one:
+        raise UnsupportedError(
+            f"{card.name}: cannot find the class head for num_classes={num_classes} "
+            f"(tensors that differ in shape: {changed[:4]}; in only one model: {only_one[:4]})"
+        )
+    own_modules = dict(model.named_modules())
+    new_modules = dict(template.named_modules())
+    roots: list[str] = []
+    for key in changed:
+        path = owner = key.rpartition(".")[0]
+        # The highest enclosing module that records a size that changed (e.g. SSD's
+        # classification head keeps num_columns two levels above the convolutions).
+        parts = owner.split(".")
+        for depth in range(1, len(parts)):
+            above = ".".join(parts[:depth])
+            if (
+                above in own_modules
+                and above in new_modules
+                and _plain_attrs(own_modules[above]) != _plain_attrs(new_modules[above])
+            ):
+                path = above
+                break
+        if not path:
+            raise UnsupportedError(
+                f"{card.name}: num_classes changes the whole model; build it with "
+                "pretrained=False and num_classes, then load the weights that fit"
+            )
+        if not any(path == r or path.startswith(r + ".") for r in roots):
+            roots = [r for r in roots if not r.startswith(path + ".")] + [path]
+    # Sizes the model object itself records (swin3d keeps num_classes on the model).
+    for attr, value in _plain_attrs(template).items():
+        if _plain_attrs(model).get(attr, value) != value:
+            setattr(model, attr, value)
+    param = next(iter(model.parameters()), None)
+    fresh: list[str] = []
+    with torch.no_grad():
+        for path in roots:
+            head = new_modules[path]
+            if param is not None:
+                head = head.to(device=param.device, dtype=param.dtype)
+            # Inside the moved module, what does not depend on the class count keeps its
+            # pretrained values (RetinaNet's conv tower, SSDlite's depthwise blocks): the same
+            # result as torchvision's recipe of replacing only the last layer by hand.
+            old = own_modules[path].state_dict()
+            for key, value in head.state_dict().items():
+                kept = old.get(key)
+                if kept is not None and tuple(kept.shape) == tuple(value.shape):
+                    value.copy_(kept)
+                else:
+                    fresh.append(f"{path}.{key}")
+            parent, _, leaf = path.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, leaf, head)
+    report.loaded[:] = [k for k in report.loaded if k not in set(fresh)]
+    report.reinitialized.extend(fresh)
+    report.notes.append(
+        f"new {num_classes}-class head: {', '.join(roots)} (torchvision's own initialisation)"
+    )
+    return model
 
 
 def _require(value: Any, card: ModelCard, what: str) -> None:
