@@ -165,6 +165,20 @@ def test_shared_batchnorm_is_not_folded() -> None:
     assert count == 0 and folded is model
 
 
+def test_layers_with_hooks_are_left_alone() -> None:
+    model = _prepared(
+        nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+    )
+    seen: list[tuple[int, ...]] = []
+    model[1].register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape)))
+    folded, count = fold_batchnorm(model, torch.randn(1, 3, 4, 4))
+    assert count == 1 and isinstance(folded[3], nn.Identity) and type(folded[1]) is nn.BatchNorm2d
+    seen.clear()
+    with torch.inference_mode():
+        folded(torch.randn(2, 3, 4, 4))
+    assert seen == [(2, 4, 4, 4)]  # the user's hook still fires
+
+
 def test_training_mode_is_refused() -> None:
     with pytest.raises(ValueError, match=r"eval\(\)"):
         fold_batchnorm(nn.Sequential(nn.Conv2d(3, 3, 1), nn.BatchNorm2d(3)), None)

@@ -12,8 +12,8 @@ exact types ``nn.ConvNd`` (or the "same"-padding convolutions of timm and effici
 followed by ``nn.BatchNormNd`` (or timm's ``BatchNormAct2d``, whose dropout and activation stay
 in place) are folded (other subclasses may change what their weights mean, e.g. weight
 standardisation), and only where the convolution's output feeds the
-BatchNorm alone: found by ``torch.fx`` tracing, or, for a model that cannot be traced, inside
-plain ``nn.Sequential`` containers.
+BatchNorm alone and neither layer carries hooks (they would stop firing): found by ``torch.fx``
+tracing, or, for a model that cannot be traced, inside plain ``nn.Sequential`` containers.
 
 >>> import torch, torchvision
 >>> model = torchvision.models.resnet18().eval()
@@ -83,6 +83,15 @@ def _is_bn(module: Any) -> bool:
     return any(type(module) is b for _, b in _pair_types()) or _is_bn_act(module)
 
 
+def _hooked(module: Any) -> bool:
+    """A module with the user's hooks on it: folding would silently stop them firing."""
+    return bool(
+        getattr(module, "_forward_hooks", None)
+        or getattr(module, "_forward_pre_hooks", None)
+        or getattr(module, "_backward_hooks", None)
+    )
+
+
 def _foldable(conv: Any, bn: Any) -> bool:
     from torch import nn
 
@@ -93,6 +102,8 @@ def _foldable(conv: Any, bn: Any) -> bool:
     pair = _is_conv(conv) and conv_dim == bn_dim
     return (
         pair
+        and not _hooked(conv)
+        and not _hooked(bn)
         and bool(bn.track_running_stats)
         and bn.running_mean is not None
         and bn.running_var is not None
