@@ -181,6 +181,12 @@ def test_list_models_patterns() -> None:
         "torchvision:keypointrcnn_resnet50_fpn"
     ]
     assert all(n.startswith("torchvision:") for n in list_models(source="torchvision"))
+    # The default task is stored compactly (left out of the index): it still filters.
+    classifiers = list_models(pretrained=True, task="classification", source="torchvision")
+    assert "torchvision:resnet50.IMAGENET1K_V2" in classifiers
+    assert "torchvision:fasterrcnn_resnet50_fpn.COCO_V1" not in classifiers
+    assert len(list_models(pretrained=True, task="classification")) > 1500
+    assert list_models("resnet50.*", pretrained=True, task="detection") == []
 
 
 # ----------------------------------------------------------------------------- cards
@@ -278,7 +284,8 @@ def test_index_is_cached_and_fresh_process_imports_no_torch(session_home) -> Non
         "n = len(omnizoo.list_models()); c = omnizoo.get_card('resnet50'); "
         "c2 = omnizoo.get_card('timm:vit_base_patch16_224'); dt = time.perf_counter() - t; "
         "import json; print(json.dumps({'n': n, 'dt': dt, 'top1': c.top1, "
-        "'mods': [m for m in ('torch', 'timm', 'torchvision') if m in sys.modules]}))"
+        "'mods': [m for m in ('torch', 'timm', 'torchvision', 'importlib.metadata') "
+        "if m in sys.modules]}))"
     )
     env = {"OMNIZOO_HOME": str(session_home), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
@@ -317,8 +324,17 @@ def test_index_write_is_atomic_and_keyed(tmp_path, monkeypatch: pytest.MonkeyPat
         files = list((tmp_path / "index").iterdir())
         assert [f.name for f in files] == [f"{Tiny().index_key()}.json"]
         index_mod._indexes.clear()
-        index_mod.load_index("timm")
+        idx = index_mod.load_index("timm")
         assert calls == [1]  # read back from disk, not rebuilt
+        # cards are decoded one by one, on demand
+        assert all(isinstance(v, str) for v in idx.raw._items.values())  # type: ignore[attr-defined]
+        assert idx.card("timm:tiny").arch == "tiny"
+        assert isinstance(idx.raw._items["timm:tiny"], dict)  # type: ignore[attr-defined]
+        # an index in the first (nested objects) layout is rebuilt, not misread
+        files[0].write_text(json.dumps({"key": Tiny().index_key(), "cards": [{"arch": "x"}]}))
+        index_mod._indexes.clear()
+        assert list(index_mod.load_index("timm").archs) == ["tiny"] and calls == [1, 1]
+        calls.pop()
         files[0].write_text("{corrupt")
         index_mod._indexes.clear()
         index_mod.load_index("timm")
@@ -331,6 +347,18 @@ def test_index_write_is_atomic_and_keyed(tmp_path, monkeypatch: pytest.MonkeyPat
         assert len(calls) == 3  # no disk cache: built once per process
     finally:
         index_mod.reset_indexes()
+
+
+@pytest.mark.parametrize(
+    "dist", ["timm", "torchvision", "pretrainedmodels", "efficientnet_pytorch"]
+)
+def test_source_versions_match_importlib_metadata(dist: str) -> None:
+    import importlib.metadata
+
+    from omnizoo.sources.base import _dist_info_version
+
+    assert _dist_info_version(dist) == importlib.metadata.version(dist)
+    assert _dist_info_version("no-such-distribution") is None
 
 
 def test_broken_source_does_not_break_listing(monkeypatch: pytest.MonkeyPatch) -> None:

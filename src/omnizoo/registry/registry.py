@@ -153,12 +153,7 @@ def list_models(
     for idx in _indexes(source):
         names: list[str] = []
         if pretrained:
-            for name, raw in idx.raw.items():
-                if raw.get("tag") is None or raw.get("weights") is None:
-                    continue
-                if task is not None and raw.get("task") != task:
-                    continue
-                names.append(name)
+            names = [n for n, t in idx.weighted.items() if task is None or t == task]
         else:
             for arch, (_tags, _default, arch_task) in idx.archs.items():
                 if task is not None and arch_task != task:

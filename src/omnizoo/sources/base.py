@@ -16,7 +16,8 @@ live in :mod:`omnizoo.registry.loading`; adapters call them and add only their q
 from __future__ import annotations
 
 import abc
-import importlib.metadata
+import importlib.util
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -104,6 +105,11 @@ class SourceAdapter(abc.ABC):
 
     def version(self) -> str:
         """Installed version of the library behind this source (no import of it)."""
+        fast = _dist_info_version(self.distribution)
+        if fast is not None:
+            return fast
+        import importlib.metadata
+
         try:
             return importlib.metadata.version(self.distribution)
         except importlib.metadata.PackageNotFoundError:
@@ -145,5 +151,40 @@ class SourceAdapter(abc.ABC):
         return None
 
 
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _dist_info_version(distribution: str) -> str | None:
+    """The version in the name of the ``<dist>-<version>.dist-info`` folder beside the
+    installed package, or None (then ``importlib.metadata`` decides).
+
+    Why: ``import importlib.metadata`` alone costs ~30 ms, a third of a fresh process's
+    ``list_models()``; this reads one directory listing. Anything unusual (no such folder, two
+    of them, a namespace or zipped package) falls back to importlib.metadata.
+    """
+    try:
+        spec = importlib.util.find_spec(distribution.replace("-", "_"))
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    locations = list(spec.submodule_search_locations)
+    if len(locations) != 1:
+        return None
+    site = Path(locations[0]).parent
+    want = _normalise(distribution)
+    try:
+        found = [
+            entry.name[: -len(".dist-info")].partition("-")[2]
+            for entry in site.iterdir()
+            if entry.name.endswith(".dist-info")
+            and _normalise(entry.name.partition("-")[0]) == want
+        ]
+    except OSError:
+        return None
+    return found[0] if len(found) == 1 and found[0] else None
+
+
 #: Bumped whenever card-building code changes what cards contain, to invalidate disk caches.
-INDEX_SCHEMA = 1
+INDEX_SCHEMA = 2
