@@ -102,6 +102,9 @@ def test_sigkill_mid_download_leaves_nothing_mistaken_for_good(
     _wait_for(lambda: (tmp_path / "ready-waiter").exists())
     time.sleep(0.3)
     victim.send_signal(signal.SIGKILL)
+    # The victim stays a zombie (killed, not reaped) for a moment, as under a busy parent: the
+    # waiter gets the released lock meanwhile and must still see the victim as dead.
+    time.sleep(0.5)
     victim.wait(timeout=10)
     weight_server.route(url).pause = 0.0
     blob = isolated_home / "weights" / "blobs" / "sha256" / SHA
@@ -116,6 +119,25 @@ def test_sigkill_mid_download_leaves_nothing_mistaken_for_good(
     route = weight_server.route(url)
     assert (route.bodies, route.range_requests) == (1, 1)
     assert Cache(isolated_home / "weights").verify() == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_a_killed_but_unreaped_process_counts_as_dead() -> None:
+    """Between SIGKILL and its parent's wait() a process is a zombie: kill(pid, 0) still
+    succeeds, but its lock is gone and its partial file is a leftover to adopt."""
+    from omnizoo.weights.cache import _pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert _pid_alive(child.pid)
+        child.send_signal(signal.SIGKILL)
+        _wait_for(lambda: not _pid_alive(child.pid), timeout=10)
+        os.kill(child.pid, 0)  # not reaped yet: the PID still exists
+    finally:
+        child.kill()
+        child.wait()
+    assert not _pid_alive(child.pid)
+    assert _pid_alive(os.getpid())
 
 
 def test_sigkill_leftover_is_never_served(

@@ -60,7 +60,25 @@ def _pid_alive(pid: int) -> bool:
         return True
     except OSError:
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that has exited but not been reaped by its parent yet (Linux /proc).
+
+    Its PID still answers ``kill(pid, 0)``, but it holds no locks (the kernel released its
+    flock at exit) and writes nothing more: its partial download is a leftover to adopt. Without
+    this, a waiter that takes the lock in the moment between a SIGKILL and the parent's
+    ``wait()`` downloaded the whole file again instead of resuming.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    # "pid (comm) state ...": comm may contain spaces or parentheses, so split after the last ")"
+    fields = stat.rpartition(b")")[2].split()
+    return bool(fields) and fields[0] == b"Z"
 
 
 class Cache(CacheMaintenance):
