@@ -152,3 +152,24 @@ def test_cache_prune(
     assert not leftover.exists() and alive.exists()
     assert not blob(isolated_home, SHA_A).exists() and blob(isolated_home, SHA_B).exists()
     assert main(["cache", "verify"]) == 0
+
+
+def test_cache_prune_removes_stale_card_indexes(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from omnizoo import list_models
+    from omnizoo.registry.index import get_adapter
+
+    list_models(source="efficientnet")  # writes the current efficientnet index
+    index = isolated_home / "index"
+    current = index / f"{get_adapter('efficientnet').index_key()}.json"
+    assert current.is_file()
+    old = index / "efficientnet-0.6.3-schema1-cards2.json"  # an older library version's
+    old.write_text("{}")
+    foreign = index / "notes.json"  # not a source's index: never touched
+    foreign.write_text("{}")
+    assert main(["cache", "prune", "--dry-run"]) == 0
+    assert f"would delete index: {old}" in capsys.readouterr().out and old.exists()
+    assert main(["cache", "prune"]) == 0
+    assert f"deleted index: {old}" in capsys.readouterr().out
+    assert not old.exists() and current.is_file() and foreign.is_file()

@@ -4,7 +4,8 @@ omnizoo cache info                 root, counts, total size
 omnizoo cache list [--json]        every cached file with the names/URLs pointing at it
 omnizoo cache verify               re-hash every file; exit 1 if any is corrupted
 omnizoo cache remove TARGET...     by model name, URL, file name or sha256 (prefix)
-omnizoo cache prune [--dry-run]    delete partial downloads and unreferenced files
+omnizoo cache prune [--dry-run]    delete partial downloads, unreferenced files and card
+                                   indexes of library versions no longer installed
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
@@ -38,7 +40,9 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser("remove", help="delete cached files by name, URL, file name or sha256")
     s.add_argument("targets", metavar="TARGET", nargs="+")
     s.set_defaults(func=_remove)
-    s = sub.add_parser("prune", help="delete partial downloads and unreferenced files")
+    s = sub.add_parser(
+        "prune", help="delete partial downloads, unreferenced files and stale card indexes"
+    )
     s.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
     s.set_defaults(func=_prune)
 
@@ -181,7 +185,14 @@ def _shas_for_name(cache: Any, name: str) -> list[str]:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from ..registry.index import stale_index_files
+
     report = _cache().prune(dry_run=args.dry_run)
+    # Card indexes of library versions or card schemas no longer installed (~1.4 MB for timm).
+    report["index"] = [str(p) for p in stale_index_files()]
+    if not args.dry_run:
+        for path in report["index"]:
+            Path(path).unlink(missing_ok=True)
     verb = "would delete" if args.dry_run else "deleted"
     for kind, paths in report.items():
         for path in paths:

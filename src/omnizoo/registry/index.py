@@ -28,7 +28,14 @@ from .card import ModelCard
 if TYPE_CHECKING:
     from ..sources.base import SourceAdapter
 
-__all__ = ["ADAPTER_MODULES", "SourceIndex", "get_adapter", "load_index", "reset_indexes"]
+__all__ = [
+    "ADAPTER_MODULES",
+    "SourceIndex",
+    "get_adapter",
+    "load_index",
+    "reset_indexes",
+    "stale_index_files",
+]
 
 #: source name -> modules that may define its adapter (first importable wins). The adapter is
 #: the :class:`~omnizoo.sources.base.SourceAdapter` subclass whose ``name`` is the source.
@@ -275,6 +282,27 @@ def _read_index(path: Path, source: str, key: str) -> SourceIndex | None:
         return SourceIndex.from_entries(source, key, [tuple(e) for e in entries], cards)
     except (OSError, ValueError, AttributeError, TypeError):
         return None  # corrupt or unreadable: rebuild
+
+
+def stale_index_files() -> list[Path]:
+    """Card index files no installed source uses any more (an older library version or card
+    schema). A source whose adapter cannot say its current key keeps all of its files."""
+    directory = get_settings().index_dir
+    if not directory.is_dir():
+        return []
+    current: set[str] = set()
+    judged: list[str] = []
+    for source in ADAPTER_MODULES:
+        try:
+            current.add(_index_path(source, get_adapter(source).index_key()).name)
+        except Exception:  # an adapter that fails here: leave its files alone
+            continue
+        judged.append(source)
+    return sorted(
+        path
+        for path in directory.glob("*.json")
+        if path.name not in current and any(path.name.startswith(f"{s}-") for s in judged)
+    )
 
 
 def reset_indexes() -> None:
