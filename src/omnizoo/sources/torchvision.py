@@ -17,8 +17,8 @@ import inspect
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..data.config import DataConfig
 from ..errors import CheckpointError, UnsupportedError
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["TorchvisionSource"]
+
+_T = TypeVar("_T")
 
 ORIGIN = "https://github.com/pytorch/vision"
 # torchvision module -> omnizoo task
@@ -325,14 +327,7 @@ class TorchvisionSource(SourceAdapter):
                 built = builder(weights=weights, **kwargs)
             return built, seen
 
-        try:
-            model, seen = build(meta=not quantized)
-        except RuntimeError as exc:
-            if quantized or "meta" not in str(exc):
-                raise
-            # Some builders run a forward pass while building (SSDlite measures its backbone's
-            # output channels), which meta tensors cannot do: build those with real tensors.
-            model, seen = build(meta=False)
+        model, seen = _meta_or_real(build, meta=not quantized)
         if not seen:
             raise CheckpointError(f"torchvision's {card.arch} builder did not load weights")
         if want_stem:
@@ -357,22 +352,20 @@ class TorchvisionSource(SourceAdapter):
         kwargs = _template_kwargs(builder, kwargs, num_classes)
         if "aux_loss" in inspect.signature(builder).parameters:
             kwargs.setdefault("aux_loss", any(k.startswith("aux_classifier.") for k in state_dict))
-        try:
-            with meta_params(), _quiet():
-                model = builder(weights=None, **kwargs)
-        except RuntimeError as exc:  # a builder that runs a forward pass (see _create)
-            if "meta" not in str(exc):
-                raise
-            with _quiet():
-                model = builder(weights=None, **kwargs)
+
+        def make(meta: bool) -> Any:
+            with meta_params() if meta else contextlib.nullcontext(), _quiet():
+                return builder(weights=None, **kwargs)
+
+        model = _meta_or_real(make)
         own = model.state_dict()
         misfit = [k for k, v in state_dict.items() if k in own and v.shape != own[k].shape]
         if misfit:
             # Real init this time, so that the new head gets torchvision's own initialisation
             # (e.g. RetinaNet's prior-probability bias), which a meta build would not record.
-            with _quiet():
-                model = builder(weights=None, **kwargs)
-            state_dict = {k: v for k, v in state_dict.items() if k not in set(misfit)}
+            model = make(meta=False)
+            dropped = set(misfit)
+            state_dict = {k: v for k, v in state_dict.items() if k not in dropped}
             report.notes.append(f"new {num_classes}-class head: {len(misfit)} tensors")
         load_into(model, state_dict, report=report, reinitialize=misfit)
         return model.eval(), report
@@ -533,6 +526,20 @@ def _stem_and_heads(arch: str, task: str) -> tuple[str | None, tuple[str, ...]]:
     return conv, heads
 
 
+def _meta_or_real(build: Callable[[bool], _T], *, meta: bool = True) -> _T:
+    """``build(True)`` (on the meta device), or ``build(False)`` when the builder needs real
+    tensors: some run a forward pass while building (SSDlite measures its backbone's output
+    channels), which meta tensors cannot do."""
+    if not meta:
+        return build(False)
+    try:
+        return build(True)
+    except RuntimeError as exc:
+        if "meta" not in str(exc):
+            raise
+        return build(False)
+
+
 def _template_kwargs(builder: Any, kwargs: dict[str, Any], num_classes: int) -> dict[str, Any]:
     out = dict(kwargs, num_classes=num_classes)
     if "weights_backbone" in inspect.signature(builder).parameters:
@@ -630,7 +637,8 @@ def _transplant_heads(
                     fresh.append(f"{path}.{key}")
             parent, _, leaf = path.rpartition(".")
             setattr(model.get_submodule(parent) if parent else model, leaf, head)
-    report.loaded[:] = [k for k in report.loaded if k not in set(fresh)]
+    fresh_set = set(fresh)
+    report.loaded[:] = [k for k in report.loaded if k not in fresh_set]
     report.reinitialized.extend(fresh)
     report.notes.append(
         f"new {num_classes}-class head: {', '.join(roots)} (torchvision's own initialisation)"
