@@ -38,6 +38,7 @@ __all__ = [
     "adapt_input_conv",
     "build_on_meta",
     "clean_state_dict",
+    "drop_unfitting",
     "load_checkpoint",
     "load_into",
     "materialize_",
@@ -312,6 +313,22 @@ def replace_first_conv(model: nn.Module, path: str, in_chans: int) -> list[str]:
     )
     _set_submodule(model, path, new)
     return [f"{path}.{k}" for k, _ in new.named_parameters()]
+
+
+def drop_unfitting(sd: dict[str, Any], model: nn.Module, heads: Iterable[str]) -> list[str]:
+    """Delete from ``sd`` the tensors under the ``heads`` module paths that ``model`` has no
+    place for or holds in another shape (a head replaced for ``num_classes``); returns their
+    keys. What fits stays, so a user's checkpoint with a head of the new size loads whole."""
+    prefixes = tuple(f"{h}." for h in heads)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    dropped = [
+        k
+        for k in sd
+        if k.startswith(prefixes) and (k not in shapes or tuple(sd[k].shape) != shapes[k])
+    ]
+    for key in dropped:
+        del sd[key]
+    return dropped
 
 
 def replace_classifier(model: nn.Module, paths: Iterable[str], num_classes: int) -> list[str]:

@@ -14,6 +14,7 @@ from ..errors import CheckpointError, UnsupportedError
 from ..registry.card import ModelCard
 from ..registry.loading import (
     adapt_input_conv,
+    drop_unfitting,
     load_checkpoint,
     load_or_init,
     meta_params,
@@ -87,12 +88,9 @@ def create(source: CadeneSource, card: ModelCard, request: CreateRequest) -> tup
     reinit: list[str] = []
     if num_classes is not None and num_classes != built_classes:
         new_keys = replace_classifier(model, [head], num_classes)
-        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        for key in [k for k in sd if k.startswith(f"{head}.")]:
-            if key not in shapes or tuple(sd[key].shape) != shapes[key]:
-                del sd[key]  # the pretrained head does not fit the new one
-                if key in adapted:
-                    adapted.remove(key)
+        for key in drop_unfitting(sd, model, [head]):  # the pretrained head does not fit
+            if key in adapted:
+                adapted.remove(key)
         reinit = [k for k in new_keys if k not in sd]
 
     report = load_or_init(

@@ -8,6 +8,7 @@ from ..errors import UnsupportedError
 from ..registry.card import ModelCard
 from ..registry.loading import (
     adapt_input_conv,
+    drop_unfitting,
     load_checkpoint,
     load_or_init,
     meta_params,
@@ -94,10 +95,7 @@ def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
     if num_classes is not None and num_classes != 1000:
         new_keys = replace_classifier(model, ["_fc"], num_classes)
         model._global_params = model._global_params._replace(num_classes=num_classes)
-        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        for key in [k for k in sd if k.startswith("_fc.")]:
-            if key not in shapes or tuple(sd[key].shape) != shapes[key]:
-                del sd[key]
+        drop_unfitting(sd, model, ["_fc"])
         reinit = [k for k in new_keys if k not in sd]
 
     report = load_or_init(

@@ -25,6 +25,7 @@ from ..errors import CheckpointError, UnsupportedError
 from ..registry.card import ModelCard, WeightsFile
 from ..registry.loading import (
     adapt_input_conv,
+    drop_unfitting,
     load_checkpoint,
     load_into,
     materialize_,
@@ -299,11 +300,7 @@ class TorchvisionSource(SourceAdapter):
                 new_keys = replace_classifier(model, present, int(num_classes or 0))
                 # A user's checkpoint may carry a head of exactly the new size: load it.
                 # Only head tensors that do not fit are dropped and re-initialised.
-                own = model.state_dict()
-                for h in present:
-                    for k in [k for k in sd if k.startswith(h + ".")]:
-                        if k not in own or tuple(sd[k].shape) != tuple(own[k].shape):
-                            del sd[k]
+                drop_unfitting(sd, model, present)
                 reinit = [k for k in new_keys if k not in sd]
             if quantized:  # packed quantized params cannot be assigned: a plain copy load
                 plain: dict[str, Any] = OrderedDict(sd)
