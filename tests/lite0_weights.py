@@ -24,7 +24,7 @@ def timm_state_dict() -> dict[str, Any]:
     """The packaged checkpoint, renamed to timm keys (cached: read once per session)."""
     import torch
 
-    from omnizoo.sources.lukemelas_keys import convert_lukemelas_to_timm
+    from omnizoo.loading.lukemelas import convert_lukemelas_to_timm
 
     sd = torch.load(checkpoint_path(), map_location="cpu", weights_only=True)
     return convert_lukemelas_to_timm(sd, "tf_efficientnet_lite0")

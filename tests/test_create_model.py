@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from omnizoo import create_model, errors, get_card, settings
-from omnizoo.registry import loading
+from omnizoo.loading import checkpoint as loading
 from omnizoo.registry.registry import list_models
 
 torch.set_num_threads(2)

@@ -70,7 +70,8 @@ def test_settings_parse(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     s = settings.get_settings()
     assert s.home == tmp_path and s.offline
     assert s.mirrors == {"https://a/": ("http://m1/", "http://m2/"), "https://b/": ("http://m3/",)}
-    assert s.source_order == ("timm", "onnx", "torchvision", "cadene", "efficientnet")
+    assert s.source_order == ("timm", "onnx")  # the rest follow in the table's order
+    assert omnizoo.list_sources() == ["timm", "onnx", "torchvision", "cadene", "efficientnet"]
     assert s.weights_dir == tmp_path / "weights"
 
 
@@ -81,7 +82,7 @@ def test_settings_parse(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         ("OMNIZOO_MIRRORS", "{not json", "OMNIZOO_MIRRORS is not valid JSON"),
         ("OMNIZOO_MIRRORS", "[1]", "must be a JSON object"),
         ("OMNIZOO_MIRRORS", '{"https://a/": 3}', "must be a URL prefix or a list"),
-        ("OMNIZOO_SOURCE_ORDER", "timm,keras", "unknown source(s) ['keras']"),
+        ("OMNIZOO_SOURCE_ORDER", "timm,ke ras", "not a comma list of source names"),
         ("OMNIZOO_READ_TIMEOUT", "soon", "is not a number"),
         ("OMNIZOO_RETRIES", "2.5", "must be an integer"),
     ],
@@ -94,6 +95,14 @@ def test_settings_errors_name_value_and_fix(
     with pytest.raises(errors.ConfigurationError, match=None) as info:
         settings.get_settings()
     assert fragment in str(info.value)
+
+
+def test_unknown_source_in_order_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the order is checked against the table of sources where it is used
+    monkeypatch.setenv("OMNIZOO_SOURCE_ORDER", "timm,keras")
+    settings.reset()
+    with pytest.raises(errors.ConfigurationError, match=r"unknown source\(s\) \['keras'\]"):
+        omnizoo.list_sources()
 
 
 def test_settings_override_restores() -> None:

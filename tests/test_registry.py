@@ -56,7 +56,9 @@ def test_split_body_longest_arch_first() -> None:
 
 # ----------------------------------------------------------------------------- resolution
 def test_source_order_and_explain() -> None:
-    assert list_sources() == list(settings.DEFAULT_SOURCE_ORDER)
+    from omnizoo.sources.table import source_names
+
+    assert list_sources() == list(source_names())
     res = explain("resnet50")
     assert res.winner == "torchvision:resnet50.IMAGENET1K_V2"
     assert {c.source for c in res.candidates} >= {"torchvision", "timm"}

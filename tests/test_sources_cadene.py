@@ -16,11 +16,11 @@ import pytest
 
 from omnizoo.errors import UnsupportedError
 from omnizoo.registry.card import ModelCard
-from omnizoo.sources.base import CreateRequest
-from omnizoo.sources.cadene import (
+from omnizoo.loading.request import CreateRequest
+from omnizoo.sources.cadene.adapter import CadeneSource
+from omnizoo.sources.cadene.upstream import (
     _TV_WRAPPERS,
     TAG_SPELLING,
-    CadeneSource,
     settings_key_for_tag,
 )
 from sources_helpers import check_card, one_default_per_arch, random_state_dict

@@ -9,8 +9,8 @@ import pytest
 
 from omnizoo.errors import ConfigurationError, UnsupportedError
 from omnizoo.registry.card import ModelCard
-from omnizoo.sources.base import CreateRequest
-from omnizoo.sources.efficientnet import EfficientNetSource
+from omnizoo.loading.request import CreateRequest
+from omnizoo.sources.efficientnet.adapter import EfficientNetSource
 from sources_helpers import check_card, one_default_per_arch, random_state_dict
 
 torch = pytest.importorskip("torch")

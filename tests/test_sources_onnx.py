@@ -17,9 +17,10 @@ import pytest
 from omnizoo import settings
 from omnizoo.errors import BackendError, HashMismatchError, UnsupportedError
 from omnizoo.sources import onnx as onnx_source
-from omnizoo.sources.base import CreateRequest
-from omnizoo.sources.onnx import MANIFEST_SHA256, OnnxZooSource, manifest_problem
-from omnizoo.sources.onnx_zoo import FAMILIES, classify_manifest, exclusion_reason
+from omnizoo.loading.request import CreateRequest
+from omnizoo.sources.onnx.adapter import OnnxZooSource
+from omnizoo.sources.onnx.manifest import MANIFEST_SHA256, manifest_problem
+from omnizoo.sources.onnx.families import FAMILIES, classify_manifest, exclusion_reason
 from sources_helpers import check_card
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -289,8 +290,8 @@ class _Conv4d(torch.nn.Module):
 
 
 def test_onnx_model_layout_output_and_batch_quirks(tmp_path: Path) -> None:
-    from omnizoo.inference.onnxrt import OnnxModel
-    from omnizoo.sources.onnx import _card
+    from omnizoo.sources.onnx.model import OnnxModel
+    from omnizoo.sources.onnx.cards import card_for as _card
 
     nhwc = _Nhwc()
     lite_bytes = _export(
@@ -411,7 +412,7 @@ def tiny_zoo(
 
 
 def test_create_model_downloads_verifies_and_matches_torch(tiny_zoo: Any) -> None:
-    from omnizoo.inference.onnxrt import OnnxModel
+    from omnizoo.sources.onnx.model import OnnxModel
     from omnizoo.registry.factory import create_model
     from omnizoo.registry.registry import get_card
 

@@ -264,7 +264,7 @@ def _onnx_reference(family: dict[str, Any], cfg: Any) -> Callable[[Any], Any]:
 
 
 def test_onnx_zoo_families_match_documented_preprocessing(photos: list[Any]) -> None:
-    from omnizoo.sources.onnx_zoo import FAMILIES
+    from omnizoo.sources.onnx.families import FAMILIES
 
     reference = Path(__file__).resolve().parents[2] / "shared" / "reference"
     path = reference / "onnx_zoo_classification.json"

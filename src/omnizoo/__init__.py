@@ -42,7 +42,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first attribute access)
 _LAZY: dict[str, str] = {
     "DataConfig": "omnizoo.data.config",
-    "LoadReport": "omnizoo.sources.base",
+    "LoadReport": "omnizoo.loading.report",
     "ModelCard": "omnizoo.registry.card",
     "Prediction": "omnizoo.inference.predictor",
     "Predictor": "omnizoo.inference.predictor",
@@ -138,8 +138,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .finetune.heads import reset_classifier
     from .finetune.param_groups import param_groups
     from .inference.predictor import Prediction, Predictor
+    from .loading.report import LoadReport
     from .registry.card import ModelCard, WeightsFile
     from .registry.factory import create_model
     from .registry.registry import Resolution, explain, get_card, list_models, list_sources
-    from .sources.base import LoadReport
     from .weights.download import download_weights

@@ -16,7 +16,8 @@ OMNIZOO_HOME                cache root (weights, card index, manifests)   platfo
 OMNIZOO_OFFLINE             1: no network call at all                     0
 OMNIZOO_MIRRORS             JSON {url prefix: mirror prefix | [..]}        {}
 HF_ENDPOINT                 Hugging Face endpoint for huggingface.co URLs https://huggingface.co
-OMNIZOO_SOURCE_ORDER        comma list: which source wins a bare name     torchvision,timm,
+OMNIZOO_SOURCE_ORDER        comma list: which sources win a bare name     the table order:
+                            first (the rest follow in table order)        torchvision,timm,
                                                                           cadene,efficientnet,onnx
 OMNIZOO_PROGRESS            auto (bar on a TTY) / 1 / 0                   auto
 OMNIZOO_CONNECT_TIMEOUT     seconds to connect                            10
@@ -43,9 +44,8 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-__all__ = ["DEFAULT_SOURCE_ORDER", "Settings", "get_settings", "override", "reset"]
+__all__ = ["Settings", "get_settings", "override", "reset"]
 
-DEFAULT_SOURCE_ORDER: tuple[str, ...] = ("torchvision", "timm", "cadene", "efficientnet", "onnx")
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 # The last commit of onnx/models that changed the manifest (2023-12-26, #647); pinned so that the
 # manifest's sha256 can be checked like any other weights file.
@@ -66,7 +66,8 @@ class Settings:
     offline: bool = False
     mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     hf_endpoint: str = DEFAULT_HF_ENDPOINT
-    source_order: tuple[str, ...] = DEFAULT_SOURCE_ORDER
+    # Sources named in OMNIZOO_SOURCE_ORDER (checked against the table of sources when used).
+    source_order: tuple[str, ...] = ()
     progress: bool | None = None  # None: only when stderr is a TTY
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -140,16 +141,15 @@ def parse_mirrors(
 
 def _source_order(raw: str | None) -> tuple[str, ...]:
     if raw is None or not raw.strip():
-        return DEFAULT_SOURCE_ORDER
-    order = tuple(part.strip() for part in raw.split(",") if part.strip())
-    unknown = [s for s in order if s not in DEFAULT_SOURCE_ORDER]
-    if unknown:
+        return ()
+    order = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    bad = [s for s in order if not s.replace("_", "").isalnum()]
+    if bad:
         raise ConfigurationError(
-            f"OMNIZOO_SOURCE_ORDER names unknown source(s) {unknown}; "
-            f"choose from {', '.join(DEFAULT_SOURCE_ORDER)}"
+            f"OMNIZOO_SOURCE_ORDER={raw!r} is not a comma list of source names, "
+            "e.g. OMNIZOO_SOURCE_ORDER=timm,torchvision"
         )
-    # Sources left out keep their default relative order after the named ones.
-    return order + tuple(s for s in DEFAULT_SOURCE_ORDER if s not in order)
+    return order
 
 
 def _default_home() -> Path:

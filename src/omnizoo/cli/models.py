@@ -81,7 +81,7 @@ def run_list(args: argparse.Namespace) -> int:
         exclude=args.exclude,
     )
     if not names and args.source == "onnx":
-        from ..sources.onnx import manifest_problem
+        from ..sources.onnx.manifest import manifest_problem
 
         problem = manifest_problem()
         if problem:

@@ -56,20 +56,19 @@ from typing import TYPE_CHECKING
 from ..data.config import DataConfig
 from ..errors import ConfigurationError, ExportError
 from ..finetune.heads import unwrap_model
-from ._impl import (
-    _export_mode,
-    _finalise,
-    _first_line,
-    _flatten,
-    _input_size,
-    _metadata,
-    _param_device,
-    _param_dtype,
-    _preprocess_module,
-    _quiet_fds,
-    _run_exporter,
-    _verify,
+from .exporters import (
+    export_input_size,
+    export_mode,
+    first_line,
+    flatten,
+    param_device,
+    param_dtype,
+    preprocess_module,
+    quiet_fds,
+    run_exporter,
 )
+from .metadata import build_metadata, finalise
+from .verify import verify_export
 
 if TYPE_CHECKING:
     import torch
@@ -140,8 +139,8 @@ def _attempt(
     """One exporter: export, add metadata, verify. Raises ExportError; writes only in ``work``."""
     raw = work / "raw.onnx"
     try:
-        with _quiet_fds():
-            _run_exporter(
+        with quiet_fds():
+            run_exporter(
                 module,
                 example,
                 raw,
@@ -153,15 +152,15 @@ def _attempt(
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(_first_line(exc)) from None
+        raise ExportError(first_line(exc)) from None
     doc = f"{name} exported by omnizoo {metadata['omnizoo.version']}"
     try:
-        files = _finalise(raw, final_name, metadata, doc)
+        files = finalise(raw, final_name, metadata, doc)
     except Exception as exc:
-        raise ExportError(f"cannot write the ONNX file: {_first_line(exc)}") from None
+        raise ExportError(f"cannot write the ONNX file: {first_line(exc)}") from None
     max_diff = None
     if verify:
-        max_diff = _verify(files[0], module, verify_input, atol=atol, rtol=rtol, name=name)
+        max_diff = verify_export(files[0], module, verify_input, atol=atol, rtol=rtol, name=name)
     return files, metadata, max_diff
 
 
@@ -195,13 +194,13 @@ def export_onnx_report(
         )
     card = getattr(inner, "omnizoo_card", None)
     data = data_config or getattr(card, "data", None) or DataConfig()
-    shape = _input_size(data, input_size)
+    shape = export_input_size(data, input_size)
     name = getattr(card, "name", None) or type(inner).__name__
     if not target.parent.is_dir():
         raise ExportError(f"cannot write {target}: directory {target.parent} does not exist")
 
-    module: nn.Module = _preprocess_module(inner, data) if fold_preprocessing else inner
-    device = _param_device(inner)
+    module: nn.Module = preprocess_module(inner, data) if fold_preprocessing else inner
+    device = param_device(inner)
     gen = torch.Generator().manual_seed(seed)
     batches = (2, 3) if dynamic_batch else (2, 2)
 
@@ -211,21 +210,21 @@ def export_onnx_report(
                 device
             )
         x = torch.randn((batch, *shape), generator=gen)
-        return x.to(device=device, dtype=_param_dtype(inner))
+        return x.to(device=device, dtype=param_dtype(inner))
 
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        with _export_mode(inner):
+        with export_mode(inner):
             example = make_input(batches[0])
             try:
                 with torch.no_grad():
-                    outputs = _flatten(module(example))
+                    outputs = flatten(module(example))
             except ExportError:
                 raise
             except Exception as exc:
                 raise ExportError(
                     f"{name} fails on a {list(example.shape)} input before export: "
-                    f"{_first_line(exc)}; pass input_size= if it needs another size"
+                    f"{first_line(exc)}; pass input_size= if it needs another size"
                 ) from None
             output_names = (
                 ["logits"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
@@ -255,7 +254,9 @@ def export_onnx_report(
                         atol=atol,
                         rtol=rtol,
                         name=name,
-                        metadata=_metadata(inner, data, card, fold_preprocessing, which, shape),
+                        metadata=build_metadata(
+                            inner, data, card, fold_preprocessing, which, shape
+                        ),
                     )
                 except ExportError as exc:
                     errors.append(f"{which} exporter (opset {used_opset}): {exc}")
@@ -278,7 +279,7 @@ def export_onnx_report(
         exporter=exporter_used,
         opset=used_opset,
         input_shape=(-1 if dynamic_batch else batches[0], *shape),
-        input_dtype="uint8" if fold_preprocessing else str(_param_dtype(inner))[len("torch.") :],
+        input_dtype="uint8" if fold_preprocessing else str(param_dtype(inner))[len("torch.") :],
         output_names=output_names,
         verified=verify,
         max_abs_diff=max_diff,

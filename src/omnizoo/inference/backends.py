@@ -55,7 +55,7 @@ def _as_2d_float(out: Any) -> torch.Tensor:
 def is_onnx_model(model: Any) -> bool:
     """True for omnizoo's onnxruntime-backed module-like objects."""
     try:
-        from .onnxrt import OnnxModel
+        from ..sources.onnx.model import OnnxModel
     except ImportError:
         return False
     return isinstance(model, OnnxModel)
@@ -131,7 +131,7 @@ class OrtRunner:
     """onnxruntime through omnizoo's OnnxModel (layout, [N,C,1,1] outputs, fixed batches)."""
 
     def __init__(self, model_or_path: Any, device: torch.device) -> None:
-        from .onnxrt import OnnxModel
+        from ..sources.onnx.model import OnnxModel
 
         self.device = device
         if isinstance(model_or_path, (str, Path)):

@@ -11,8 +11,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, ConfigurationError, NoPretrainedWeightsError
-from ..sources.base import CreateRequest, LoadReport
+from ..errors import ConfigurationError, NoPretrainedWeightsError
+from ..loading.report import LoadReport
+from ..loading.request import CreateRequest
 from .card import ModelCard
 from .index import get_adapter
 from .registry import get_card
@@ -31,6 +32,7 @@ def create_model(
     checkpoint_path: str | Path | None = None,
     device: Any = None,
     dtype: Any = None,
+    strict: bool = True,
     **kwargs: Any,
 ) -> Any:
     """Build a model by name, optionally with verified pretrained weights.
@@ -40,39 +42,53 @@ def create_model(
     * ``checkpoint_path`` loads a local file instead (your fine-tuned checkpoint or an
       air-gapped copy; ``module.``/``_orig_mod.`` prefixes and ``state_dict``/``model``/EMA
       wrappers are handled; its head size is used when ``num_classes`` is not given);
-    * ``num_classes`` re-initialises the head (the rest is loaded); ``in_chans`` adapts the
-      pretrained stem (sum for 1 channel, repeat-and-scale for more);
+    * ``num_classes`` gives a head of that size: a checkpoint's head of that size is kept,
+      another is re-initialised; ``in_chans`` adapts the pretrained stem (sum for 1 channel,
+      repeat-and-scale for more);
+    * ``strict`` (default True): missing or unexpected checkpoint keys raise
+      :class:`~omnizoo.errors.CheckpointError`; ``strict=False`` loads what fits and lists the
+      rest in ``model.omnizoo_load_report``, as timm's ``load_checkpoint`` does;
     * ``features_only``/``out_indices`` return a model whose forward gives a list of feature
-      maps (timm and torchvision classification backbones);
-    * ``device``/``dtype`` move the result; ``kwargs`` go to the source's builder.
+      maps, with timm's meaning of ``out_indices`` (an int n: the last n levels) and a
+      ``feature_info`` with timm's API, for every source that has feature maps;
+    * ``device``/``dtype`` are honoured while building (``device="meta"`` builds the
+      architecture only, at once); ``kwargs`` go to the source's builder with upstream's
+      meaning (timm's ``pretrained_cfg_overlay``, torchvision's ``weights``/``weights_backbone``).
 
-    The model is returned in eval mode and carries ``omnizoo_card`` (so ``get_card(model)``
-    works) and ``omnizoo_load_report`` (a :class:`~omnizoo.sources.base.LoadReport`).
+    The model comes back in the mode upstream returns it (train), and carries ``omnizoo_card``
+    (so ``get_card(model)`` works) and ``omnizoo_load_report`` (a
+    :class:`~omnizoo.loading.report.LoadReport`).
     """
     card = get_card(name)
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 0):
+    if num_classes is not None and (
+        isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0
+    ):
         raise ConfigurationError(f"num_classes must be an int >= 0, got {num_classes!r}")
-    if in_chans is not None and (not isinstance(in_chans, int) or in_chans < 1):
+    if in_chans is not None and (
+        isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1
+    ):
         raise ConfigurationError(f"in_chans must be an int >= 1, got {in_chans!r}")
     if out_indices is not None and not features_only:
         raise ConfigurationError("out_indices is only meaningful with features_only=True")
-    if isinstance(out_indices, int):
-        out_indices = tuple(range(out_indices)) if out_indices > 0 else None
     request = CreateRequest(
         pretrained=bool(pretrained),
+        weights_path=Path(checkpoint_path).expanduser() if checkpoint_path is not None else None,
         user_checkpoint=checkpoint_path is not None,
         num_classes=num_classes,
         in_chans=in_chans,
         features_only=bool(features_only),
-        out_indices=tuple(out_indices) if out_indices is not None else None,
+        out_indices=_out_indices(out_indices),
+        strict=bool(strict),
+        device=device,
+        dtype=_dtype(dtype),
         kwargs=dict(kwargs),
     )
     adapter = get_adapter(card.source)
+    resolved, request = adapter.resolve(card, request)
+    card = get_card(resolved) if isinstance(resolved, str) else resolved
     adapter.check_request(card, request)  # fail before downloading, not after
-    weights_path: Path | None = None
-    if checkpoint_path is not None:
-        weights_path = Path(checkpoint_path).expanduser()
-    elif pretrained:
+    on_meta = device is not None and str(device) == "meta"
+    if request.pretrained and not request.has_weights and not on_meta:
         if card.weights is None:
             raise NoPretrainedWeightsError(
                 f"{card.name} has no pretrained weights; "
@@ -80,40 +96,43 @@ def create_model(
             )
         from ..weights.download import fetch_weights
 
-        weights_path = Path(fetch_weights(card.weights, name=card.name))
-    request = dataclasses.replace(request, weights_path=weights_path)
+        path = Path(fetch_weights(card.weights, name=card.name))
+        request = dataclasses.replace(request, weights_path=path, verified=True)
     model, report = adapter.create(card, request)
-    if weights_path is not None:
-        _check_something_loaded(card, weights_path, report)
-    if device is not None or dtype is not None:
-        model = _move(model, device, dtype)
+    if not on_meta and (device is not None or request.dtype is not None):
+        model = _move(model, device, request.dtype)
     _attach(model, _derived_card(card, model, request), report)
     return model
 
 
-def _check_something_loaded(card: ModelCard, path: Path, report: LoadReport) -> None:
-    """A weights file none of whose tensors found a place is the wrong file, not a load."""
-    # Only a tensor load that placed nothing is wrong; an ONNX session loads no tensors and
-    # reports none missing or unexpected.
-    if report.loaded or report.adapted or not (report.missing or report.unexpected):
-        return
-    missing = ", ".join(report.missing[:3]) or "-"
-    unexpected = ", ".join(report.unexpected[:3]) or "-"
-    raise CheckpointError(
-        f"no tensor of {path} fits {card.name}: the model wants e.g. {missing}; the file has "
-        f"e.g. {unexpected}. Is it a checkpoint of another architecture? Pick the matching "
-        "model name, or rename the keys before loading."
-    )
+def _out_indices(value: Any) -> Any:
+    """timm's out_indices: None, an int (the last n levels) or a sequence of level indices."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    try:
+        indices = tuple(int(i) for i in value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"out_indices must be an int (the last n levels) or a sequence of ints, got {value!r}"
+        ) from None
+    return indices
+
+
+def _dtype(value: Any) -> Any:
+    if value is None or not isinstance(value, str):
+        return value
+    import torch
+
+    resolved = getattr(torch, value.removeprefix("torch."), None)
+    if not isinstance(resolved, torch.dtype):
+        raise ConfigurationError(f"dtype={value!r} is not a torch dtype, e.g. 'float16'")
+    return resolved
 
 
 def _move(model: Any, device: Any, dtype: Any) -> Any:
     to = getattr(model, "to", None)
     if to is None:
         raise ConfigurationError(f"{type(model).__name__} cannot be moved to {device}/{dtype}")
-    if isinstance(dtype, str):
-        import torch
-
-        dtype = getattr(torch, dtype)
     kwargs: dict[str, Any] = {}
     if device is not None:
         kwargs["device"] = device

@@ -29,23 +29,12 @@ if TYPE_CHECKING:
     from ..sources.base import SourceAdapter
 
 __all__ = [
-    "ADAPTER_MODULES",
     "SourceIndex",
     "get_adapter",
     "load_index",
     "reset_indexes",
     "stale_index_files",
 ]
-
-#: source name -> modules that may define its adapter (first importable wins). The adapter is
-#: the :class:`~omnizoo.sources.base.SourceAdapter` subclass whose ``name`` is the source.
-ADAPTER_MODULES: dict[str, tuple[str, ...]] = {
-    "torchvision": ("omnizoo.sources.torchvision",),
-    "timm": ("omnizoo.sources.timm",),
-    "cadene": ("omnizoo.sources.cadene",),
-    "efficientnet": ("omnizoo.sources.efficientnet",),
-    "onnx": ("omnizoo.sources.onnx", "omnizoo.sources.onnx_zoo"),
-}
 
 _lock = threading.RLock()
 _adapters: dict[str, SourceAdapter] = {}
@@ -55,35 +44,27 @@ _indexes: dict[tuple[str, str, bool], SourceIndex] = {}
 def get_adapter(source: str) -> SourceAdapter:
     """The adapter instance of ``source`` (imports only omnizoo's module, not the library)."""
     from ..sources.base import SourceAdapter
+    from ..sources.table import adapter_path, source_names
 
     with _lock:
         if source in _adapters:
             return _adapters[source]
-        modules = ADAPTER_MODULES.get(source)
-        if modules is None:
+        path = adapter_path(source)
+        if path is None:
             raise UnknownSourceError(
-                source, message=f"unknown source {source!r}; sources: {', '.join(ADAPTER_MODULES)}"
+                source,
+                message=f"unknown source {source!r}; sources: {', '.join(source_names())}",
             )
-        errors: list[str] = []
-        for mod_name in modules:
-            try:
-                module = importlib.import_module(mod_name)
-            except ModuleNotFoundError as exc:
-                if exc.name == mod_name:
-                    continue
-                errors.append(f"{mod_name}: {exc}")
-                continue
-            for value in vars(module).values():
-                if (
-                    isinstance(value, type)
-                    and issubclass(value, SourceAdapter)
-                    and getattr(value, "name", None) == source
-                ):
-                    adapter = value()
-                    _adapters[source] = adapter
-                    return adapter
-        detail = "; ".join(errors) or "no adapter module is installed"
-        raise DependencyError(f"source {source!r} is not available ({detail})")
+        module_name, _, class_name = path.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            raise DependencyError(f"source {source!r} is not available ({exc})") from exc
+        if not (isinstance(cls, type) and issubclass(cls, SourceAdapter)):
+            raise DependencyError(f"source {source!r}: {path} is not a SourceAdapter")
+        adapter = cls()
+        _adapters[source] = adapter
+        return adapter
 
 
 class _LazyCards(Mapping[str, dict[str, Any]]):
@@ -250,7 +231,9 @@ def load_index(source: str) -> SourceIndex:
         path = _index_path(source, key)
         idx = _read_index(path, source, key) if settings.card_cache else None
         if idx is None:
-            cards = [_compact(c.to_dict()) for c in adapter.build_cards()]
+            with _rng_untouched():
+                built = adapter.build_cards()
+            cards = [_compact(c.to_dict()) for c in built]
             if settings.card_cache:
                 data = {
                     "key": key,
@@ -265,6 +248,28 @@ def load_index(source: str) -> SourceIndex:
             idx = SourceIndex.from_cards(source, key, cards)
         _indexes[cache_key] = idx
         return idx
+
+
+@contextlib.contextmanager
+def _rng_untouched() -> Iterator[None]:
+    """Building cards constructs models (torchvision's ViT builders draw their class token from
+    torch's global generator even on the meta device), which must not change what a user's
+    ``torch.manual_seed(0); create_model(...)`` gives on a cold home: the global random states
+    of torch, numpy and ``random`` are put back afterwards."""
+    import random
+
+    import numpy as np
+    import torch  # building imports it anyway; its state must be saved before the build
+
+    py_state = random.getstate()
+    torch_state = torch.random.get_rng_state()
+    np_state = np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        torch.random.set_rng_state(torch_state)
+        np.random.set_state(np_state)
 
 
 def _read_index(path: Path, source: str, key: str) -> SourceIndex | None:
@@ -292,7 +297,9 @@ def stale_index_files() -> list[Path]:
         return []
     current: set[str] = set()
     judged: list[str] = []
-    for source in ADAPTER_MODULES:
+    from ..sources.table import source_names
+
+    for source in source_names():
         try:
             current.add(_index_path(source, get_adapter(source).index_key()).name)
         except Exception:  # an adapter that fails here: leave its files alone

@@ -1,8 +1,10 @@
 """The model-name grammar, parsed here and nowhere else::
 
-    name   := [source ":"] body
-    body   := arch ["." tag]
-    source := torchvision | timm | cadene | efficientnet | onnx
+    name     := [source ":"] body | [source ":"] scheme ":" location
+    body     := arch ["." tag]
+    source   := torchvision | timm | cadene | efficientnet | onnx
+    scheme   := hf-hub | local-dir          (timm's model sources; source defaults to timm)
+    location := org/repo[@revision] | a folder path (taken as is)
 
 Architecture names may themselves contain dots or dashes in some sources (ONNX zoo
 ``resnet50-v1-7``, EfficientNet ``efficientnet-b0``) while tags contain dots in others (timm
@@ -16,6 +18,8 @@ ParsedName(source='timm', body='vit_base_patch16_224.augreg2_in21k_ft_in1k')
 [('vit_base_patch16_224.augreg2_in1k', None), ('vit_base_patch16_224', 'augreg2_in1k')]
 >>> format_name("torchvision", "resnet50", "IMAGENET1K_V2")
 'torchvision:resnet50.IMAGENET1K_V2'
+>>> parse_name("hf-hub:timm/resnet18.a1_in1k@main")
+ParsedName(source='timm', body='timm/resnet18.a1_in1k@main', scheme='hf-hub')
 """
 
 from __future__ import annotations
@@ -25,7 +29,19 @@ from dataclasses import dataclass
 
 from ..errors import InvalidNameError
 
-__all__ = ["ParsedName", "format_name", "parse_name", "split_body", "strip_source"]
+__all__ = [
+    "SCHEMES",
+    "ParsedName",
+    "format_name",
+    "parse_name",
+    "split_body",
+    "strip_source",
+]
+
+#: Model sources named inside a name (timm's ``hf-hub:``/``local-dir:``) -> the source that
+#: reads them. ``hf_hub`` is timm's deprecated spelling.
+SCHEMES: dict[str, str] = {"hf-hub": "timm", "local-dir": "timm"}
+_SCHEME_ALIASES = {"hf_hub": "hf-hub"}
 
 #: Characters allowed in the body of a name (arch and tag).
 _BODY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-+]*$")
@@ -38,6 +54,8 @@ class ParsedName:
 
     source: str | None
     body: str
+    #: ``hf-hub``/``local-dir``: ``body`` is a Hub repo id or a folder, not ``arch[.tag]``.
+    scheme: str | None = None
 
 
 def parse_name(name: str) -> ParsedName:
@@ -47,6 +65,9 @@ def parse_name(name: str) -> ParsedName:
     text = name.strip()
     if not text:
         raise InvalidNameError("empty model name; expected [source:]arch[.tag], e.g. 'resnet50'")
+    external = _parse_scheme(name, text)
+    if external is not None:
+        return external
     if text.count(":") > 1:
         raise InvalidNameError(
             f"{name!r} has more than one ':'; expected [source:]arch[.tag], "
@@ -68,6 +89,27 @@ def parse_name(name: str) -> ParsedName:
             "more '.' between parts"
         )
     return ParsedName(source, body)
+
+
+def _parse_scheme(name: str, text: str) -> ParsedName | None:
+    """``[source:]hf-hub:...`` / ``[source:]local-dir:...``, or None for other names."""
+    head, _, rest = text.partition(":")
+    source: str | None = None
+    scheme = _SCHEME_ALIASES.get(head.lower(), head.lower())
+    if scheme not in SCHEMES:
+        inner, sep, location = rest.partition(":")
+        inner = _SCHEME_ALIASES.get(inner.lower(), inner.lower())
+        if not sep or inner not in SCHEMES:
+            return None
+        source, scheme, rest = head.strip().lower(), inner, location
+    if not rest.strip():
+        raise InvalidNameError(
+            f"{name!r} has no {'repo id' if scheme == 'hf-hub' else 'folder'} after '{scheme}:'"
+        )
+    owner = SCHEMES[scheme]
+    if source is not None and source != owner:
+        raise InvalidNameError(f"{name!r}: {scheme}: names are read by the {owner} source")
+    return ParsedName(owner, rest.strip(), scheme)
 
 
 def split_body(body: str) -> list[tuple[str, str | None]]:

@@ -32,8 +32,9 @@ from ..errors import (
     UnknownSourceError,
 )
 from ..settings import get_settings
+from ..sources.table import adapter_path, resolution_order
 from .card import ModelCard
-from .index import ADAPTER_MODULES, SourceIndex, load_index
+from .index import SourceIndex, load_index
 from .names import format_name, parse_name, split_body
 
 __all__ = [
@@ -85,13 +86,12 @@ class Resolution:
 
 def list_sources() -> list[str]:
     """The source prefixes, in the resolution order in force."""
-    order = get_settings().source_order
-    return [s for s in order if s in ADAPTER_MODULES]
+    return list(resolution_order(get_settings().source_order))
 
 
 def _indexes(source: str | None, *, strict: bool = False) -> list[SourceIndex]:
     if source is not None:
-        if source not in ADAPTER_MODULES:
+        if adapter_path(source) is None:
             raise UnknownSourceError(
                 source,
                 message=f"unknown source {source!r}; sources: {', '.join(list_sources())}",
@@ -184,6 +184,18 @@ def resolve(name: str) -> Resolution:
     """Resolve ``name`` to one card; see the module docstring for the rules."""
     parsed = parse_name(name)
     order = tuple(list_sources())
+    if parsed.scheme is not None and parsed.source is not None:
+        from .index import get_adapter
+
+        card = get_adapter(parsed.source).external_card(parsed.scheme, parsed.body)
+        why = f"{parsed.scheme}: names are read by the {parsed.source} source (its config.json)"
+        return Resolution(
+            name,
+            card,
+            (Candidate(parsed.source, card.arch, None, True, why, card.name),),
+            why,
+            order,
+        )
     indexes = _indexes(parsed.source)
     candidates: list[Candidate] = []
     winner: ModelCard | None = None

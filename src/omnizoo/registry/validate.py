@@ -12,8 +12,8 @@ from collections.abc import Iterable
 
 from ..data.config import DataConfig
 from ..errors import ConfigurationError
+from ..sources.table import adapter_path
 from .card import TASKS, WEIGHT_FORMATS, ModelCard
-from .index import ADAPTER_MODULES
 from .names import parse_name, split_body
 
 __all__ = ["card_problems", "validate_card", "validate_cards"]
@@ -24,7 +24,7 @@ _HEX = re.compile(r"^[0-9a-f]+$")
 def card_problems(card: ModelCard) -> list[str]:
     """Everything wrong with one card (empty list: valid)."""
     p: list[str] = []
-    if card.source not in ADAPTER_MODULES:
+    if adapter_path(card.source) is None:
         p.append(f"unknown source {card.source!r}")
     if not card.arch or ":" in card.arch:
         p.append(f"bad arch {card.arch!r}")

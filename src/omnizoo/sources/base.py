@@ -9,8 +9,9 @@ An adapter has two halves:
   verified local weights file into it, adapting ``num_classes`` / ``in_chans`` the same way for
   every source, and returns a :class:`LoadReport` saying what happened to every key.
 
-Shared mechanics (safe loading, prefix cleaning, stem/head adaptation, meta-device builds)
-live in :mod:`omnizoo.registry.loading`; adapters call them and add only their quirks.
+The build path is shared: reading checkpoints safely, stem/head surgery, meta-device builds and
+the one fit policy live in :mod:`omnizoo.loading`; adapters call them and add only their
+quirks. Adapters return models as upstream does (train mode, upstream's ``feature_info`` API).
 """
 
 from __future__ import annotations
@@ -18,81 +19,17 @@ from __future__ import annotations
 import abc
 import importlib.util
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..loading.report import LoadReport
+from ..loading.request import CreateRequest
 from ..registry.card import ModelCard
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["CreateRequest", "LoadReport", "SourceAdapter"]
-
-
-@dataclass
-class LoadReport:
-    """What happened to each parameter when weights were loaded into a model.
-
-    ``loaded``: copied as is; ``adapted``: reshaped to fit (e.g. stem conv summed/repeated for
-    ``in_chans``); ``reinitialized``: left at fresh init on purpose (a new head for
-    ``num_classes``); ``missing``: model keys the checkpoint lacked; ``unexpected``: checkpoint
-    keys the model has no place for.
-    """
-
-    source_file: str | None = None
-    loaded: list[str] = field(default_factory=list)
-    adapted: list[str] = field(default_factory=list)
-    reinitialized: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing was missing or unexpected (adapted/re-initialised are on purpose)."""
-        return not self.missing and not self.unexpected
-
-    def summary(self) -> str:
-        """One line: counts per outcome."""
-        parts = [
-            f"{len(self.loaded)} loaded",
-            f"{len(self.adapted)} adapted",
-            f"{len(self.reinitialized)} re-initialised",
-            f"{len(self.missing)} missing",
-            f"{len(self.unexpected)} unexpected",
-        ]
-        return ", ".join(parts)
-
-    def __str__(self) -> str:
-        lines = [self.summary()]
-        for label, keys in (
-            ("adapted", self.adapted),
-            ("re-initialised", self.reinitialized),
-            ("missing", self.missing),
-            ("unexpected", self.unexpected),
-        ):
-            if keys:
-                shown = ", ".join(keys[:8]) + (f", ... (+{len(keys) - 8})" if len(keys) > 8 else "")
-                lines.append(f"  {label}: {shown}")
-        lines.extend(f"  note: {n}" for n in self.notes)
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class CreateRequest:
-    """The user's create_model arguments, normalised, as handed to an adapter."""
-
-    pretrained: bool = False
-    # A verified local file to load (downloaded weights or the user's checkpoint_path).
-    weights_path: Path | None = None
-    # True when weights_path is the user's own checkpoint (head/keys may differ from the card).
-    user_checkpoint: bool = False
-    num_classes: int | None = None
-    in_chans: int | None = None
-    features_only: bool = False
-    out_indices: tuple[int, ...] | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 class SourceAdapter(abc.ABC):
@@ -132,11 +69,28 @@ class SourceAdapter(abc.ABC):
     def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
         """Build ``card``'s architecture and load ``request.weights_path`` into it, if given.
 
-        Must honour ``num_classes`` (new head, re-initialised, listed in the report), ``in_chans``
-        (stem adapted from the pretrained one when weights are loaded), ``features_only`` /
-        ``out_indices`` or raise :class:`~omnizoo.errors.UnsupportedError` naming the source.
-        Returns an ``nn.Module`` (or, for ONNX, a module-like object) on the CPU in eval mode.
+        Must honour ``num_classes``, ``in_chans``, ``strict``, ``device``/``dtype`` (at build
+        time) and ``features_only``/``out_indices`` (timm's meaning) through
+        :func:`omnizoo.loading.fit.fit_state_dict`, or raise
+        :class:`~omnizoo.errors.UnsupportedError` naming the source. Returns an ``nn.Module``
+        (or, for ONNX, a module-like object) in the mode upstream returns it (train).
         """
+
+    def resolve(
+        self, card: ModelCard, request: CreateRequest
+    ) -> tuple[ModelCard | str, CreateRequest]:
+        """Read source-specific arguments that change *which* weights load (timm's
+        ``pretrained_cfg``/``pretrained_cfg_overlay``, torchvision's ``weights``) before
+        anything is downloaded. Returns the card to build (or a model name to resolve instead)
+        and the request. Default: unchanged."""
+        return card, request
+
+    def external_card(self, scheme: str, identifier: str) -> ModelCard:
+        """The card of a model named by location (timm's ``hf-hub:org/repo``,
+        ``local-dir:/path``) rather than by the registry."""
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError(f"the {self.name} source cannot read {scheme}: names")
 
     def check_request(self, card: ModelCard, request: CreateRequest) -> None:
         """Raise before any download when ``request`` cannot be honoured for ``card``.

@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, ConfigurationError, DependencyError, UnsupportedError
+from ...errors import BackendError, ConfigurationError, DependencyError, UnsupportedError
 
 if TYPE_CHECKING:
     import torch
 
-    from ..registry.card import ModelCard
+    from ...registry.card import ModelCard
 
 __all__ = ["OnnxModel", "providers_for"]
 

@@ -1,10 +1,9 @@
-"""Internals of :mod:`omnizoo.export.onnx`: the preprocessing wrapper, running the exporters,
-writing metadata, and checking the file in onnxruntime. See that module for the decisions."""
+"""Running the ONNX exporters: the preprocessing wrapper, export mode, and the TorchScript- or
+torch.export-based exporter with its chatter kept out of the user's terminal."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -21,13 +20,27 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-log = logging.getLogger("omnizoo.export.onnx")
+__all__ = [
+    "INPUT_NAME",
+    "export_input_size",
+    "export_mode",
+    "first_line",
+    "flatten",
+    "param_device",
+    "param_dtype",
+    "preprocess_module",
+    "quiet_fds",
+    "run_exporter",
+]
 
-_TWO_GB = 2**31 - 1
+log = logging.getLogger("omnizoo.export.onnx")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 INPUT_NAME = "input"
 
 
-def _preprocess_module(model: nn.Module, data: DataConfig) -> nn.Module:
+def preprocess_module(model: nn.Module, data: DataConfig) -> nn.Module:
     """A module taking uint8 0-255 NCHW RGB and feeding ``model`` what it was trained on."""
     import torch
     from torch import nn
@@ -55,13 +68,13 @@ def _preprocess_module(model: nn.Module, data: DataConfig) -> nn.Module:
             if self.bgr:
                 x = x.flip(1)
             x = (x - self.mean) / self.std
-            return self.model(x.to(_param_dtype(self.model)))
+            return self.model(x.to(param_dtype(self.model)))
 
     # eval mode: torch.onnx.export restores the wrapper's mode (and so its child's) afterwards
     return FoldedPreprocessing().eval()
 
 
-def _param_dtype(model: nn.Module) -> torch.dtype:
+def param_dtype(model: nn.Module) -> torch.dtype:
     import torch
 
     for p in model.parameters():
@@ -70,7 +83,7 @@ def _param_dtype(model: nn.Module) -> torch.dtype:
     return torch.float32
 
 
-def _param_device(model: nn.Module) -> torch.device:
+def param_device(model: nn.Module) -> torch.device:
     import torch
 
     for p in model.parameters():
@@ -78,7 +91,7 @@ def _param_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _flatten(out: Any) -> list[Any]:
+def flatten(out: Any) -> list[Any]:
     import torch
 
     if isinstance(out, torch.Tensor):
@@ -86,10 +99,10 @@ def _flatten(out: Any) -> list[Any]:
     if isinstance(out, (list, tuple)):
         flat: list[Any] = []
         for item in out:
-            flat.extend(_flatten(item))
+            flat.extend(flatten(item))
         return flat
     if isinstance(out, dict):
-        return _flatten(list(out.values()))
+        return flatten(list(out.values()))
     raise ExportError(
         f"the model returns a {type(out).__name__}; only tensors (or lists/tuples/dicts of "
         "tensors) can be exported to ONNX"
@@ -97,7 +110,7 @@ def _flatten(out: Any) -> list[Any]:
 
 
 @contextlib.contextmanager
-def _export_mode(model: nn.Module) -> Iterator[None]:
+def export_mode(model: nn.Module) -> Iterator[None]:
     """eval mode, plain swish for lukemelas EfficientNet; both restored afterwards."""
     was_training = model.training
     restore_swish = False
@@ -114,7 +127,7 @@ def _export_mode(model: nn.Module) -> Iterator[None]:
             model.set_swish(memory_efficient=True)  # type: ignore[operator]
 
 
-def _input_size(data: DataConfig, input_size: Any) -> tuple[int, int, int]:
+def export_input_size(data: DataConfig, input_size: Any) -> tuple[int, int, int]:
     if input_size is None:
         c, h, w = data.input_size
     elif isinstance(input_size, int):
@@ -130,52 +143,7 @@ def _input_size(data: DataConfig, input_size: Any) -> tuple[int, int, int]:
     return int(c), int(h), int(w)
 
 
-def _metadata(
-    model: nn.Module, data: DataConfig, card: Any, folded: bool, exporter: str, shape: Any
-) -> dict[str, str]:
-    from .. import __version__
-
-    name = getattr(card, "name", None) or f"{type(model).__module__}.{type(model).__qualname__}"
-    c, h, w = shape
-    if folded:
-        order = "RGB"
-        text = (
-            f"uint8 NCHW {order} images, 0-255, already resized and cropped to {h}x{w} as "
-            "omnizoo.data_config says; scaling and mean/std normalisation are in the graph"
-        )
-    else:
-        text = (
-            f"float32 NCHW tensors of {c}x{h}x{w}, preprocessed exactly as omnizoo.data_config "
-            f"says (value range {list(data.value_range)}, {data.color_order}, mean/std applied)"
-        )
-    meta = {
-        "omnizoo.version": __version__,
-        "omnizoo.card": str(name),
-        "omnizoo.data_config": json.dumps(data.to_dict(), sort_keys=True),
-        "omnizoo.label_set": str(getattr(card, "label_set", None) or ""),
-        "omnizoo.label_offset": str(getattr(card, "label_offset", 0) or 0),
-        "omnizoo.output": str(getattr(card, "output", "logits") or "logits"),
-        "omnizoo.preprocessing_folded": "1" if folded else "0",
-        "omnizoo.input": text,
-        "omnizoo.exporter": exporter,
-    }
-    report = getattr(model, "omnizoo_load_report", None)
-    if report is not None:  # a model from create_model: say where its weights came from
-        source = getattr(report, "source_file", None)
-        meta["omnizoo.weights"] = Path(source).name if source else "none (random init)"
-    num_classes = getattr(card, "num_classes", None)
-    if num_classes is not None:
-        meta["omnizoo.num_classes"] = str(num_classes)
-    categories = getattr(card, "categories", None)
-    if categories:
-        meta["omnizoo.categories"] = json.dumps(list(categories))
-    return meta
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The informative line of an exporter error (the dynamo exporter's first line is generic)."""
     lines = [ln.strip() for ln in _ANSI.sub("", str(exc)).strip().splitlines() if ln.strip()]
     best = lines[0] if lines else ""
@@ -188,7 +156,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _no_mha_fastpath() -> Iterator[None]:
+def no_mha_fastpath() -> Iterator[None]:
     """nn.MultiheadAttention's inference fast path (torchvision ViT) has no ONNX symbolic."""
     import torch
 
@@ -204,7 +172,7 @@ def _no_mha_fastpath() -> Iterator[None]:
         mha.set_fastpath_enabled(before)
 
 
-def _run_exporter(
+def run_exporter(
     module: nn.Module,
     example: torch.Tensor,
     target: Path,
@@ -216,7 +184,7 @@ def _run_exporter(
 ) -> None:
     import torch
 
-    with warnings.catch_warnings(), torch.no_grad(), _no_mha_fastpath():
+    with warnings.catch_warnings(), torch.no_grad(), no_mha_fastpath():
         warnings.simplefilter("ignore")  # TracerWarnings and the exporter's deprecation notes
         if exporter == "torchscript":
             axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]}
@@ -250,107 +218,8 @@ def _run_exporter(
             program.save(str(target), external_data=False)
 
 
-def _finalise(tmp_file: Path, final_name: str, metadata: dict[str, str], doc: str) -> list[Path]:
-    """Add metadata and re-save as one .onnx (+ one .data file when > 2 GB); the files made."""
-    import onnx
-
-    proto = onnx.load(str(tmp_file), load_external_data=True)
-    existing = {p.key: p for p in proto.metadata_props}
-    for key, value in metadata.items():
-        if key in existing:
-            existing[key].value = value
-        else:
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-    proto.doc_string = doc
-    proto.producer_name = proto.producer_name or "pytorch"
-    out_dir = tmp_file.parent / "final"
-    out_dir.mkdir()
-    out = out_dir / final_name
-    large = proto.ByteSize() > _TWO_GB if _safe_size(proto) else True
-    if large:
-        data_name = final_name + ".data"
-        onnx.save_model(
-            proto,
-            str(out),
-            save_as_external_data=True,
-            all_tensors_to_one_file=True,
-            location=data_name,
-            size_threshold=1024,
-        )
-        return [out, out_dir / data_name]
-    onnx.save_model(proto, str(out))
-    return [out]
-
-
-def _safe_size(proto: Any) -> bool:
-    try:
-        proto.ByteSize()
-        return True
-    except Exception:  # protobuf refuses to size messages over 2 GB
-        return False
-
-
-def _verify(
-    path: Path,
-    module: nn.Module,
-    example: torch.Tensor,
-    *,
-    atol: float,
-    rtol: float,
-    name: str,
-) -> float:
-    import numpy as np
-    import torch
-
-    try:
-        import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        from ..errors import DependencyError
-
-        raise DependencyError("verifying an ONNX export needs onnxruntime") from exc
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
-        ort_outs = session.run(None, {session.get_inputs()[0].name: example.cpu().numpy()})
-    except Exception as exc:
-        raise ExportError(
-            f"onnxruntime cannot run the export of {name}: {_first_line(exc)}"
-        ) from None
-    with torch.no_grad():
-        ref = [t.detach().float().cpu().numpy() for t in _flatten(module(example))]
-    if len(ref) != len(ort_outs):
-        raise ExportError(
-            f"export of {name}: onnxruntime gives {len(ort_outs)} outputs, torch {len(ref)}"
-        )
-    worst = 0.0
-    for i, (a, b) in enumerate(zip(ort_outs, ref, strict=True)):
-        a = np.asarray(a, dtype=np.float32)
-        if a.shape != b.shape:
-            raise ExportError(
-                f"export of {name}: output {i} has shape {a.shape} in onnxruntime but {b.shape} "
-                "in torch (a batch size or shape baked into the graph?)"
-            )
-        diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-        diff = np.where(np.isnan(a) & np.isnan(b), 0.0, diff)
-        max_diff = float(diff.max()) if diff.size else 0.0  # NaN if any side alone is NaN
-        scale = float(np.nanmax(np.abs(b))) if b.size and not np.isnan(b).all() else 0.0
-        limit = atol + rtol * scale
-        worst = max_diff if np.isnan(max_diff) else max(worst, max_diff)
-        if not max_diff <= limit:  # also true for NaN
-            raise ExportError(
-                f"export of {name} does not match the torch model: output {i} max abs diff "
-                f"{max_diff:.3g} exceeds atol + rtol * max|output| = {atol:g} + {rtol:g} * "
-                f"{scale:.3g} = {limit:.3g}; the file was not written"
-            )
-    return worst
-
-
 @contextlib.contextmanager
-def _quiet_fds() -> Iterator[None]:
+def quiet_fds() -> Iterator[None]:
     """Capture what the exporter prints at the file-descriptor level (the TorchScript exporter
     dumps its whole IR graph to stderr on failure); it goes to the DEBUG log instead."""
     import sys

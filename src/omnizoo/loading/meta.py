@@ -1,0 +1,165 @@
+"""Meta-device builds: parameters created without memory and without random init.
+
+::
+
+    with meta_params():                      # parameters are created on the meta device:
+        model = build()                      # no memory, no random init (buffers stay real)
+    fit_state_dict(model, state_dict, ...)   # assign=True: the file's tensors become the params,
+                                             # anything left on meta is materialised and re-init
+
+so a pretrained model costs about the time to read its file, not to initialise random weights
+first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["build_on_meta", "materialize_", "meta_params", "real_params"]
+
+
+_local = threading.local()
+_patch_lock = threading.Lock()
+_patch_users = 0
+_original_register_parameter: Callable[..., None] | None = None
+
+
+def _register_parameter_on_meta(self: Any, name: str, param: Any) -> None:
+    assert _original_register_parameter is not None
+    _original_register_parameter(self, name, param)
+    if getattr(_local, "depth", 0) and param is not None and param.device.type != "meta":
+        p = self._parameters[name]
+        self._parameters[name] = type(p)(p.to("meta"), requires_grad=p.requires_grad)
+
+
+#: In-place init ops that meta tensors run through slow Python decompositions (normal_ costs
+#: seconds on its first meta call); inside meta_params they return at once for meta tensors.
+_INIT_OPS = (
+    "normal_",
+    "uniform_",
+    "erfinv_",
+    "exponential_",
+    "log_normal_",
+    "cauchy_",
+    "geometric_",
+    "bernoulli_",
+    "random_",
+)
+_original_ops: dict[str, Any] = {}
+
+
+def _skip_on_meta(name: str, original: Any) -> Any:
+    def op(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_local, "depth", 0) and self.is_meta:
+            return self
+        return original(self, *args, **kwargs)
+
+    op.__name__ = name
+    op.__doc__ = original.__doc__
+    return op
+
+
+@contextlib.contextmanager
+def meta_params() -> Iterator[None]:
+    """Inside this block (this thread only) every new ``nn.Parameter`` lives on the meta device.
+
+    Buffers stay real, so non-persistent buffers computed in ``__init__`` (relative position
+    indices, position ids, anchors) keep their values; parameter init runs on meta and costs
+    nothing. Load real tensors with :func:`load_into`.
+    """
+    global _patch_users, _original_register_parameter
+    import torch
+    from torch import nn
+
+    with _patch_lock:
+        if _patch_users == 0:
+            _original_register_parameter = nn.Module.register_parameter
+            nn.Module.register_parameter = _register_parameter_on_meta  # type: ignore[method-assign]
+            for op in _INIT_OPS:
+                original = getattr(torch.Tensor, op)
+                _original_ops[op] = original
+                setattr(torch.Tensor, op, _skip_on_meta(op, original))
+        _patch_users += 1
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+        with _patch_lock:
+            _patch_users -= 1
+            if _patch_users == 0 and _original_register_parameter is not None:
+                nn.Module.register_parameter = _original_register_parameter  # type: ignore[method-assign]
+                _original_register_parameter = None
+                for op, original in _original_ops.items():
+                    setattr(torch.Tensor, op, original)
+                _original_ops.clear()
+
+
+@contextlib.contextmanager
+def real_params() -> Iterator[None]:
+    """Suspend :func:`meta_params` for this thread (used while loading real tensors)."""
+    depth = getattr(_local, "depth", 0)
+    _local.depth = 0
+    try:
+        yield
+    finally:
+        _local.depth = depth
+
+
+def build_on_meta(fn: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
+    """``fn(*args, **kwargs)`` with parameters on the meta device (see :func:`meta_params`)."""
+    with meta_params():
+        return fn(*args, **kwargs)
+
+
+def _init_module_(module: nn.Module) -> None:
+    """Fresh init of one module whose own tensors were just materialised."""
+    import torch
+    from torch import nn
+
+    reset = getattr(module, "reset_parameters", None)
+    if callable(reset):
+        reset()
+        return
+    with torch.no_grad():
+        for name, p in module.named_parameters(recurse=False):
+            if p.ndim >= 2:
+                nn.init.trunc_normal_(p, std=0.02)
+            elif "weight" in name or name in ("gamma", "scale"):
+                nn.init.ones_(p)
+            else:
+                nn.init.zeros_(p)
+        for _, b in module.named_buffers(recurse=False):
+            b.zero_()
+
+
+def materialize_(model: nn.Module, *, device: Any = "cpu") -> list[str]:
+    """Give every tensor still on the meta device real memory and a fresh init.
+
+    Returns the state-dict style names of the tensors that were materialised.
+    """
+    names: list[str] = []
+    with real_params():
+        _materialize_into(model, names, device)
+    return names
+
+
+def _materialize_into(model: nn.Module, names: list[str], device: Any) -> None:
+    for mod_name, module in model.named_modules():
+        own = [
+            (n, t)
+            for n, t in list(module.named_parameters(recurse=False))
+            + list(module.named_buffers(recurse=False))
+            if t is not None and t.is_meta
+        ]
+        if not own:
+            continue
+        module.to_empty(device=device, recurse=False)
+        _init_module_(module)
+        names.extend(f"{mod_name}.{n}" if mod_name else n for n, _ in own)

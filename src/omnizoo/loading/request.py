@@ -1,0 +1,44 @@
+"""The user's ``create_model`` arguments, normalised once, as every source adapter sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CreateRequest", "OutIndices"]
+
+#: timm's meaning: None = every level; an int n = the last n levels; a sequence = those levels
+#: (negative indices count from the end).
+OutIndices = int | tuple[int, ...] | None
+
+
+@dataclass(frozen=True)
+class CreateRequest:
+    """What to build and load. Made by :func:`omnizoo.create_model`, read by the adapters."""
+
+    pretrained: bool = False
+    #: A local file to load: downloaded verified weights, or the user's own checkpoint.
+    weights_path: Path | None = None
+    #: True when ``weights_path`` (or ``state_dict``) is the user's own: its head size and keys
+    #: may differ from the card's, and it was never verified by hash.
+    user_checkpoint: bool = False
+    #: Weights handed over in memory (timm's ``pretrained_cfg={"state_dict": ...}``).
+    state_dict: Any = None
+    #: Whether the bytes of ``weights_path`` passed a hash check (see the weights cache).
+    verified: bool = False
+    num_classes: int | None = None
+    in_chans: int | None = None
+    features_only: bool = False
+    out_indices: OutIndices = None
+    #: Missing or unexpected checkpoint keys raise unless False (then the report says them).
+    strict: bool = True
+    #: Where and in which dtype the parameters live; honoured while building, not after.
+    device: Any = None
+    dtype: Any = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether anything is to be loaded (a file or an in-memory state dict)."""
+        return self.weights_path is not None or self.state_dict is not None

@@ -1,0 +1,41 @@
+"""The Cadene (``pretrainedmodels``) :class:`~omnizoo.sources.base.SourceAdapter`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...loading.report import LoadReport
+from ...loading.request import CreateRequest
+from ...registry.card import ModelCard
+from ..base import SourceAdapter
+
+__all__ = ["CadeneSource"]
+
+#: Bumped when the cards this source builds change (invalidates cached indexes).
+CARDS_VERSION = 2
+
+
+class CadeneSource(SourceAdapter):
+    """The ``cadene:`` source (cards in :mod:`.cards`, building in :mod:`.build`)."""
+
+    name = "cadene"
+    distribution = "pretrainedmodels"
+
+    def index_key(self) -> str:
+        # + this source's own card version, so a change here invalidates cached indexes too
+        return f"{super().index_key()}-cards{CARDS_VERSION}"
+
+    def build_cards(self) -> list[ModelCard]:
+        from .cards import build_cards
+
+        return build_cards(self.name)
+
+    def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
+        from .build import create
+
+        return create(card, request)
+
+    def check_request(self, card: ModelCard, request: CreateRequest) -> None:
+        from .build import check_request
+
+        check_request(card, request)

