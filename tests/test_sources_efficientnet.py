@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from omnizoo.errors import ConfigurationError, UnsupportedError
-from omnizoo.registry.card import ModelCard
 from omnizoo.loading.request import CreateRequest
+from omnizoo.registry.card import ModelCard
 from omnizoo.sources.efficientnet.adapter import EfficientNetSource
 from sources_helpers import check_card, one_default_per_arch, random_state_dict
 
@@ -89,6 +89,8 @@ def test_forward_and_upstream_parity(arch: str, cards: list[ModelCard], tmp_path
         card, CreateRequest(pretrained=True, weights_path=path)
     )
     assert report.ok, str(report)
+    assert model.training  # as EfficientNet.from_pretrained returns it
+    model.eval()
     upstream = EfficientNet.from_pretrained(arch, weights_path=str(path)).eval()
     if arch >= "efficientnet-b6":
         # random weights make these deep nets numerically chaotic: the float rounding of the

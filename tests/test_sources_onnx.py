@@ -16,11 +16,12 @@ import pytest
 
 from omnizoo import settings
 from omnizoo.errors import BackendError, HashMismatchError, UnsupportedError
-from omnizoo.sources import onnx as onnx_source
 from omnizoo.loading.request import CreateRequest
+from omnizoo.sources.onnx import manifest as onnx_source
+from omnizoo.sources.onnx import testdata as onnx_testdata
 from omnizoo.sources.onnx.adapter import OnnxZooSource
-from omnizoo.sources.onnx.manifest import MANIFEST_SHA256, manifest_problem
 from omnizoo.sources.onnx.families import FAMILIES, classify_manifest, exclusion_reason
+from omnizoo.sources.onnx.manifest import MANIFEST_SHA256, manifest_problem
 from sources_helpers import check_card
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
@@ -290,8 +291,8 @@ class _Conv4d(torch.nn.Module):
 
 
 def test_onnx_model_layout_output_and_batch_quirks(tmp_path: Path) -> None:
-    from omnizoo.sources.onnx.model import OnnxModel
     from omnizoo.sources.onnx.cards import card_for as _card
+    from omnizoo.sources.onnx.model import OnnxModel
 
     nhwc = _Nhwc()
     lite_bytes = _export(
@@ -412,9 +413,9 @@ def tiny_zoo(
 
 
 def test_create_model_downloads_verifies_and_matches_torch(tiny_zoo: Any) -> None:
-    from omnizoo.sources.onnx.model import OnnxModel
     from omnizoo.registry.factory import create_model
     from omnizoo.registry.registry import get_card
+    from omnizoo.sources.onnx.model import OnnxModel
 
     net, server, path = tiny_zoo
     model = create_model("onnx:tiny-resnet18-17", pretrained=True)
@@ -430,8 +431,8 @@ def test_create_model_downloads_verifies_and_matches_torch(tiny_zoo: Any) -> Non
     with pytest.raises(BackendError, match=r"opset >= 7.*onnx:tiny-resnet18-17"):
         OnnxZooSource().create(get_card("onnx:tiny-resnet18-3"), CreateRequest())
     # the test-data archive: verified download, safe extraction, and the outputs agree
-    folder = onnx_source.download_test_data(card)
-    [(inputs, outputs)] = onnx_source.load_test_data(folder)
+    folder = onnx_testdata.download_test_data(card)
+    [(inputs, outputs)] = onnx_testdata.load_test_data(folder)
     torch.testing.assert_close(
         model(torch.from_numpy(inputs[0])), torch.from_numpy(outputs[0]), atol=1e-4, rtol=1e-4
     )

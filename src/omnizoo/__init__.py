@@ -42,6 +42,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it (imported on first attribute access)
 _LAZY: dict[str, str] = {
     "DataConfig": "omnizoo.data.config",
+    "FeatureInfo": "omnizoo.sources.features",
     "LoadReport": "omnizoo.loading.report",
     "ModelCard": "omnizoo.registry.card",
     "Prediction": "omnizoo.inference.predictor",
@@ -75,6 +76,7 @@ __all__ = [
     "DependencyError",
     "DownloadError",
     "ExportError",
+    "FeatureInfo",
     "HashMismatchError",
     "ImageLoadError",
     "IntegrityError",
@@ -142,4 +144,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .registry.card import ModelCard, WeightsFile
     from .registry.factory import create_model
     from .registry.registry import Resolution, explain, get_card, list_models, list_sources
+    from .sources.features import FeatureInfo
     from .weights.download import download_weights

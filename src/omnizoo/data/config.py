@@ -35,6 +35,7 @@ __all__ = [
     "INCEPTION_MEAN",
     "INCEPTION_STD",
     "DataConfig",
+    "data_config_from_timm",
 ]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -166,3 +167,36 @@ def _normalise(key: str, value: Any) -> Any:
         # torchvision gives [256]; a one-element list is a shorter-side size.
         return int(value[0]) if len(value) == 1 else int(min(value))
     return value
+
+
+def data_config_from_timm(cfg: Mapping[str, Any]) -> DataConfig:
+    """A DataConfig from a timm ``pretrained_cfg`` dict (the keys timm's resolver reads)."""
+    input_size = tuple(cfg.get("input_size") or (3, 224, 224))
+    test = cfg.get("test_input_size")
+    crop_pct = cfg.get("crop_pct") or 0.875
+    interpolation = cfg.get("interpolation") or "bilinear"
+    if interpolation == "random":
+        interpolation = "bilinear"
+    mean = tuple(cfg.get("mean") or (0.485, 0.456, 0.406))
+    std = tuple(cfg.get("std") or (0.229, 0.224, 0.225))
+    channels = int(input_size[0])
+    if len(mean) != channels and len(mean) == 3 and channels == 1:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    crop_mode = cfg.get("crop_mode") or "center"
+    resize_size = None
+    if float(crop_pct) > 1.0 and crop_mode == "center" and input_size[1] == input_size[2]:
+        # A few timm configs (volo_d*_448/512) resize *smaller* than the crop, which then pads
+        # with zeros. DataConfig keeps crop_pct in (0, 1], so say it as an explicit shorter-side
+        # size: floor(crop / crop_pct), exactly what timm computes.
+        resize_size = math.floor(int(input_size[1]) / float(crop_pct))
+        crop_pct = 1.0
+    return DataConfig(
+        input_size=(int(input_size[0]), int(input_size[1]), int(input_size[2])),
+        interpolation=interpolation,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        crop_pct=float(crop_pct),
+        crop_mode=crop_mode,
+        resize_size=resize_size,
+        test_input_size=tuple(int(v) for v in test) if test else None,  # type: ignore[arg-type]
+    )

@@ -13,7 +13,7 @@ cannot be made by syntax alone: :func:`split_body` lists every split, longest ar
 the registry keeps the first whose arch it knows.
 
 >>> parse_name("timm:vit_base_patch16_224.augreg2_in21k_ft_in1k")
-ParsedName(source='timm', body='vit_base_patch16_224.augreg2_in21k_ft_in1k')
+ParsedName(source='timm', body='vit_base_patch16_224.augreg2_in21k_ft_in1k', scheme=None)
 >>> split_body("vit_base_patch16_224.augreg2_in1k")
 [('vit_base_patch16_224.augreg2_in1k', None), ('vit_base_patch16_224', 'augreg2_in1k')]
 >>> format_name("torchvision", "resnet50", "IMAGENET1K_V2")

@@ -141,4 +141,4 @@ def _dist_info_version(distribution: str) -> str | None:
 
 
 #: Bumped whenever card-building code changes what cards contain, to invalidate disk caches.
-INDEX_SCHEMA = 2
+INDEX_SCHEMA = 3

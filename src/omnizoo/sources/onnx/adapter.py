@@ -13,7 +13,7 @@ from ...loading.request import CreateRequest
 from ...registry.card import ModelCard
 from ...settings import get_settings
 from ..base import INDEX_SCHEMA, SourceAdapter
-from .manifest import MANIFEST_SHA256, cached_manifest_path
+from . import manifest
 
 __all__ = ["OnnxZooSource", "unloadable_message"]
 
@@ -31,14 +31,14 @@ class OnnxZooSource(SourceAdapter):
         # The cards depend on the (pinned) manifest, not on the onnxruntime version. While the
         # manifest is missing the key names the source URL and the day, so an empty listing is
         # cached at most for a day per URL before another fetch is tried.
-        if cached_manifest_path() is not None:
+        if manifest.cached_manifest_path() is not None:
             state = "ok"
         else:
             source = get_settings().onnx_manifest_url
             day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d")
             state = f"missing-{hashlib.sha256(source.encode()).hexdigest()[:8]}-{day}"
         return (
-            f"{self.name}-manifest{MANIFEST_SHA256[:12]}-{state}-schema{INDEX_SCHEMA}"
+            f"{self.name}-manifest{manifest.MANIFEST_SHA256[:12]}-{state}-schema{INDEX_SCHEMA}"
             f"-cards{CARDS_VERSION}"
         )
 
@@ -92,24 +92,22 @@ class OnnxZooSource(SourceAdapter):
 
 
 def unloadable_message(card: ModelCard) -> str:
-    """The BackendError text for an opset the installed onnxruntime cannot load."""
+    """The BackendError text for an opset the installed onnxruntime cannot load, naming the
+    same zoo model at opsets it can load (from the cached manifest)."""
     opset = card.extra.get("opset")
     alternatives = ""
     try:
-        from ...registry.registry import list_models
+        from .families import classify_manifest
+        from .manifest import load_manifest
 
         zoo_model = card.extra.get("zoo_model")
-        alts = []
-        for name in list_models(source="onnx", pretrained=True):
-            from ...registry.registry import get_card
-
-            other = get_card(name)
-            if other.extra.get("zoo_model") == zoo_model and other.extra.get(
-                "onnxruntime_loadable"
-            ):
-                alts.append(f"onnx:{other.arch}")
+        alts = sorted(
+            f"onnx:{entry.arch}"
+            for entry in classify_manifest(load_manifest(fetch=False))
+            if entry.model == zoo_model and entry.loadable
+        )
         if alts:
-            alternatives = f"; the same model at a loadable opset: {', '.join(sorted(alts))}"
+            alternatives = f"; the same model at a loadable opset: {', '.join(alts)}"
     except Exception:  # pragma: no cover - the message is best effort
         pass
     return (

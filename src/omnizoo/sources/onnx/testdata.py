@@ -14,8 +14,9 @@ from .manifest import model_urls
 __all__ = ["download_test_data", "load_test_data"]
 
 
-def download_test_data(name_or_card: str | ModelCard) -> Path:
-    """Fetch a zoo model's ``model_with_data`` tarball (sha256-verified) and extract it safely.
+def download_test_data(card: ModelCard) -> Path:
+    """Fetch a zoo model's ``model_with_data`` tarball (sha256-verified) and extract it safely
+    (``download_test_data(get_card("onnx:resnet50-v1-7"))``).
 
     Returns the extracted directory (``<OMNIZOO_HOME>/onnx-test-data/<sha256>``), which holds the
     model and its ``test_data_set_*`` protobuf inputs/outputs (:func:`load_test_data`).
@@ -23,12 +24,6 @@ def download_test_data(name_or_card: str | ModelCard) -> Path:
     from ...weights.archive import safe_extract
     from ...weights.download import fetch_weights
 
-    if isinstance(name_or_card, ModelCard):
-        card = name_or_card
-    else:
-        from ...registry.registry import get_card
-
-        card = get_card(name_or_card)
     info = card.extra.get("test_data") if card.source == "onnx" else None
     if not info or not info.get("path"):
         raise UnsupportedError(f"{card.name} has no ONNX zoo test-data archive")

@@ -96,7 +96,7 @@ def card_from_cfg(
     extra: dict[str, Any] | None = None,
 ) -> ModelCard:
     """A card from one timm pretrained_cfg dict."""
-    from ...data.resolve import data_config_from_timm
+    from ...data.config import data_config_from_timm
 
     extra = {"module": module, **(extra or {})}
     notes: list[str] = []

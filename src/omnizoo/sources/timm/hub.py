@@ -213,6 +213,6 @@ def resolve_weights_source(
 
 
 def _data_config(cfg: dict[str, Any]) -> Any:
-    from ...data.resolve import data_config_from_timm
+    from ...data.config import data_config_from_timm
 
     return data_config_from_timm(cfg)
