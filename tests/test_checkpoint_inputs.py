@@ -236,6 +236,7 @@ def _mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # a mutated header
 def test_fuzzed_checkpoints_raise_only_checkpoint_errors(tmp_path: Path) -> None:
     """400 mutations (seeded) of real torch (zip and legacy), safetensors and .npz files:
     each loads, or raises CheckpointError (UnsafeCheckpointError included), and nothing else."""

@@ -215,6 +215,27 @@ def test_cached_unverified_hub_file_is_checked_against_the_origin(
     assert ref is not None and (ref["sha256"], ref["verification"]) == (SHA_REAL, "origin")
 
 
+def test_cached_unverified_hub_file_is_served_when_the_origin_is_down(
+    hub_home: Path, weight_server: WeightServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As offline: the copy already here is served, still unverified (never unpickled)."""
+    cache = Cache(hub_home / "weights")
+    cache.ensure()
+    temp = cache.new_temp("old")
+    temp.write_bytes(REAL)
+    cache.publish(temp, SHA_REAL)
+    cache.add_ref(HF_URL, SHA_REAL, name=NAME)  # an old ref: no "verification"
+    env(monkeypatch, OMNIZOO_HF_ORIGIN=weight_server.url("/down"))
+    weight_server.add(f"/down/{REPO}/resolve/main/model.safetensors", status=503)
+    fetched = fetch_verified(get_card(NAME).weights, name=NAME)  # type: ignore[arg-type]
+    assert (fetched.sha256, fetched.verification, fetched.verified) == (
+        SHA_REAL,
+        "unverified",
+        False,
+    )
+    assert weight_server.route(f"/down/{REPO}/resolve/main/model.safetensors").heads == 2
+
+
 # -- mirrors only for files with a known hash ----------------------------------------------
 def test_mirror_is_not_used_for_a_file_with_no_expected_hash(
     hub_home: Path, weight_server: WeightServer, monkeypatch: pytest.MonkeyPatch

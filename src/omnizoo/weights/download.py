@@ -30,20 +30,17 @@ from ..errors import (
 )
 from ..settings import Settings, get_settings
 from .cache import Cache, url_key
+from .expect import ask_origin, expected, on_origin, pinned_url, ref_urls
 from .hashing import (
     HashingWriter,
     check_digest,
-    normalize_sha256,
     parse_hash_prefix,
     reject_if_not_weights,
 )
 from .lockfile import WeightsLock, active_lock
-from .origin import HubFile, hub_file, origin_url, resolve_on_origin
+from .origin import hub_file
 from .transport import stream_to
 from .verification import (
-    ORIGIN,
-    PINNED,
-    PREFIX,
     Expected,
     Fetched,
     check_file_format,
@@ -154,25 +151,6 @@ def fetch_verified(
     )
 
 
-def _expected(
-    urls: Sequence[str], sha256: str | None, hash_prefix: str | None, size: int | None
-) -> Expected:
-    """What the request itself knows (before any lock or origin is asked)."""
-    if sha256 is not None:
-        try:
-            sha256 = normalize_sha256(sha256)
-        except ValueError as exc:
-            from ..errors import ConfigurationError
-
-            raise ConfigurationError(str(exc)) from None
-        # The full digest decides; a file name's "-<hex>." may be anything.
-        return Expected(sha256=sha256, size=size, state=PINNED)
-    hash_prefix = hash_prefix or parse_hash_prefix(urls[0])
-    if hash_prefix is not None:
-        return Expected(hash_prefix=hash_prefix.lower(), size=size, state=PREFIX)
-    return Expected(size=size)
-
-
 def _fetch(
     urls: Sequence[str],
     *,
@@ -188,7 +166,7 @@ def _fetch(
     if not urls:
         raise DownloadError(f"no URL to download {name or 'the weights'} from")
     urls = tuple(urls)
-    want = _expected(urls, sha256, hash_prefix, size)
+    want = expected(urls, sha256, hash_prefix, size)
     book = active_lock(lock, settings)
     if book is not None:
         want = book.expect(want, name=name, urls=urls, caller_sha256=sha256 is not None)
@@ -197,10 +175,10 @@ def _fetch(
     cache = get_cache(settings)
 
     def lookup() -> Path | None:
-        found = _lookup(cache, _ref_urls(urls, hub, want.revision), want, name)
+        found = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
         return found.path if found is not None else None
 
-    hit = _lookup(cache, _ref_urls(urls, hub, want.revision), want, name)
+    hit = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
     if hit is not None and (hit.verified or hub is None or settings.offline):
         if not hit.verified and hub is not None:
             log.warning("%s: serving a cached file never checked against its origin", what)
@@ -214,15 +192,23 @@ def _fetch(
             url=urls[0],
         )
     if hub is not None and want.sha256 is None:
-        want = _ask_origin(hub, want, urls, settings, what)
-        hit = _lookup(cache, _ref_urls(urls, hub, want.revision), want, name)
+        try:
+            want = ask_origin(hub, want, urls, settings, what)
+        except (DownloadError, UnpinnedError) as exc:
+            if hit is None:
+                raise
+            # The origin cannot be asked now: the copy already here is served, as offline
+            # (still unverified, so never unpickled); the next online use checks it again.
+            log.warning("%s: serving a cached file not checked against its origin (%s)", what, exc)
+            return _done(hit, fmt, what)
+        hit = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
         if hit is not None:  # e.g. bytes cached before, now matched to the origin's sha256
             return _done(hit, fmt, what)
     candidates = plan_candidates(
         urls,
         settings,
-        pin=lambda url: _pinned(url, hub, want.revision),
-        origin=lambda url: _on_origin(url, settings),
+        pin=lambda url: pinned_url(url, hub, want.revision),
+        origin=lambda url: on_origin(url, settings),
     )
     usable = [c.url for c in candidates if want.known or not c.mirror]
     skipped = [c.url for c in candidates if c.mirror and not want.known]
@@ -239,13 +225,13 @@ def _fetch(
     stall = (
         settings.read_timeout + settings.connect_timeout + settings.backoff * 2**settings.retries
     )
-    ref_urls = _ref_urls(urls, hub, want.revision)
+    linked = ref_urls(urls, hub, want.revision)
     with cache.lock(key, ready=lookup, stall_timeout=stall) as done:
         if done is not None:
-            found = _lookup(cache, ref_urls, want, name)
+            found = _lookup(cache, linked, want, name)
             if found is not None:
                 return _done(found, fmt, what)
-        hit = _lookup(cache, ref_urls, want, name)  # another process may have just finished
+        hit = _lookup(cache, linked, want, name)  # another process may have just finished
         if hit is not None:
             return _done(hit, fmt, what)
 
@@ -270,7 +256,7 @@ def _fetch(
             cache.clean_leftovers(key)
             raise
         cache.clean_leftovers(key)  # (not after Ctrl-C: that partial is kept for a resume)
-        for url in ref_urls:  # before the lock is released, so that waiters find the refs
+        for url in linked:  # before the lock is released, so that waiters find the refs
             cache.add_ref(
                 url,
                 blob.name,
@@ -280,66 +266,13 @@ def _fetch(
                 revision=want.revision,
                 git_sha1=want.git_sha1,
             )
-    result = Fetched(
-        blob, blob.name, blob.stat().st_size, want.state, ref_urls, name, want.revision
-    )
+    result = Fetched(blob, blob.name, blob.stat().st_size, want.state, linked, name, want.revision)
     return _done(result, None, what)  # the format was checked before the rename
 
 
 def _done(fetched: Fetched, fmt: str | None, what: str) -> Fetched:
     check_file_format(fetched.path, fmt, what)
     return report(fetched)
-
-
-def _ref_urls(urls: tuple[str, ...], hub: HubFile | None, revision: str | None) -> tuple[str, ...]:
-    """The URLs that get a ref: the chain, plus a Hub file's URL at its pinned commit."""
-    if hub is None or not revision or hub.revision == revision:
-        return urls
-    pinned = hub.at(revision).url
-    return urls if pinned in urls else (*urls, pinned)
-
-
-def _pinned(url: str, hub: HubFile | None, revision: str | None) -> str:
-    """A Hub URL at the pinned commit (the body must be the file the HEAD described)."""
-    if hub is None or not revision or url != hub.url:
-        return url
-    return hub.at(revision).url
-
-
-def _on_origin(url: str, settings: Settings) -> str:
-    """A huggingface.co URL on OMNIZOO_HF_ORIGIN (where the Hub really is)."""
-    hub = hub_file(url, settings)
-    return origin_url(hub, settings) if hub is not None else url
-
-
-def _ask_origin(
-    hub: HubFile, want: Expected, urls: tuple[str, ...], settings: Settings, what: str
-) -> Expected:
-    """HEAD the Hub file on its origin; the request then expects what the origin announced."""
-    try:
-        facts = resolve_on_origin(hub, settings)
-    except RemoteNotFoundError:
-        raise
-    except DownloadError as exc:
-        mirrored = any(c.mirror for c in plan_candidates(urls, settings))
-        if not mirrored:
-            raise
-        named = f"{what}: " if what != urls[0] else ""
-        raise UnpinnedError(
-            f"{named}{exc}; without the origin's sha256 the mirror cannot be trusted with "
-            f"this Hugging Face file; {how_to_pin(what, urls[0])}"
-        ) from exc
-    if want.size is not None and facts.size is not None and want.size != facts.size:
-        raise HashMismatchError(
-            f"{what}: the card says {want.size} bytes, the origin announces {facts.size}"
-        )
-    return Expected(
-        sha256=facts.sha256,
-        git_sha1=facts.git_sha1,
-        size=facts.size if facts.size is not None else want.size,
-        state=ORIGIN,
-        revision=facts.commit,
-    )
 
 
 def _lookup(
