@@ -397,3 +397,17 @@ def test_cache_list_and_info_show_the_verification_state(
     out = capsys.readouterr().out
     assert "sha256 announced by the Hugging Face Hub (origin), checked at download" in out
     assert f"cached:       {SHA_REAL[:12]} (origin, revision {COMMIT[:12]})" in out
+
+
+def test_readme_claims_about_mirrors_match_docs_word_for_word() -> None:
+    """The README states exactly the mirror guarantee docs/cache.md states (and tests)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def words(path: Path) -> str:
+        return " ".join(path.read_text(encoding="utf-8").split())
+
+    readme, cache = words(root / "README.md"), words(root / "docs" / "cache.md")
+    start = "A mirror (an `OMNIZOO_MIRRORS` rewrite or `HF_ENDPOINT`) is used only"
+    claim = readme[readme.index(start) : readme.index("to close that gap.") + 18]
+    assert claim in cache and cache.count(claim) == 2  # the rules and the mirrors section
+    assert "any mirror is safe" not in readme and "any mirror is safe" not in cache

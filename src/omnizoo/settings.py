@@ -33,6 +33,7 @@ OMNIZOO_RETRIES             attempts per URL on 5xx / connection errors   5
 OMNIZOO_BACKOFF             first back-off in seconds (doubles)           0.5
 OMNIZOO_CARD_CACHE          0: rebuild the card index on every use        1
 OMNIZOO_TRUST_PICKLE        1: allow full unpickling of *verified* files  0
+                            (pinned, origin or prefix; never unverified)
 OMNIZOO_ONNX_MANIFEST_URL   where the ONNX zoo manifest is fetched from   pinned onnx/models
 =========================== ============================================= =====================
 """
