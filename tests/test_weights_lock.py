@@ -32,6 +32,7 @@ from omnizoo.cli.main import main
 from omnizoo.errors import HashMismatchError, LockFileError, NotInLockError, UnpinnedError
 from omnizoo.registry.card import WeightsFile
 from omnizoo.registry.registry import get_card
+from omnizoo.weights.cache import Cache
 from omnizoo.weights.download import download_weights, fetch_verified
 from omnizoo.weights.lockfile import LockEntry, WeightsLock
 from weightserver import Route, WeightServer
@@ -254,3 +255,48 @@ def test_malformed_lock_file_is_named(
     with pytest.raises(LockFileError):
         download_weights(url)
     assert weight_server.route(url).requests == 0
+
+
+def test_lock_of_an_hf_hub_model_lists_its_config_too(
+    hub_home: Path,
+    hub: HubRepo,
+    weight_server: WeightServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """``hf-hub:`` models fetch config.json (kept in git: its git blob sha1) before the weights
+    (LFS: the sha256); the lock lists both, and a locked machine needs no origin for either."""
+    from hubfiles import git_blob_sha1
+
+    config = json.dumps(
+        {
+            "architecture": "resnet18",
+            "num_classes": 1000,
+            "pretrained_cfg": {"input_size": [3, 224, 224], "mean": [0.5] * 3, "std": [0.5] * 3},
+        }
+    ).encode()
+    hub.add("config.json", config, lfs=False)
+    name = f"hf-hub:{REPO}"
+    lock = tmp_path / "omnizoo.lock"
+    assert main(["lock", name, "-o", str(lock)]) == 0
+    files = json.loads(lock.read_text())["files"]
+    by_url = {f["urls"][0]: f for f in files}
+    config_url = f"https://huggingface.co/{REPO}/resolve/main/config.json"
+    assert by_url[config_url]["sha256"] == hashlib.sha256(config).hexdigest()
+    assert by_url[config_url]["source"] == "origin" and by_url[config_url]["name"] is None
+    assert by_url[HF_URL]["sha256"] == SHA_REAL and by_url[HF_URL]["name"] == f"timm:{name}"
+    ref = Cache(hub_home / "weights").ref(config_url)
+    assert ref is not None and ref["git_sha1"] == git_blob_sha1(config)
+    heads = hub.heads("config.json") + hub.heads("model.safetensors")
+    # Another machine: no origin, a mirror, the lock.
+    shutil.rmtree(hub_home / "weights")
+    for filename, data in (("config.json", config), ("model.safetensors", REAL)):
+        weight_server.add(f"/mirror/{REPO}/resolve/{COMMIT}/{filename}", data)
+    env(
+        monkeypatch,
+        HF_ENDPOINT=weight_server.url("/mirror"),
+        OMNIZOO_HF_ORIGIN=dead_url(),
+        OMNIZOO_LOCK=str(lock),
+    )
+    assert download_weights(name).read_bytes() == REAL
+    assert hub.heads("config.json") + hub.heads("model.safetensors") == heads
