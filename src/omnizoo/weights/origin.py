@@ -157,7 +157,7 @@ def resolve_on_origin(
     for attempt in range(1, settings.retries + 1):
         try:
             response = _head(client, url)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is no HTTPError
             last = f"{type(exc).__name__}: {exc}"
         else:
             status = response.status_code
