@@ -38,6 +38,7 @@ from hubfiles import (
 )
 from omnizoo.cli.main import main
 from omnizoo.errors import (
+    DownloadError,
     FormatMismatchError,
     HashMismatchError,
     IntegrityError,
@@ -192,6 +193,15 @@ def test_origin_without_the_file_or_without_hub_headers(
     weight_server.add(f"/hub/{REPO}/resolve/main/model.safetensors", REAL)  # a plain server
     with pytest.raises(IntegrityError, match=r"announced no file hash.*OMNIZOO_HF_ORIGIN"):
         download_weights(HF_URL)
+    assert_nothing_cached(hub_home)
+
+
+def test_invalid_origin_url_is_a_download_error(hub_home: Path) -> None:
+    weights = WeightsFile(
+        urls=("http://exa\x01mple/x/resolve/main/f.bin",), filename="f.bin", hf_hub_id="x"
+    )
+    with pytest.raises(DownloadError, match=r"could not ask the origin.*InvalidURL"):
+        fetch_verified(weights)
     assert_nothing_cached(hub_home)
 
 
