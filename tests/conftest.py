@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from hubfiles import hub, hub_home  # noqa: F401  (a Hub-like origin and its empty cache)
 from omnizoo import settings
 from weightserver import weight_server  # noqa: F401  (the loopback weights server fixture)
 

@@ -345,18 +345,23 @@ def test_adapt_input_conv() -> None:
 def test_pretrained_end_to_end_timm_over_http(
     weight_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """pretrained=True: card URL -> HF_ENDPOINT on loopback -> verified cache -> safe load."""
+    """pretrained=True: card URL -> the origin's sha256 (a Hub-like HEAD) -> HF_ENDPOINT on
+    loopback at the pinned commit -> verified cache -> safe load."""
     import timm
     from safetensors.torch import save
+
+    from hubfiles import COMMIT, HubRepo
 
     card = get_card("timm:resnet18.a1_in1k")
     assert card.weights is not None and card.weights.hf_hub_id
     torch.manual_seed(123)
     ref = timm.create_model("resnet18").eval()
     data = save({k: v.contiguous() for k, v in ref.state_dict().items()})
-    path = "/" + card.weights.url.split("huggingface.co/", 1)[1]
+    HubRepo(weight_server, card.weights.hf_hub_id).add("model.safetensors", data)
+    path = f"/{card.weights.hf_hub_id}/resolve/{COMMIT}/model.safetensors"
     weight_server.add(path, data)
     monkeypatch.setenv("HF_ENDPOINT", weight_server.url(""))
+    monkeypatch.setenv("OMNIZOO_HF_ORIGIN", weight_server.url("/hub"))
     settings.reset()
     m = create_model("timm:resnet18.a1_in1k", pretrained=True)
     assert_state_dicts_equal(m.state_dict(), ref.state_dict())

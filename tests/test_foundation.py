@@ -39,6 +39,10 @@ def test_import_is_cheap() -> None:
         (errors.RemoteNotFoundError, OSError),
         (errors.HashMismatchError, OSError),
         (errors.NotAWeightsFileError, OSError),
+        (errors.FormatMismatchError, OSError),
+        (errors.UnpinnedError, OSError),
+        (errors.NotInLockError, OSError),
+        (errors.LockFileError, ValueError),
         (errors.CacheError, OSError),
         (errors.CheckpointError, ValueError),
         (errors.UnsafeCheckpointError, ValueError),
@@ -66,8 +70,12 @@ def test_settings_parse(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         json.dumps({"https://a/": ["http://m1/", "http://m2/"], "https://b/": "http://m3/"}),
     )
     monkeypatch.setenv("OMNIZOO_SOURCE_ORDER", "timm,onnx")
+    monkeypatch.setenv("OMNIZOO_LOCK", "~/project/omnizoo.lock")
+    monkeypatch.setenv("OMNIZOO_HF_ORIGIN", "https://hub.internal/")
     settings.reset()
     s = settings.get_settings()
+    assert s.lock is not None and s.lock.name == "omnizoo.lock" and "~" not in str(s.lock)
+    assert s.hf_origin == "https://hub.internal"
     assert s.home == tmp_path and s.offline
     assert s.mirrors == {"https://a/": ("http://m1/", "http://m2/"), "https://b/": ("http://m3/",)}
     assert s.source_order == ("timm", "onnx")  # the rest follow in the table's order
@@ -85,6 +93,7 @@ def test_settings_parse(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         ("OMNIZOO_SOURCE_ORDER", "timm,ke ras", "not a comma list of source names"),
         ("OMNIZOO_READ_TIMEOUT", "soon", "is not a number"),
         ("OMNIZOO_RETRIES", "2.5", "must be an integer"),
+        ("OMNIZOO_HF_ORIGIN", "huggingface.co", "is not an http(s) URL"),
     ],
 )
 def test_settings_errors_name_value_and_fix(

@@ -314,26 +314,32 @@ def test_all_mirrors_fail_lists_every_url(
     fast: Path, weight_server: WeightServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     origin = weight_server.url("/orig/")
-    weight_server.add("/orig/x.pth", status=404)
-    weight_server.add("/mirror/x.pth", status=410)
+    name = f"x-{SHA[:8]}.pth"  # a hash prefix: the mirror may be used
+    weight_server.add(f"/orig/{name}", status=404)
+    weight_server.add(f"/mirror/{name}", status=410)
     monkeypatch.setenv("OMNIZOO_MIRRORS", json.dumps({origin: weight_server.url("/mirror/")}))
     settings.reset()
     with pytest.raises(RemoteNotFoundError, match=r"every URL failed .*\(2 tried\)") as ei:
-        download_weights(origin + "x.pth")
-    assert "/mirror/x.pth" in str(ei.value) and "/orig/x.pth" in str(ei.value)
+        download_weights(origin + name)
+    assert f"/mirror/{name}" in str(ei.value) and f"/orig/{name}" in str(ei.value)
     assert_nothing_cached(fast)
 
 
 def test_hf_endpoint_rewrites_huggingface_urls(
     fast: Path, weight_server: WeightServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = "/timm/resnet18.a1_in1k/resolve/main/model.safetensors"
+    from hubfiles import COMMIT, HubRepo
+
+    origin = HubRepo(weight_server, "timm/resnet18.a1_in1k")  # announces DATA's sha256
+    origin.add("model.safetensors", DATA)
+    path = f"/timm/resnet18.a1_in1k/resolve/{COMMIT}/model.safetensors"  # the pinned commit
     weight_server.add(path, DATA)
     monkeypatch.setenv("HF_ENDPOINT", weight_server.base + "/")
+    monkeypatch.setenv("OMNIZOO_HF_ORIGIN", origin.base)
     settings.reset()
-    url = "https://huggingface.co" + path
+    url = "https://huggingface.co/timm/resnet18.a1_in1k/resolve/main/model.safetensors"
     assert download_weights(url).read_bytes() == DATA
-    assert weight_server.route(path).bodies == 1
+    assert weight_server.route(path).bodies == 1 and origin.bodies(DATA) == 0
     # Other hosts are left alone.
     other = "https://example.invalid/huggingface.co/x"
     assert candidate_urls([other], settings.get_settings()) == [other]

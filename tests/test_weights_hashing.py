@@ -106,7 +106,9 @@ def test_check_digest_messages() -> None:
         check_digest(good, 3, url="u", sha256="0" * 64, hash_prefix=None)
     with pytest.raises(HashMismatchError, match="promises a digest starting with 'deadbeef'"):
         check_digest(good, 3, url="u", sha256=None, hash_prefix="deadbeef")
-    with pytest.raises(HashMismatchError, match="size mismatch: expected 4 bytes, got 3"):
+    with pytest.raises(
+        HashMismatchError, match=rf"size mismatch: expected 4 bytes \(sha256 {good}\), got 3 \("
+    ):
         check_digest(good, 3, url="u", sha256=good, hash_prefix=None, expected_size=4)
 
 

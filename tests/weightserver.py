@@ -2,9 +2,12 @@
 
 It serves byte strings (or files, via sendfile) with Range support, and for each path can:
 cut the connection after N bytes (the first k times), answer 500 k times, serve wrong bytes,
-an HTML page or a Git-LFS pointer, answer 404/403/410, be slow, or ignore Range. It counts
-requests and body downloads per path. ``GET /__stats__`` returns the counters as JSON, so a
-server in another process (the benchmark) can be asked too.
+an HTML page or a Git-LFS pointer, answer 404/403/410, be slow, or ignore Range, add headers
+(the Hub's ``X-Linked-Etag``/``X-Linked-Size``/``X-Repo-Commit``), or redirect (the Hub's
+redirect to its CDN). It answers HEAD like GET without the body. It counts requests, HEADs
+and body downloads per path (``tests/hubfiles.py`` builds Hub-like repositories on it).
+``GET /__stats__`` returns the counters as JSON, so a server in another process (the
+benchmark) can be asked too.
 
 The ``weight_server`` fixture is imported into conftest.py, so every test can use it::
 
@@ -58,7 +61,10 @@ class Route:
     pause: float = 0.0
     ignore_range: bool = False  # always answer 200 with the whole body
     etag: str | None = '"v1"'
+    headers: dict[str, str] = field(default_factory=dict)  # sent on every answer (GET, HEAD)
+    redirect: str | None = None  # answer 302 to this path/URL (with `headers`), like the Hub
     # counters
+    heads: int = 0
     requests: int = 0
     bodies: int = 0  # responses that started sending the body from byte 0
     range_requests: int = 0
@@ -108,6 +114,32 @@ class _Handler(BaseHTTPRequestHandler):
             with route.lock:
                 route.inflight -= 1
 
+    def do_HEAD(self) -> None:
+        route = self.server.owner.routes.get(self.path.split("?", 1)[0])
+        if route is None:
+            self._head(404, 0, "text/plain")
+            return
+        with route.lock:
+            route.heads += 1
+            fail = route.fail_500 > 0
+            if fail:
+                route.fail_500 -= 1
+        if route.status is not None or fail:
+            self._head(route.status or 500, 0, "text/plain")
+            return
+        self.send_response(302 if route.redirect else 200)
+        if route.redirect:
+            self.send_header("Location", route.redirect)
+            self.send_header("Content-Length", "0")
+        else:
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(route.size))
+            if route.etag:
+                self.send_header("ETag", route.etag)
+        for key, value in route.headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+
     def _serve(self, route: Route) -> None:
         with route.lock:
             route.requests += 1
@@ -119,6 +151,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fail:
             self._error(500)
+            return
+        if route.redirect:
+            self.send_response(302)
+            self.send_header("Location", route.redirect)
+            self.send_header("Content-Length", "0")
+            for key, value in route.headers.items():
+                self.send_header(key, value)
+            self.end_headers()
             return
         if route.html or route.lfs:
             body = HTML_PAGE if route.html else LFS_POINTER
@@ -152,6 +192,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         if route.etag:
             self.send_header("ETag", route.etag)
+        for key, value in route.headers.items():
+            self.send_header(key, value)
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
         self.end_headers()
@@ -266,6 +308,7 @@ class WeightServer:
         return {
             path: {
                 "requests": r.requests,
+                "heads": r.heads,
                 "bodies": r.bodies,
                 "range_requests": r.range_requests,
                 "bytes_sent": r.bytes_sent,

@@ -9,14 +9,19 @@ or ``except OSError`` keeps working around omnizoo calls::
     ├── InvalidNameError(ValueError)           "a:b:c", empty names, bad characters
     ├── NoPretrainedWeightsError(LookupError)  arch exists, but has no (such) weights
     ├── ConfigurationError(ValueError)         a bad OMNIZOO_* value or bad argument combination
+    │   └── LockFileError                      a weights lock file that cannot be read
     ├── UnsupportedError(ValueError)           a valid request this model/source cannot do
     ├── DependencyError(ImportError)           an optional library is missing
     ├── DownloadError(OSError)                 the bytes could not be fetched
     │   ├── RemoteNotFoundError                404/403/410: retrying will not help
     │   └── OfflineError                       OMNIZOO_OFFLINE=1 and the file is not cached
     ├── IntegrityError(OSError)                bytes arrived but are not the right bytes
-    │   ├── HashMismatchError                  sha256 (or its prefix) or size differs
-    │   └── NotAWeightsFileError               an HTML page, a Git-LFS pointer, ...
+    │   ├── HashMismatchError                  sha256 (prefix, git blob sha1) or size differs
+    │   ├── NotAWeightsFileError               an HTML page, a Git-LFS pointer, ...
+    │   ├── FormatMismatchError                another format than the card declares (pickle for
+    │   │                                      safetensors, ...)
+    │   └── UnpinnedError                      no expected hash where one is required (a mirror)
+    │       └── NotInLockError                 a lock file is in force and does not list it
     ├── CacheError(OSError)                    the cache directory is unusable / corrupted
     ├── CheckpointError(ValueError)            a checkpoint does not fit the model
     │   └── UnsafeCheckpointError              needs arbitrary unpickling; refused
@@ -37,17 +42,21 @@ __all__ = [
     "DependencyError",
     "DownloadError",
     "ExportError",
+    "FormatMismatchError",
     "HashMismatchError",
     "ImageLoadError",
     "IntegrityError",
     "InvalidNameError",
+    "LockFileError",
     "NoPretrainedWeightsError",
     "NotAWeightsFileError",
+    "NotInLockError",
     "OfflineError",
     "OmnizooError",
     "RemoteNotFoundError",
     "UnknownModelError",
     "UnknownSourceError",
+    "UnpinnedError",
     "UnsafeCheckpointError",
     "UnsupportedError",
 ]
@@ -94,6 +103,10 @@ class ConfigurationError(OmnizooError, ValueError):
     """A bad ``OMNIZOO_*`` value, or arguments that contradict each other."""
 
 
+class LockFileError(ConfigurationError):
+    """A weights lock file (``OMNIZOO_LOCK``, ``lock=``) that is missing or malformed."""
+
+
 class UnsupportedError(OmnizooError, ValueError):
     """A well-formed request this model or source cannot honour (e.g. features_only on ONNX)."""
 
@@ -134,6 +147,25 @@ class HashMismatchError(IntegrityError):
 
 class NotAWeightsFileError(IntegrityError):
     """The content is an HTML page, a Git-LFS pointer or similar, not a checkpoint."""
+
+
+class FormatMismatchError(IntegrityError):
+    """The content is another serialisation than the card declares (e.g. a pickle served for a
+    safetensors card). ``declared`` and ``found`` name both."""
+
+    def __init__(self, message: str, declared: str | None = None, found: str | None = None):
+        super().__init__(message)
+        self.declared = declared
+        self.found = found
+
+
+class UnpinnedError(IntegrityError):
+    """The expected hash of a file is unknown where one is required: a file that would come
+    from a mirror (OMNIZOO_MIRRORS, HF_ENDPOINT). The message says how to pin it."""
+
+
+class NotInLockError(UnpinnedError):
+    """A weights lock file is in force and does not list this name or URL."""
 
 
 class CacheError(OmnizooError, OSError):

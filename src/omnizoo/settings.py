@@ -16,6 +16,13 @@ OMNIZOO_HOME                cache root (weights, card index, manifests)   platfo
 OMNIZOO_OFFLINE             1: no network call at all                     0
 OMNIZOO_MIRRORS             JSON {url prefix: mirror prefix | [..]}        {}
 HF_ENDPOINT                 Hugging Face endpoint for huggingface.co URLs https://huggingface.co
+                            (a mirror: its bytes must match the sha256
+                            the origin announces, or a pin)
+OMNIZOO_HF_ORIGIN           the Hub trusted to announce file hashes       https://huggingface.co
+                            (HEAD /resolve: X-Linked-Etag, X-Repo-Commit)
+OMNIZOO_LOCK                a weights lock file (``omnizoo lock``): every unset
+                            download must match it; unlisted names and
+                            URLs are refused
 OMNIZOO_SOURCE_ORDER        comma list: which sources win a bare name     the table order:
                             first (the rest follow in table order)        torchvision,timm,
                                                                           cadene,efficientnet,onnx
@@ -26,6 +33,7 @@ OMNIZOO_RETRIES             attempts per URL on 5xx / connection errors   5
 OMNIZOO_BACKOFF             first back-off in seconds (doubles)           0.5
 OMNIZOO_CARD_CACHE          0: rebuild the card index on every use        1
 OMNIZOO_TRUST_PICKLE        1: allow full unpickling of *verified* files  0
+                            (pinned, origin or prefix; never unverified)
 OMNIZOO_ONNX_MANIFEST_URL   where the ONNX zoo manifest is fetched from   pinned onnx/models
 =========================== ============================================= =====================
 """
@@ -66,6 +74,10 @@ class Settings:
     offline: bool = False
     mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     hf_endpoint: str = DEFAULT_HF_ENDPOINT
+    # The Hub whose HEAD answers are trusted (where https://huggingface.co really is).
+    hf_origin: str = DEFAULT_HF_ENDPOINT
+    # A weights lock file every download must match (None: no lock).
+    lock: Path | None = None
     # Sources named in OMNIZOO_SOURCE_ORDER (checked against the table of sources when used).
     source_order: tuple[str, ...] = ()
     progress: bool | None = None  # None: only when stderr is a TTY
@@ -152,6 +164,15 @@ def _source_order(raw: str | None) -> tuple[str, ...]:
     return order
 
 
+def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.startswith(("http://", "https://")):
+        raise ConfigurationError(f"{name}={raw!r} is not an http(s) URL, e.g. {name}={default}")
+    return raw.rstrip("/")
+
+
 def _default_home() -> Path:
     import platformdirs
 
@@ -172,6 +193,8 @@ def from_environ(env: Mapping[str, str]) -> Settings:
         offline=_flag(env, "OMNIZOO_OFFLINE", False),
         mirrors=parse_mirrors(env.get("OMNIZOO_MIRRORS")),
         hf_endpoint=(env.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/"),
+        hf_origin=_http_url(env, "OMNIZOO_HF_ORIGIN", DEFAULT_HF_ENDPOINT),
+        lock=Path(lock_raw).expanduser() if (lock_raw := env.get("OMNIZOO_LOCK")) else None,
         source_order=_source_order(env.get("OMNIZOO_SOURCE_ORDER")),
         progress=progress,
         connect_timeout=_number(env, "OMNIZOO_CONNECT_TIMEOUT", 10.0, minimum=0.001),
@@ -214,6 +237,8 @@ def override(**changes: Any) -> Iterator[Settings]:
     previous = get_settings()
     if "home" in changes:
         changes["home"] = Path(changes["home"])
+    if changes.get("lock") is not None:
+        changes["lock"] = Path(changes["lock"])
     patched = dataclasses.replace(previous, **changes)
     with _lock:
         _current = patched

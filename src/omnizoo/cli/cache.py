@@ -1,7 +1,8 @@
 """``omnizoo cache list | verify | remove | prune | info``: look after the weights cache.
 
-omnizoo cache info                 root, counts, total size
-omnizoo cache list [--json]        every cached file with the names/URLs pointing at it
+omnizoo cache info                 root, counts, total size, files per verification state
+omnizoo cache list [--json]        every cached file with the names/URLs pointing at it and
+                                   how it was verified (pinned, origin, prefix, unverified)
 omnizoo cache verify               re-hash every file; exit 1 if any is corrupted
 omnizoo cache remove TARGET...     by model name, URL, file name or sha256 (prefix)
 omnizoo cache prune [--dry-run]    delete partial downloads, unreferenced files and card
@@ -71,7 +72,15 @@ def _info(args: argparse.Namespace) -> int:
     print(f"urls:     {info['refs']}")
     print(f"names:    {info['names']}")
     print(f"partial:  {info['partial']} ({_human(info['partial_bytes'])})")
+    counts = info.get("verification") or {}
+    print("verified: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in _states()))
     return 0
+
+
+def _states() -> tuple[str, ...]:
+    from ..weights.verification import STATES
+
+    return STATES
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -86,6 +95,11 @@ def _list(args: argparse.Namespace) -> int:
                         "path": str(b.path),
                         "names": b.names,
                         "urls": b.urls,
+                        "verification": b.verification,
+                        "refs": [
+                            {"url": u, "verification": v, "revision": r}
+                            for u, v, r in zip(b.urls, b.verifications, b.revisions, strict=True)
+                        ],
                     }
                     for b in blobs
                 ],
@@ -98,9 +112,10 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     for b in blobs:
         label = ", ".join(b.names) or ", ".join(sorted(set(b.filenames))) or "(no ref)"
-        print(f"{b.sha256[:12]}  {_human(b.size):>10}  {label}")
-        for url in b.urls:
-            print(f"{'':26}{url}")
+        print(f"{b.sha256[:12]}  {_human(b.size):>10}  {b.verification:<10}  {label}")
+        for url, state, revision in zip(b.urls, b.verifications, b.revisions, strict=True):
+            at = f", revision {revision[:12]}" if revision else ""
+            print(f"{'':38}{url}  [{state}{at}]")
     return 0
 
 

@@ -6,6 +6,7 @@ Each command group lives in its own module of this package and exposes
     omnizoo list 'resnet*' --source timm --pretrained
     omnizoo info resnet50
     omnizoo download torchvision:resnet50.IMAGENET1K_V2
+    omnizoo lock timm:resnet18.a1_in1k -o omnizoo.lock
     omnizoo predict resnet50 cat.jpg --topk 5 --json
     omnizoo export resnet50 resnet50.onnx
     omnizoo cache list | verify | remove | prune | info
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from ..errors import OmnizooError
 
 # Command-group modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("models", "download", "cache", "predict", "export")
+COMMAND_MODULES = ("models", "download", "lock", "cache", "predict", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

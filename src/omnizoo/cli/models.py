@@ -114,7 +114,9 @@ def card_lines(card: Any) -> list[str]:
             if w.sha256
             else f"sha256 prefix {w.hash_prefix}"
             if w.hash_prefix
-            else "no hash published"
+            else "sha256 announced by the Hugging Face Hub (origin), checked at download"
+            if w.hf_hub_id
+            else "no hash published (pin it with `omnizoo lock`)"
         )
         lines += [
             f"weights:      {w.url}",
@@ -153,6 +155,21 @@ def card_lines(card: Any) -> list[str]:
     return lines
 
 
+def cached_line(urls: Any) -> str:
+    """Whether the weights are in the cache, and how they were verified (a JSON read)."""
+    from ..weights.download import get_cache
+    from ..weights.verification import state_of
+
+    cache = get_cache()
+    for url in urls:
+        ref = cache.ref(url)
+        if ref is not None and cache.blob_path(ref["sha256"]).is_file():
+            revision = ref.get("revision")
+            at = f", revision {revision[:12]}" if isinstance(revision, str) else ""
+            return f"cached:       {ref['sha256'][:12]} ({state_of(ref)}{at})"
+    return "cached:       no (`omnizoo download NAME` fetches and verifies it)"
+
+
 def run_info(args: argparse.Namespace) -> int:
     from ..registry.registry import get_card
 
@@ -161,6 +178,8 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(card.to_dict(), indent=1))
     else:
         print("\n".join(card_lines(card)))
+        if card.weights is not None:
+            print(cached_line(card.weights.urls))
     if args.summary:
         from ..inference.summary import layer_summary
         from ..registry.factory import create_model

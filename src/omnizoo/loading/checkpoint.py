@@ -1,8 +1,10 @@
 """Reading checkpoint files safely and finding the state dict inside them.
 
 Nothing here unpickles arbitrary objects unless ``OMNIZOO_TRUST_PICKLE=1`` *and* the file was
-verified by hash. Every malformed file is a :class:`~omnizoo.errors.CheckpointError` naming
-the path and the cause.
+verified by hash (``verified=True``, which callers set only for a download whose state is
+pinned, origin or prefix; the default is False). Every malformed file is a
+:class:`~omnizoo.errors.CheckpointError` naming the path and the cause, never a raw
+KeyError/UnpicklingError/zipfile error; the reader is chosen by content, not by file name.
 """
 
 from __future__ import annotations
@@ -34,83 +36,212 @@ WRAPPER_KEYS = ("state_dict_ema", "model_ema", "ema", "state_dict", "model", "mo
 #: Prefixes left by DataParallel / DDP and torch.compile.
 STRIP_PREFIXES = ("module.", "_orig_mod.")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: File name suffixes that declare a format; content that disagrees is refused.
+_SUFFIX_FORMATS = {".safetensors": "safetensors", ".npz": "npz"}
+_FORMAT_NAMES = {
+    "safetensors": "a safetensors file",
+    "npz": "an .npz archive",
+    "pickle": "a torch.save file (pickle)",
+}
 
 
 # ----------------------------------------------------------------------------- reading files
 def sniff_format(path: Path) -> str:
-    """``safetensors``, ``zip`` (torch.save / .npz), ``legacy-pickle`` or ``onnx``/``unknown``."""
+    """``safetensors``, ``zip`` (torch.save / .npz), ``legacy-pickle`` or ``unknown``."""
     with open(path, "rb") as fh:
         head = fh.read(16)
+    return _kind(head)
+
+
+def _kind(head: bytes) -> str:
     if head[:4] == b"PK\x03\x04":
         return "zip"
     if len(head) >= 9 and head[8:9] == b"{":
         n = int.from_bytes(head[:8], "little")
         if 0 < n < 100_000_000:
             return "safetensors"
-    if head[:1] == b"\x80":  # pickle protocol 2+ (torch < 1.6 files)
-        return "legacy-pickle"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "legacy-pickle"  # pickle protocol 2+ (torch < 1.6 files)
     return "unknown"
+
+
+def _what(path: Path) -> str:
+    """The path, and where it leads when it is a symlink (``x.pth -> /etc/passwd``)."""
+    if path.is_symlink():
+        with contextlib.suppress(OSError):
+            return f"{path} (a symlink to {path.resolve()})"
+    return str(path)
+
+
+def _open_regular(path: Path) -> tuple[str, bytes, int]:
+    """``(what, first bytes, size)`` of a regular file; :class:`CheckpointError` for a missing
+    path, a directory, a FIFO or device (never opened: that could block), or an empty file."""
+    import stat
+
+    what = _what(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file not found: {what}") from None
+    except OSError as exc:
+        raise CheckpointError(
+            f"{what}: cannot read the checkpoint: {exc.strerror or exc}"
+        ) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(
+            f"{what} is a directory, not a checkpoint file (give the file inside it)"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{what} is not a regular file (a FIFO, socket or device)")
+    if st.st_size == 0:
+        raise CheckpointError(f"{what} is empty (0 bytes), not a checkpoint")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError as exc:
+        raise CheckpointError(
+            f"{what}: cannot read the checkpoint: {exc.strerror or exc}"
+        ) from None
+    return what, head, st.st_size
+
+
+def _not_a_checkpoint(what: str, head: bytes) -> CheckpointError:
+    from ..weights.hashing import detect_format, sniff
+
+    found = detect_format(head)
+    page = sniff(head)
+    if found == "onnx":
+        cause = "an ONNX model, not a torch checkpoint (load it with the onnx source)"
+    elif page is not None:
+        cause = f"{page}, not a checkpoint"
+    else:
+        sample = head[:32]
+        printable = all(32 <= b < 127 or b in b"\t\r\n" for b in sample)
+        cause = (
+            f"a text file, not a checkpoint (it starts with {sample.decode('ascii')[:24]!r})"
+            if printable
+            else f"not a checkpoint (unknown content starting with {sample[:8].hex()})"
+        )
+    return CheckpointError(
+        f"{what} is {cause}; expected safetensors, a torch.save file or an .npz archive"
+    )
+
+
+def _zip_kind(path: Path, what: str) -> str:
+    """``npz`` or ``torch`` from a zip archive's member names (its central directory)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"{what} is a truncated or damaged zip archive: {exc}") from None
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return "torch"
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    raise CheckpointError(
+        f"{what} is a zip archive but neither a torch.save file nor an .npz archive "
+        f"(members: {shown or 'none'})"
+    )
 
 
 def read_checkpoint(
     path: str | Path,
     *,
-    verified: bool = True,
+    verified: bool = False,
     mmap: bool = True,
     trust_pickle: bool | None = None,
 ) -> Any:
     """Read a checkpoint file safely and return what it holds (usually a dict).
 
-    * ``.safetensors`` -> safetensors (no code can run);
-    * torch files -> ``torch.load(weights_only=True)`` (memory-mapped when the file allows);
-    * ``.npz`` -> ``numpy.load(allow_pickle=False)`` as a dict of tensors.
+    The reader follows the content, not the file name:
+
+    * safetensors -> safetensors (no code can run);
+    * a torch.save file (zip or legacy pickle) -> ``torch.load(weights_only=True)``
+      (memory-mapped when the file allows);
+    * an ``.npz`` archive (a zip of ``.npy`` members) -> ``numpy.load(allow_pickle=False)`` as
+      a dict of tensors.
 
     A torch file that needs arbitrary unpickling raises :class:`UnsafeCheckpointError` and runs
     nothing, unless ``trust_pickle`` (default: ``OMNIZOO_TRUST_PICKLE``) is set *and*
-    ``verified`` is True (the bytes passed a hash check).
+    ``verified`` is True (the bytes matched a sha256 known before they were downloaded:
+    pinned, origin or prefix; see :mod:`omnizoo.weights.verification`). Anything else that is
+    not a readable checkpoint (a directory, a FIFO, an empty, text or truncated file, a
+    lying header) is a :class:`CheckpointError` naming the path and the cause.
     """
-    import torch
-
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
+    what, head, size = _open_regular(path)
     if trust_pickle is None:
         from ..settings import get_settings
 
         trust_pickle = get_settings().trust_pickle
-    kind = sniff_format(path)
-    if kind == "safetensors" or path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from exc
-    if path.suffix == ".npz":
-        import numpy as np
-
-        try:
-            with np.load(str(path), allow_pickle=False) as data:
-                return {k: torch.from_numpy(np.array(data[k])) for k in data.files}
-        except ValueError as exc:
-            raise UnsafeCheckpointError(f"{path}: .npz needs pickled objects; refused") from exc
+    kind = _kind(head)
+    if kind == "unknown":
+        raise _not_a_checkpoint(what, head)
+    found = {"safetensors": "safetensors", "legacy-pickle": "pickle"}.get(kind)
+    if found is None:
+        found = "npz" if _zip_kind(path, what) == "npz" else "pickle"
+    declared = _SUFFIX_FORMATS.get(path.suffix.lower())
+    if declared is not None and declared != found:
+        # A name that promises a safe format over pickle content is a mistake or a trap.
+        raise CheckpointError(
+            f"{what} is named {path.suffix} but holds {_FORMAT_NAMES[found]}; rename it to "
+            "match its content (or re-save it) if you trust it"
+        )
+    if found == "safetensors":
+        return _read_safetensors(path, what, head, size)
+    if found == "npz":
+        return _read_npz(path, what)
+    zipped = kind == "zip"
     try:
-        return _torch_load(path, weights_only=True, mmap=mmap and kind == "zip")
+        return _torch_load(path, weights_only=True, mmap=mmap and zipped)
     except pickle.UnpicklingError as exc:
+        reason = _unpickler_reason(exc)
         if trust_pickle and verified:
-            return _torch_load(path, weights_only=False, mmap=mmap and kind == "zip")
+            try:
+                return _torch_load(path, weights_only=False, mmap=mmap and zipped)
+            except Exception as full:
+                raise _unreadable(what, full) from full
+        if not _needs_unsafe(reason):
+            raise CheckpointError(
+                f"{what} is not a readable torch checkpoint (a damaged pickle stream: {reason})"
+            ) from None
         why = (
-            "OMNIZOO_TRUST_PICKLE=1 only applies to files verified by hash"
+            "OMNIZOO_TRUST_PICKLE=1 only applies to files verified by hash (a sha256 pinned "
+            "by the card or a lock file, announced by the origin, or the file name's prefix) "
+            "and this one is not: pin it with `omnizoo lock` or sha256="
             if trust_pickle
             else "set OMNIZOO_TRUST_PICKLE=1 to allow it for verified files you trust"
         )
         raise UnsafeCheckpointError(
-            f"{path} needs arbitrary unpickling (weights_only=True refused it: "
-            f"{_ANSI.sub('', str(exc).splitlines()[0])[:160]}); nothing was run. {why}, "
-            "or re-save the checkpoint as a plain state dict / safetensors"
+            f"{what} needs arbitrary unpickling (weights_only=True refused it: {reason}); "
+            f"nothing was run. {why}, or re-save the checkpoint as a plain state dict / "
+            "safetensors"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint: {exc}") from exc
+    except Exception as exc:
+        raise _unreadable(what, exc) from exc
+
+
+def _unreadable(what: str, exc: BaseException) -> CheckpointError:
+    text = _ANSI.sub("", str(exc)).strip().splitlines()
+    detail = text[0][:200] if text else ""
+    return CheckpointError(
+        f"{what} is not a readable torch checkpoint ({type(exc).__name__}: {detail})"
+    )
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """The useful line of torch's weights_only error (it starts with generic advice)."""
+    text = _ANSI.sub("", str(exc))
+    _, sep, rest = text.partition("WeightsUnpickler error:")
+    lines = [ln.strip() for ln in (rest if sep else text).splitlines() if ln.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
+
+
+def _needs_unsafe(reason: str) -> bool:
+    """Whether weights_only refused an object it does not allow (rather than garbage)."""
+    low = reason.lower()
+    return any(w in low for w in ("global", "allowlist", "safe_globals", "reduce", "build"))
 
 
 def _torch_load(path: Path, *, weights_only: bool, mmap: bool) -> Any:
@@ -123,6 +254,44 @@ def _torch_load(path: Path, *, weights_only: bool, mmap: bool) -> Any:
             if "mmap" not in str(exc):
                 raise
     return torch.load(str(path), map_location="cpu", weights_only=weights_only)
+
+
+def _read_safetensors(path: Path, what: str, head: bytes, size: int) -> Any:
+    header_len = int.from_bytes(head[:8], "little")
+    if 8 + header_len > size:
+        raise CheckpointError(
+            f"{what} is not a readable safetensors file: its header claims {header_len} bytes "
+            f"but the file has {size}"
+        )
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{what} is not a readable safetensors file: {exc}") from exc
+
+
+def _read_npz(path: Path, what: str) -> Any:
+    import numpy as np
+    import torch
+
+    try:
+        with np.load(str(path), allow_pickle=False) as data:
+            arrays = {k: np.array(data[k]) for k in data.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise UnsafeCheckpointError(
+                f"{what}: the .npz archive holds pickled objects; refused"
+            ) from exc
+        raise CheckpointError(f"{what} is not a readable .npz archive: {exc}") from exc
+    except Exception as exc:
+        raise CheckpointError(
+            f"{what} is not a readable .npz archive ({type(exc).__name__}: {exc})"
+        ) from exc
+    try:
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{what}: an .npz array cannot become a tensor: {exc}") from exc
 
 
 def unwrap_checkpoint(obj: Any, *, use_ema: bool = True) -> dict[str, Any]:
@@ -204,21 +373,33 @@ def _strip(key: str) -> str:
 
 
 def copy_metadata(src: Any, dst: Any, *, strip: bool = False) -> None:
-    """Carry ``state_dict._metadata`` (per-module versions some loaders read, e.g. MNASNet)."""
+    """Carry ``state_dict._metadata`` (per-module versions some loaders read, e.g. MNASNet).
+
+    Metadata that is not a mapping of module names is dropped (a damaged file's)."""
     meta = getattr(src, "_metadata", None)
-    if meta is None:
+    if not isinstance(meta, Mapping):
         return
     new = OrderedDict()
     for key, value in meta.items():
+        if not isinstance(key, str):
+            continue
         new[_strip(key) if strip else key] = value
     with contextlib.suppress(AttributeError):
         dst._metadata = new
 
 
 def load_checkpoint(
-    path: str | Path, *, verified: bool = True, use_ema: bool = True, mmap: bool = True
+    path: str | Path, *, verified: bool = False, use_ema: bool = True, mmap: bool = True
 ) -> dict[str, Any]:
-    """:func:`read_checkpoint` + :func:`unwrap_checkpoint` + :func:`clean_state_dict`."""
-    return clean_state_dict(
-        unwrap_checkpoint(read_checkpoint(path, verified=verified, mmap=mmap), use_ema=use_ema)
-    )
+    """:func:`read_checkpoint` + :func:`unwrap_checkpoint` + :func:`clean_state_dict`.
+
+    Every failure is a :class:`CheckpointError` whose message starts with the path."""
+    obj = read_checkpoint(path, verified=verified, mmap=mmap)
+    try:
+        return clean_state_dict(unwrap_checkpoint(obj, use_ema=use_ema))
+    except CheckpointError as exc:
+        raise type(exc)(f"{_what(Path(path))}: {exc}") from None
+    except Exception as exc:  # a damaged file that still unpickled into odd objects
+        raise CheckpointError(
+            f"{_what(Path(path))}: no state dict inside ({type(exc).__name__}: {exc})"
+        ) from exc

@@ -33,6 +33,7 @@ def create_model(
     device: Any = None,
     dtype: Any = None,
     strict: bool = True,
+    lock: str | Path | Any = None,
     **kwargs: Any,
 ) -> Any:
     """Build a model by name, optionally with verified pretrained weights.
@@ -51,6 +52,8 @@ def create_model(
     * ``features_only``/``out_indices`` return a model whose forward gives a list of feature
       maps, with timm's meaning of ``out_indices`` (an int n: the last n levels) and a
       ``feature_info`` with timm's API, for every source that has feature maps;
+    * ``lock``: a weights lock file (path, or a :class:`~omnizoo.weights.lockfile.WeightsLock`)
+      the pretrained download must match; None uses ``OMNIZOO_LOCK``, False none;
     * ``device``/``dtype`` are honoured while building (``device="meta"`` builds the
       architecture only, at once); ``kwargs`` go to the source's builder with upstream's
       meaning (timm's ``pretrained_cfg_overlay``, torchvision's ``weights``/``weights_backbone``).
@@ -94,10 +97,14 @@ def create_model(
                 f"{card.name} has no pretrained weights; "
                 f"`omnizoo list '{card.arch}*' --pretrained` shows which do"
             )
-        from ..weights.download import fetch_weights
+        from ..weights.download import fetch_verified
 
-        path = Path(fetch_weights(card.weights, name=card.name))
-        request = dataclasses.replace(request, weights_path=path, verified=True)
+        # The card's declared format is enforced by the fetch; only bytes that matched a
+        # sha256 known in advance (pinned, origin, prefix) count as verified for unpickling.
+        fetched = fetch_verified(card.weights, name=card.name, lock=lock)
+        request = dataclasses.replace(
+            request, weights_path=Path(fetched.path), verified=fetched.verified
+        )
     model, report = adapter.create(card, request)
     if not on_meta and (device is not None or request.dtype is not None):
         model = _move(model, device, request.dtype)

@@ -5,8 +5,9 @@
     $OMNIZOO_HOME/weights/
       blobs/sha256/<hex>      verified bytes, named by their sha256; written once, by rename
       meta/<hex>.json         {"sha256", "size", "mtime_ns"} of the blob when it was verified
-      refs/<key>.json         one per URL: {"url", "sha256", "filename", "names", ...};
-                              key = sha256(url)[:32]. Many refs may point at one blob.
+      refs/<key>.json         one per URL: {"url", "sha256", "filename", "names",
+                              "verification", "revision", ...}; key = sha256(url)[:32].
+                              Many refs may point at one blob.
       tmp/<key>.<host>.<pid>.<rand>.part   per-process partial downloads
       locks/<key>.lock        filelock files (coordination only; never needed for correctness)
 
@@ -185,29 +186,49 @@ class Cache(CacheMaintenance):
         return target
 
     def add_ref(
-        self, url: str, sha256: str, *, name: str | None = None, fetched_from: str | None = None
+        self,
+        url: str,
+        sha256: str,
+        *,
+        name: str | None = None,
+        fetched_from: str | None = None,
+        verification: str | None = None,
+        revision: str | None = None,
+        git_sha1: str | None = None,
     ) -> None:
-        """Point ``url`` (and optionally a model name) at a blob."""
+        """Point ``url`` (and optionally a model name) at a blob.
+
+        ``verification`` is how the bytes were checked (see :mod:`.verification`), with the Hub
+        ``revision`` (commit) and ``git_sha1`` they were checked against; a value not given is
+        kept from the ref's previous record of the same blob.
+        """
         self.ensure()
         path = self._ref_path(url)
         old = _read_json(path) or {}
-        names = [n for n in old.get("names", []) if isinstance(n, str)]
-        if old.get("sha256") != sha256:
-            names = []
+        same_blob = old.get("sha256") == sha256
+        names = [n for n in old.get("names", []) if isinstance(n, str)] if same_blob else []
         if name and name not in names:
             names.append(name)
         filename = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-        _write_json(
-            path,
-            {
-                "url": url,
-                "sha256": sha256,
-                "filename": filename,
-                "names": names,
-                "fetched_from": fetched_from or old.get("fetched_from") or url,
-                "created": old.get("created") or time.time(),
-            },
-        )
+        record: dict[str, Any] = {
+            "url": url,
+            "sha256": sha256,
+            "filename": filename,
+            "names": names,
+            "fetched_from": fetched_from or old.get("fetched_from") or url,
+            "created": old.get("created") or time.time(),
+        }
+        # How the bytes were verified: a record kept per URL (what `cache list` shows).
+        for key, value in (
+            ("verification", verification),
+            ("revision", revision),
+            ("git_sha1", git_sha1),
+        ):
+            if value is None and same_blob:
+                value = old.get(key)
+            if value is not None:
+                record[key] = value
+        _write_json(path, record)
 
     def _delete_blob(self, sha256: str) -> None:
         path = self.blob_path(sha256)

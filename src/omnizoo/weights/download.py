@@ -26,24 +26,49 @@ from ..errors import (
     NoPretrainedWeightsError,
     OfflineError,
     RemoteNotFoundError,
+    UnpinnedError,
 )
 from ..settings import Settings, get_settings
 from .cache import Cache, url_key
+from .expect import ask_origin, expected, on_origin, pinned_url, ref_urls
 from .hashing import (
     HashingWriter,
     check_digest,
-    normalize_sha256,
     parse_hash_prefix,
     reject_if_not_weights,
 )
-from .transport import candidate_urls, stream_to
+from .lockfile import WeightsLock, active_lock
+from .origin import hub_file
+from .transport import stream_to
+from .verification import (
+    Expected,
+    Fetched,
+    check_file_format,
+    check_format,
+    check_git_sha1,
+    how_to_pin,
+    plan_candidates,
+    report,
+    state_of,
+    strongest,
+)
 
 log = logging.getLogger("omnizoo.weights")
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..registry.card import WeightsFile
 
-__all__ = ["download_weights", "fetch_url", "fetch_weights", "get_cache", "is_url"]
+__all__ = [
+    "download_weights",
+    "fetch_url",
+    "fetch_verified",
+    "fetch_weights",
+    "get_cache",
+    "is_url",
+]
+
+#: A check run on a finished download before it is published: (temp file, first bytes, URL).
+PostCheck = Callable[[Path, bytes, str], None]
 
 
 def is_url(value: str) -> bool:
@@ -56,18 +81,27 @@ def get_cache(settings: Settings | None = None) -> Cache:
     return Cache((settings or get_settings()).weights_dir)
 
 
-def download_weights(name_or_url: str, *, sha256: str | None = None) -> Path:
+def download_weights(
+    name_or_url: str,
+    *,
+    sha256: str | None = None,
+    lock: str | Path | WeightsLock | bool | None = None,
+) -> Path:
     """Return the path of the verified file for a model name or a URL, downloading it once.
 
     ``name_or_url``: a registry name (``"torchvision:resnet50"``; its card's weights file,
     mirrors and hashes are used) or any http(s) URL. ``sha256``: the full expected digest;
     without it a URL is checked against the hash prefix in its file name (torch.hub's
-    ``-<hex>.`` convention), and a file with neither is accepted after a content sniff and
-    its digest recorded. Raises :class:`OfflineError`, :class:`RemoteNotFoundError`,
-    :class:`DownloadError`, :class:`HashMismatchError` or :class:`NotAWeightsFileError`.
+    ``-<hex>.`` convention), a Hugging Face file against the sha256 its origin announces, and a
+    file with none of these is accepted from its origin (never a mirror) after a content sniff,
+    and recorded as unverified. ``lock``: a lock file (path or :class:`WeightsLock`) the
+    download must match; None uses OMNIZOO_LOCK, False none. Raises :class:`OfflineError`,
+    :class:`RemoteNotFoundError`, :class:`DownloadError`, :class:`HashMismatchError`,
+    :class:`NotAWeightsFileError`, :class:`FormatMismatchError` or :class:`UnpinnedError`
+    (:class:`NotInLockError`).
     """
     if is_url(name_or_url):
-        return fetch_url(name_or_url, sha256=sha256)
+        return _fetch((name_or_url,), sha256=sha256, hash_prefix=None, size=None, lock=lock).path
     from ..registry.registry import get_card
 
     card = get_card(name_or_url)
@@ -81,17 +115,29 @@ def download_weights(name_or_url: str, *, sha256: str | None = None) -> Path:
         import dataclasses
 
         weights = dataclasses.replace(weights, sha256=sha256)
-    return fetch_weights(weights, name=card.name)
+    return fetch_verified(weights, name=card.name, lock=lock).path
 
 
 def fetch_url(url: str, *, sha256: str | None = None, size: int | None = None) -> Path:
     """Fetch one URL (with OMNIZOO_MIRRORS/HF_ENDPOINT applied) into the cache."""
-    return _fetch((url,), sha256=sha256, hash_prefix=None, size=size)
+    return _fetch((url,), sha256=sha256, hash_prefix=None, size=size).path
 
 
 def fetch_weights(weights: WeightsFile, *, name: str | None = None) -> Path:
     """Fetch a card's :class:`~omnizoo.registry.card.WeightsFile` (its ``urls`` are a mirror
     chain tried in order, each preceded by its OMNIZOO_MIRRORS rewrites)."""
+    return fetch_verified(weights, name=name).path
+
+
+def fetch_verified(
+    weights: WeightsFile,
+    *,
+    name: str | None = None,
+    lock: str | Path | WeightsLock | bool | None = None,
+) -> Fetched:
+    """:func:`fetch_weights`, returning the file with how it was verified
+    (:class:`~omnizoo.weights.verification.Fetched`: path, sha256, size, ``verification``
+    state, revision). The card's declared format is enforced."""
     prefix = weights.hash_prefix or parse_hash_prefix(weights.filename or weights.url)
     return _fetch(
         tuple(weights.urls),
@@ -99,6 +145,9 @@ def fetch_weights(weights: WeightsFile, *, name: str | None = None) -> Path:
         hash_prefix=prefix,
         size=weights.size,
         name=name,
+        fmt=weights.format,
+        hf_hub_id=weights.hf_hub_id,
+        lock=lock,
     )
 
 
@@ -109,31 +158,31 @@ def _fetch(
     hash_prefix: str | None,
     size: int | None,
     name: str | None = None,
-) -> Path:
+    fmt: str | None = None,
+    hf_hub_id: str | None = None,
+    lock: str | Path | WeightsLock | bool | None = None,
+) -> Fetched:
     settings = get_settings()
     if not urls:
         raise DownloadError(f"no URL to download {name or 'the weights'} from")
-    if sha256 is not None:
-        try:
-            sha256 = normalize_sha256(sha256)
-        except ValueError as exc:
-            from ..errors import ConfigurationError
-
-            raise ConfigurationError(str(exc)) from None
-        hash_prefix = None  # the full digest decides; a file name's "-<hex>." may be anything
-    else:
-        hash_prefix = hash_prefix or parse_hash_prefix(urls[0])
-    if hash_prefix is not None:
-        hash_prefix = hash_prefix.lower()
+    urls = tuple(urls)
+    want = expected(urls, sha256, hash_prefix, size)
+    book = active_lock(lock, settings)
+    if book is not None:
+        want = book.expect(want, name=name, urls=urls, caller_sha256=sha256 is not None)
+    hub = hub_file(urls[0], settings, hf_hub_id)
+    what = name or urls[0]
     cache = get_cache(settings)
 
     def lookup() -> Path | None:
-        return _lookup(cache, urls, sha256, hash_prefix, size, name)
+        found = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
+        return found.path if found is not None else None
 
-    hit = lookup()
-    if hit is not None:
-        return hit
-    what = name or urls[0]
+    hit = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
+    if hit is not None and (hit.verified or hub is None or settings.offline):
+        if not hit.verified and hub is not None:
+            log.warning("%s: serving a cached file never checked against its origin", what)
+        return _done(hit, fmt, what)
     if settings.offline:
         raise OfflineError(
             f"{what} is not in the weights cache ({cache.root}) and OMNIZOO_OFFLINE=1 forbids "
@@ -142,59 +191,138 @@ def _fetch(
             "checkpoint_path= with a local copy of the file",
             url=urls[0],
         )
-    key = sha256 or url_key(urls[0])
+    if hub is not None and want.sha256 is None:
+        try:
+            want = ask_origin(hub, want, urls, settings, what)
+        except (DownloadError, UnpinnedError) as exc:
+            if hit is None:
+                raise
+            # The origin cannot be asked now: the copy already here is served, as offline
+            # (still unverified, so never unpickled); the next online use checks it again.
+            log.warning("%s: serving a cached file not checked against its origin (%s)", what, exc)
+            return _done(hit, fmt, what)
+        hit = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
+        if hit is not None:  # e.g. bytes cached before, now matched to the origin's sha256
+            return _done(hit, fmt, what)
+    candidates = plan_candidates(
+        urls,
+        settings,
+        pin=lambda url: pinned_url(url, hub, want.revision),
+        origin=lambda url: on_origin(url, settings),
+    )
+    usable = [c.url for c in candidates if want.known or not c.mirror]
+    skipped = [c.url for c in candidates if c.mirror and not want.known]
+    if not usable:
+        raise UnpinnedError(
+            f"{what}: not downloaded from {', '.join(skipped)}: a mirror is used only for a "
+            "file whose sha256 is known before its bytes are fetched, and this one has none "
+            f"(no card hash, no file-name prefix, no lock entry); {how_to_pin(what, urls[0])}"
+        )
+    if skipped:
+        log.info("%s: mirrors not used (no expected hash): %s", what, ", ".join(skipped))
+    key = want.sha256 or url_key(urls[0])
     cache.ensure()
     stall = (
         settings.read_timeout + settings.connect_timeout + settings.backoff * 2**settings.retries
     )
+    linked = ref_urls(urls, hub, want.revision)
     with cache.lock(key, ready=lookup, stall_timeout=stall) as done:
         if done is not None:
-            return done
-        hit = lookup()  # another process may have finished just before we got the lock
+            found = _lookup(cache, linked, want, name)
+            if found is not None:
+                return _done(found, fmt, what)
+        hit = _lookup(cache, linked, want, name)  # another process may have just finished
         if hit is not None:
-            return hit
+            return _done(hit, fmt, what)
+
+        def post_check(temp: Path, head: bytes, url: str) -> None:
+            check_format(head, fmt, url)
+            if want.git_sha1 is not None:
+                check_git_sha1(temp, want.git_sha1, url)
+
         try:
-            blob, fetched = _download_chain(cache, key, urls, settings, sha256, hash_prefix, size)
-        except Exception:
+            blob, fetched = _download_chain(
+                cache, key, usable, settings, want.sha256, want.hash_prefix, want.size, post_check
+            )
+        except (DownloadError, IntegrityError) as exc:
             cache.clean_leftovers(key)  # dead processes' partials nobody could resume
+            if skipped:
+                raise UnpinnedError(
+                    f"{exc}; the mirror(s) {', '.join(skipped)} were not used: the file's "
+                    f"sha256 is not known in advance; {how_to_pin(what, urls[0])}"
+                ) from exc
+            raise
+        except Exception:
+            cache.clean_leftovers(key)
             raise
         cache.clean_leftovers(key)  # (not after Ctrl-C: that partial is kept for a resume)
-        for url in urls:  # before the lock is released, so that waiters find the refs
-            cache.add_ref(url, blob.name, name=name, fetched_from=fetched)
-    return blob
+        for url in linked:  # before the lock is released, so that waiters find the refs
+            cache.add_ref(
+                url,
+                blob.name,
+                name=name,
+                fetched_from=fetched,
+                verification=want.state,
+                revision=want.revision,
+                git_sha1=want.git_sha1,
+            )
+    result = Fetched(blob, blob.name, blob.stat().st_size, want.state, linked, name, want.revision)
+    return _done(result, None, what)  # the format was checked before the rename
+
+
+def _done(fetched: Fetched, fmt: str | None, what: str) -> Fetched:
+    check_file_format(fetched.path, fmt, what)
+    return report(fetched)
 
 
 def _lookup(
     cache: Cache,
     urls: Sequence[str],
-    sha256: str | None,
-    hash_prefix: str | None,
-    size: int | None,
+    want: Expected,
     name: str | None,
-) -> Path | None:
+) -> Fetched | None:
     """A verified cached file for this request, or None. Costs stats, never a hash."""
+    refs = {url: cache.ref(url) for url in urls}
     candidates: list[str] = []
-    if sha256 is not None:
-        candidates.append(sha256)
-    for url in urls:
-        ref = cache.ref(url)
+    if want.sha256 is not None:
+        candidates.append(want.sha256)
+    for ref in refs.values():
         if ref is not None and ref["sha256"] not in candidates:
             candidates.append(ref["sha256"])
     for digest in candidates:
-        if sha256 is not None and digest != sha256:
+        if want.sha256 is not None and digest != want.sha256:
             continue  # a URL once served other bytes; the caller asked for specific ones
-        if hash_prefix is not None and not digest.startswith(hash_prefix):
+        if want.hash_prefix is not None and not digest.startswith(want.hash_prefix):
             continue
+        same = [r for r in refs.values() if r is not None and r["sha256"] == digest]
+        if want.git_sha1 is not None and not any(r.get("git_sha1") == want.git_sha1 for r in same):
+            continue  # only a ref knows a blob's git sha1 (recorded when it was checked)
         path = cache.valid_blob(digest)
         if path is None:
             continue
-        if size is not None and path.stat().st_size != size:
+        size = path.stat().st_size
+        if want.size is not None and size != want.size:
             continue
+        state = strongest(want.state if want.known else None, *(state_of(r) for r in same))
+        recorded = [r["revision"] for r in same if isinstance(r.get("revision"), str)]
+        revision = want.revision or (recorded[0] if recorded else None)
         for url in urls:  # e.g. same bytes via a second URL: point it at the blob
-            ref = cache.ref(url)
-            if ref is None or ref["sha256"] != digest or (name and name not in ref["names"]):
-                cache.add_ref(url, digest, name=name)
-        return path
+            ref = refs[url]
+            if (
+                ref is None
+                or ref["sha256"] != digest
+                or (name and name not in (ref.get("names") or []))
+                or state_of(ref) != state
+            ):
+                cache.add_ref(
+                    url,
+                    digest,
+                    name=name,
+                    verification=state,
+                    revision=revision,
+                    git_sha1=want.git_sha1,
+                )
+        return Fetched(path, digest, size, state, tuple(urls), name, revision)
     return None
 
 
@@ -206,12 +334,14 @@ def _download_chain(
     sha256: str | None,
     hash_prefix: str | None,
     size: int | None,
+    post_check: PostCheck | None = None,
 ) -> tuple[Path, str]:
     """Try every candidate URL in order; return (blob path, URL that worked)."""
     errors: list[tuple[str, BaseException]] = []
-    for url in candidate_urls(urls, settings):
+    for url in urls:
         try:
-            return _download_one(cache, key, url, settings, sha256, hash_prefix, size), url
+            blob = _download_one(cache, key, url, settings, sha256, hash_prefix, size, post_check)
+            return blob, url
         except (DownloadError, IntegrityError) as exc:
             errors.append((url, exc))
     assert errors
@@ -235,6 +365,7 @@ def _download_one(
     sha256: str | None,
     hash_prefix: str | None,
     size: int | None,
+    post_check: PostCheck | None = None,
 ) -> Path:
     claimed = cache.claim_partial(key, url)
     if claimed is not None:  # a dead process's partial download of this URL: resume it
@@ -266,6 +397,8 @@ def _download_one(
                     hash_prefix=hash_prefix,
                     expected_size=size,
                 )
+                if post_check is not None:  # format, git blob sha1: before the rename
+                    post_check(temp, writer.head, url)
                 break
             except HashMismatchError:
                 if attempt == 2 or not (facts["resumed"] or claimed):

@@ -121,9 +121,10 @@ def check_digest(
 ) -> None:
     """Raise :class:`HashMismatchError` unless the digest/size match what is expected."""
     if expected_size is not None and size != expected_size:
+        digests = f" (sha256 {sha256})" if sha256 is not None else ""
         raise HashMismatchError(
-            f"{url}: size mismatch: expected {expected_size} bytes, got {size}; "
-            "the download was truncated or is a different file (nothing was cached)"
+            f"{url}: size mismatch: expected {expected_size} bytes{digests}, got {size} (sha256 "
+            f"{actual}); the download was truncated or is a different file (nothing was cached)"
         )
     if sha256 is not None and actual != sha256:
         raise HashMismatchError(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .hashing import hash_file
+from .verification import STATES, state_of
 
 __all__ = ["BlobInfo", "CacheMaintenance"]
 
@@ -56,6 +57,16 @@ class BlobInfo:
     urls: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     filenames: list[str] = field(default_factory=list)
+    #: Per URL (same order as ``urls``): how its bytes were verified, and the Hub commit.
+    verifications: list[str] = field(default_factory=list)
+    revisions: list[str | None] = field(default_factory=list)
+
+    @property
+    def verification(self) -> str:
+        """The strongest verification any ref records for these bytes."""
+        from .verification import strongest
+
+        return strongest(*self.verifications)
 
 
 class CacheMaintenance:
@@ -114,6 +125,9 @@ class CacheMaintenance:
                 continue
             info.urls.append(ref["url"])
             info.filenames.append(ref.get("filename", ""))
+            info.verifications.append(state_of(ref))
+            revision = ref.get("revision")
+            info.revisions.append(revision if isinstance(revision, str) else None)
             info.names.extend(n for n in ref.get("names", []) if n not in info.names)
         return sorted(by_sha.values(), key=lambda b: (b.names or b.urls or [b.sha256])[0])
 
@@ -220,4 +234,8 @@ class CacheMaintenance:
             "total_bytes": sum(b.size for b in blobs),
             "partial": len(temps),
             "partial_bytes": sum(_size(t) for t in temps),
+            # Files by the strongest verification recorded for them (see .verification).
+            "verification": {
+                state: sum(1 for b in blobs if b.verification == state) for state in STATES
+            },
         }
