@@ -352,10 +352,14 @@ def test_local_dir_names(tmp_path: Path) -> None:
 
 
 def test_hf_hub_names_download_through_the_cache(
-    weight_server: Any, monkeypatch: pytest.MonkeyPatch, isolated_home: Path
+    weight_server: Any, monkeypatch: pytest.MonkeyPatch, hub_home: Path
 ) -> None:
+    """``hf-hub:org/repo``: config.json and the weights both come from the Hub through the
+    verified cache (git blob sha1 and LFS sha256 announced by the origin)."""
     import timm
     from safetensors.torch import save
+
+    from hubfiles import HubRepo
 
     torch.manual_seed(8)
     src = timm.create_model("resnet18", num_classes=3)
@@ -365,16 +369,16 @@ def test_hf_hub_names_download_through_the_cache(
         "pretrained_cfg": dict(src.pretrained_cfg, num_classes=3),
     }
     config["pretrained_cfg"].pop("hf_hub_id", None)
-    repo = "/someone/tiny-resnet/resolve/main/"
-    weight_server.add(repo + "config.json", json.dumps(config, default=list).encode())
-    weight_server.add(
-        repo + "model.safetensors", save({k: v.contiguous() for k, v in src.state_dict().items()})
-    )
-    monkeypatch.setenv("HF_ENDPOINT", weight_server.url(""))
+    repo = HubRepo(weight_server, "someone/tiny-resnet")
+    repo.add("config.json", json.dumps(config, default=list).encode(), lfs=False)
+    weights = save({k: v.contiguous() for k, v in src.state_dict().items()})
+    repo.add("model.safetensors", weights)
+    monkeypatch.setenv("OMNIZOO_HF_ORIGIN", repo.base)
     settings.reset()
     model = create_model("hf-hub:someone/tiny-resnet", pretrained=True)
     assert_state_dicts_equal(model.state_dict(), src.state_dict())
     assert get_card(model).num_classes == 3
+    assert repo.bodies(weights) == 1
     with settings.override(offline=True):  # everything is in the cache now
         again = create_model("timm:hf-hub:someone/tiny-resnet@main", pretrained=True)
     assert_state_dicts_equal(again.state_dict(), src.state_dict())
