@@ -2,9 +2,12 @@
 
 It serves byte strings (or files, via sendfile) with Range support, and for each path can:
 cut the connection after N bytes (the first k times), answer 500 k times, serve wrong bytes,
-an HTML page or a Git-LFS pointer, answer 404/403/410, be slow, or ignore Range. It counts
-requests and body downloads per path. ``GET /__stats__`` returns the counters as JSON, so a
-server in another process (the benchmark) can be asked too.
+an HTML page or a Git-LFS pointer, answer 404/403/410, be slow, or ignore Range. It can also
+lie the way a hostile mirror or a broken proxy does: redirect (to itself, for a loop), send
+the right bytes labelled ``Content-Type: text/html``, compress the body and say so with
+``Content-Encoding`` (gzip, deflate, or any label over the raw bytes), or trickle the body a
+byte at a time. It counts requests and body downloads per path. ``GET /__stats__`` returns
+the counters as JSON, so a server in another process (the benchmark) can be asked too.
 
 The ``weight_server`` fixture is imported into conftest.py, so every test can use it::
 
@@ -58,6 +61,11 @@ class Route:
     pause: float = 0.0
     ignore_range: bool = False  # always answer 200 with the whole body
     etag: str | None = '"v1"'
+    content_type: str = "application/octet-stream"
+    redirect: str | None = None  # answer 302 with this Location (a path or a full URL)
+    encoding: str | None = None  # "gzip"/"deflate": send the body compressed; else a bare label
+    compress: bool = True  # False: send the data as it is under the encoding label
+    trickle: float = 0.0  # seconds between single bytes of the body
     # counters
     requests: int = 0
     bodies: int = 0  # responses that started sending the body from byte 0
@@ -120,12 +128,21 @@ class _Handler(BaseHTTPRequestHandler):
         if fail:
             self._error(500)
             return
+        if route.redirect is not None:
+            self.send_response(302)
+            self.send_header("Location", route.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if route.html or route.lfs:
             body = HTML_PAGE if route.html else LFS_POINTER
             self._head(200, len(body), "text/html" if route.html else "text/plain")
             self.wfile.write(body)
             with route.lock:
                 route.bodies += 1
+            return
+        if route.encoding is not None or route.trickle:
+            self._serve_lie(route)
             return
         size = route.size
         start = 0
@@ -147,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
             if cut:
                 route.cut_times -= 1
         self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Type", route.content_type)
         self.send_header("Content-Length", str(size - start))
         self.send_header("Accept-Ranges", "bytes")
         if route.etag:
@@ -171,6 +188,52 @@ class _Handler(BaseHTTPRequestHandler):
         with route.lock:
             route.bytes_sent += sent
         if cut:
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _serve_lie(self, route: Route) -> None:
+        """An encoded and/or trickled body (whole, 200; Range is honoured on the encoded bytes
+        as RFC 9110 says, which is exactly why a client cannot resume a decoded stream)."""
+        import gzip
+        import zlib
+
+        data = route.data if route.data is not None else route.file.read_bytes()  # type: ignore[union-attr]
+        if route.compress and route.encoding in ("gzip", "x-gzip"):
+            data = gzip.compress(data)
+        elif route.compress and route.encoding == "deflate":
+            data = zlib.compress(data)
+        with route.lock:
+            route.bodies += 1
+            cut = route.cut_at is not None and route.cut_times > 0
+            if cut:
+                route.cut_times -= 1
+        self.send_response(200)
+        self.send_header("Content-Type", route.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if route.encoding is not None:
+            self.send_header("Content-Encoding", route.encoding)
+        if route.etag:
+            self.send_header("ETag", route.etag)
+        self.end_headers()
+        length = len(data)
+        if cut:
+            assert route.cut_at is not None
+            data = data[: route.cut_at]
+        try:
+            if route.trickle:
+                for i in range(len(data)):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(route.trickle)
+            else:
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        with route.lock:
+            route.bytes_sent += len(data)
+        if cut and len(data) < length:
             self.wfile.flush()
             self.close_connection = True
             with contextlib.suppress(OSError):
