@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -182,16 +180,12 @@ def _index_path(source: str, key: str) -> Path:
 
 
 def _write_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    """Temp file + rename, created with the process umask (``tempfile.mkstemp`` would make
+    it 0600, unreadable to the rest of a team sharing the cache)."""
+    from ..weights.fsafe import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(payload, separators=(",", ":")).encode("utf-8"))
 
 
 _DEFAULTS: dict[str, Any] = {}

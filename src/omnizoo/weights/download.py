@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
+    CacheError,
     DownloadError,
     HashMismatchError,
     IntegrityError,
@@ -28,6 +29,7 @@ from ..errors import (
     RemoteNotFoundError,
 )
 from ..settings import Settings, get_settings
+from . import fsafe
 from .cache import Cache, url_key
 from .hashing import (
     HashingWriter,
@@ -144,9 +146,7 @@ def _fetch(
         )
     key = sha256 or url_key(urls[0])
     cache.ensure()
-    stall = (
-        settings.read_timeout + settings.connect_timeout + settings.backoff * 2**settings.retries
-    )
+    stall = stall_timeout(settings)
     with cache.lock(key, ready=lookup, stall_timeout=stall) as done:
         if done is not None:
             return done
@@ -159,9 +159,64 @@ def _fetch(
             cache.clean_leftovers(key)  # dead processes' partials nobody could resume
             raise
         cache.clean_leftovers(key)  # (not after Ctrl-C: that partial is kept for a resume)
-        for url in urls:  # before the lock is released, so that waiters find the refs
-            cache.add_ref(url, blob.name, name=name, fetched_from=fetched)
+        # Before the lock is released, so that waiters find the refs; under the cache guard,
+        # so that `cache prune` cannot delete the blob before a ref points at it.
+        if not _point_refs(cache, blob.name, urls, name=name, fetched_from=fetched):
+            raise CacheError(
+                f"{blob} was deleted (`omnizoo cache remove`?) right after it was downloaded "
+                f"from {fetched}; run the request again"
+            )
     return blob
+
+
+def _point_refs(
+    cache: Cache,
+    digest: str,
+    urls: Sequence[str],
+    *,
+    name: str | None,
+    fetched_from: str | None = None,
+) -> bool:
+    """Point every URL (and ``name``) at the blob ``digest``; False when the blob is gone.
+
+    Refs are written holding the cache guard shared, after checking that the blob is still
+    there: a concurrent ``cache prune`` (which deletes unreferenced blobs holding it
+    exclusively) either sees the new ref or has already deleted the blob, which then is not
+    handed out. A cache hit whose refs are all in place writes (and locks) nothing. On a
+    read-only cache the refs are not written, and the blob is served all the same.
+    """
+    todo = [
+        url
+        for url in urls
+        if fetched_from is not None or not _points_at(cache.ref(url), digest, name)
+    ]
+    if not todo:
+        return True
+    with cache.guard():
+        if fsafe.lstat_regular(cache.blob_path(digest)) is None:
+            return False
+        for url in todo:
+            try:
+                cache.add_ref(url, digest, name=name, fetched_from=fetched_from)
+            except OSError as exc:
+                if not fsafe.is_readonly_error(exc):
+                    raise
+                log.debug("read-only cache: not recording %s -> %s (%s)", url, digest, exc)
+                break
+    return True
+
+
+def _points_at(ref: dict[str, Any] | None, digest: str, name: str | None) -> bool:
+    return ref is not None and ref["sha256"] == digest and (not name or name in ref["names"])
+
+
+def stall_timeout(settings: Settings) -> float:
+    """How long a waiter tolerates a lock holder whose partial file does not grow: one
+    attempt's timeouts plus the longest back-off, and never more than the total deadline."""
+    backoff = settings.backoff * 2 ** min(settings.retries, 16)
+    return min(
+        settings.read_timeout + settings.connect_timeout + backoff, settings.download_timeout
+    )
 
 
 def _lookup(
@@ -188,12 +243,12 @@ def _lookup(
         path = cache.valid_blob(digest)
         if path is None:
             continue
-        if size is not None and path.stat().st_size != size:
+        if size is not None and path.lstat().st_size != size:
             continue
-        for url in urls:  # e.g. same bytes via a second URL: point it at the blob
-            ref = cache.ref(url)
-            if ref is None or ref["sha256"] != digest or (name and name not in ref["names"]):
-                cache.add_ref(url, digest, name=name)
+        # e.g. same bytes via a second URL: point it at the blob (if prune took the blob
+        # meanwhile, it is not a hit after all)
+        if not _point_refs(cache, digest, urls, name=name):
+            continue
         return path
     return None
 
