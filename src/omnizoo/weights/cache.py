@@ -361,7 +361,7 @@ class Cache(CacheMaintenance):
 
         self.ensure()
         path = self.locks / f"{key}.lock"
-        _drop_planted_entry(path)
+        fsafe.drop_non_file(path)  # older filelock versions follow a planted symlink
         lock: filelock.BaseFileLock = filelock.FileLock(str(path))
         marker: object = None
         last_change = time.monotonic()
@@ -411,16 +411,3 @@ def _checked_digest(sha256: str) -> str:
     if not _is_digest(sha256):
         raise CacheError(f"not a sha256 digest, refusing to use it as a cache path: {sha256!r}")
     return sha256
-
-
-def _drop_planted_entry(path: Path) -> None:
-    """Remove a symlink, FIFO or other non-file planted where a lock file belongs (older
-    filelock versions open lock files with ``O_TRUNC`` and follow symlinks)."""
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    if not stat.S_ISREG(st.st_mode):
-        log.warning("removing %s: a lock file must be a regular file", path)
-        with contextlib.suppress(OSError):  # (a directory stays; filelock then says so)
-            os.unlink(path)

@@ -36,6 +36,7 @@ __all__ = [
     "HOST",
     "NotRegularFileError",
     "create_new",
+    "drop_non_file",
     "hash_regular",
     "is_readonly_error",
     "lstat_regular",
@@ -178,6 +179,18 @@ def remove(path: str | os.PathLike[str]) -> bool:
         os.chmod(path, stat.S_IWRITE)
         os.unlink(path)
     return True
+
+
+def drop_non_file(path: str | os.PathLike[str]) -> None:
+    """Unlink whatever non-file (a symlink, a FIFO) was planted where a regular file of the
+    cache belongs; a directory stays (the caller's own open then reports it)."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def make_readonly(fd: int) -> int:
