@@ -335,6 +335,7 @@ class Cache(CacheMaintenance):
             return None
         if fsafe.lstat_regular(mine) is None:  # swapped for a link between check and rename
             fsafe.remove(mine)
+            self.release_temp(mine)
             return None
         _partial_info(temp).unlink(missing_ok=True)
         self.record_partial(mine, url, info["validator"], info.get("total"))
