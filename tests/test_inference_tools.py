@@ -76,7 +76,7 @@ def test_cli_predict_unknown_device_is_one_clear_line(capsys: pytest.CaptureFixt
     code = main(
         ["predict", "timm:tf_efficientnet_lite0", str(IMAGES / "cat.jpg"), "--device", "quantum"]
     )
-    assert code == 2 and "device" in capsys.readouterr().err
+    assert code == 1 and "device" in capsys.readouterr().err
 
 
 def test_layer_summary_table_and_totals() -> None:

@@ -108,18 +108,18 @@ def test_cache_hit_is_a_stat_not_a_rehash(
 ) -> None:
     url = weight_server.add(NAME, DATA)
     download_weights(url)
-    import omnizoo.weights.cache as cache_module
+    import omnizoo.weights.fsafe as cache_module  # the cache hashes blobs through fsafe
 
     def no_hash(path: Path) -> tuple[str, int]:
         raise AssertionError("a cache hit must not re-hash the file")
 
-    monkeypatch.setattr(cache_module, "hash_file", no_hash)
+    monkeypatch.setattr(cache_module, "hash_regular", no_hash)
     download_weights(url)
     # Touching the file (size/mtime changed) forces exactly one re-verification.
     blob = fast / "weights" / "blobs" / "sha256" / SHA
     os.utime(blob, ns=(10**9, 10**9))
     calls = []
-    monkeypatch.setattr(cache_module, "hash_file", lambda p: calls.append(p) or (SHA, len(DATA)))
+    monkeypatch.setattr(cache_module, "hash_regular", lambda p: calls.append(p) or (SHA, len(DATA)))
     download_weights(url)
     download_weights(url)
     assert calls == [blob]

@@ -3,11 +3,14 @@
 It serves byte strings (or files, via sendfile) with Range support, and for each path can:
 cut the connection after N bytes (the first k times), answer 500 k times, serve wrong bytes,
 an HTML page or a Git-LFS pointer, answer 404/403/410, be slow, or ignore Range, add headers
-(the Hub's ``X-Linked-Etag``/``X-Linked-Size``/``X-Repo-Commit``), or redirect (the Hub's
-redirect to its CDN). It answers HEAD like GET without the body. It counts requests, HEADs
-and body downloads per path (``tests/hubfiles.py`` builds Hub-like repositories on it).
-``GET /__stats__`` returns the counters as JSON, so a server in another process (the
-benchmark) can be asked too.
+(the Hub's ``X-Linked-Etag``/``X-Linked-Size``/``X-Repo-Commit``). It answers HEAD like GET
+without the body. It can also lie the way a hostile mirror or a broken proxy does: redirect
+(to itself, for a loop; the Hub redirects to its CDN), send the right bytes labelled
+``Content-Type: text/html``, compress the body and say so with ``Content-Encoding`` (gzip,
+deflate, or any label over the raw bytes), or trickle the body a byte at a time. It counts
+requests, HEADs and body downloads per path (``tests/hubfiles.py`` builds Hub-like
+repositories on it). ``GET /__stats__`` returns the counters as JSON, so a server in another
+process (the benchmark) can be asked too.
 
 The ``weight_server`` fixture is imported into conftest.py, so every test can use it::
 
@@ -62,7 +65,12 @@ class Route:
     ignore_range: bool = False  # always answer 200 with the whole body
     etag: str | None = '"v1"'
     headers: dict[str, str] = field(default_factory=dict)  # sent on every answer (GET, HEAD)
-    redirect: str | None = None  # answer 302 to this path/URL (with `headers`), like the Hub
+    content_type: str = "application/octet-stream"
+    # answer 302 with this Location (a path or a full URL; with `headers`, like the Hub)
+    redirect: str | None = None
+    encoding: str | None = None  # "gzip"/"deflate": send the body compressed; else a bare label
+    compress: bool = True  # False: send the data as it is under the encoding label
+    trickle: float = 0.0  # seconds between single bytes of the body
     # counters
     heads: int = 0
     requests: int = 0
@@ -152,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fail:
             self._error(500)
             return
-        if route.redirect:
+        if route.redirect is not None:
             self.send_response(302)
             self.send_header("Location", route.redirect)
             self.send_header("Content-Length", "0")
@@ -166,6 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
             with route.lock:
                 route.bodies += 1
+            return
+        if route.encoding is not None or route.trickle:
+            self._serve_lie(route)
             return
         size = route.size
         start = 0
@@ -187,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
             if cut:
                 route.cut_times -= 1
         self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Type", route.content_type)
         self.send_header("Content-Length", str(size - start))
         self.send_header("Accept-Ranges", "bytes")
         if route.etag:
@@ -213,6 +224,52 @@ class _Handler(BaseHTTPRequestHandler):
         with route.lock:
             route.bytes_sent += sent
         if cut:
+            self.wfile.flush()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _serve_lie(self, route: Route) -> None:
+        """An encoded and/or trickled body (whole, 200; Range is honoured on the encoded bytes
+        as RFC 9110 says, which is exactly why a client cannot resume a decoded stream)."""
+        import gzip
+        import zlib
+
+        data = route.data if route.data is not None else route.file.read_bytes()  # type: ignore[union-attr]
+        if route.compress and route.encoding in ("gzip", "x-gzip"):
+            data = gzip.compress(data)
+        elif route.compress and route.encoding == "deflate":
+            data = zlib.compress(data)
+        with route.lock:
+            route.bodies += 1
+            cut = route.cut_at is not None and route.cut_times > 0
+            if cut:
+                route.cut_times -= 1
+        self.send_response(200)
+        self.send_header("Content-Type", route.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if route.encoding is not None:
+            self.send_header("Content-Encoding", route.encoding)
+        if route.etag:
+            self.send_header("ETag", route.etag)
+        self.end_headers()
+        length = len(data)
+        if cut:
+            assert route.cut_at is not None
+            data = data[: route.cut_at]
+        try:
+            if route.trickle:
+                for i in range(len(data)):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(route.trickle)
+            else:
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            return
+        with route.lock:
+            route.bytes_sent += len(data)
+        if cut and len(data) < length:
             self.wfile.flush()
             self.close_connection = True
             with contextlib.suppress(OSError):

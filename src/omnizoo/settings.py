@@ -27,21 +27,30 @@ OMNIZOO_SOURCE_ORDER        comma list: which sources win a bare name     the ta
                             first (the rest follow in table order)        torchvision,timm,
                                                                           cadene,efficientnet,onnx
 OMNIZOO_PROGRESS            auto (bar on a TTY) / 1 / 0                   auto
-OMNIZOO_CONNECT_TIMEOUT     seconds to connect                            10
+OMNIZOO_CONNECT_TIMEOUT     seconds to connect (0.001 to 3600)            10
 OMNIZOO_READ_TIMEOUT        seconds without a byte before giving up       60
+                            (0.001 to 3600)
+OMNIZOO_DOWNLOAD_TIMEOUT    seconds for one file from one URL, every      10800 (3 hours)
+                            retry included (1 to 604800, a week)
 OMNIZOO_RETRIES             attempts per URL on 5xx / connection errors   5
-OMNIZOO_BACKOFF             first back-off in seconds (doubles)           0.5
+                            (an integer, 1 to 100)
+OMNIZOO_BACKOFF             first back-off in seconds (doubles; 0 to 300) 0.5
 OMNIZOO_CARD_CACHE          0: rebuild the card index on every use        1
 OMNIZOO_TRUST_PICKLE        1: allow full unpickling of *verified* files  0
                             (pinned, origin or prefix; never unverified)
 OMNIZOO_ONNX_MANIFEST_URL   where the ONNX zoo manifest is fetched from   pinned onnx/models
 =========================== ============================================= =====================
+
+Numbers must be finite and inside the range shown; anything else (``nan``, ``inf``, ``1e9``
+retries, a negative back-off) is a :class:`~omnizoo.errors.ConfigurationError` naming the
+variable, the value and the range.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -61,6 +70,17 @@ DEFAULT_ONNX_MANIFEST_URL = (
     "https://raw.githubusercontent.com/onnx/models/"
     "ddbbd1274c8387e3745778705810c340dea3d8c7/ONNX_HUB_MANIFEST.json"
 )
+
+DEFAULT_DOWNLOAD_TIMEOUT = 3 * 3600.0
+# (minimum, maximum) of each number setting: finite, and small enough that a back-off of
+# BACKOFF * 2**RETRIES stays computable (the waiters' stall rule uses it).
+LIMITS: dict[str, tuple[float, float]] = {
+    "OMNIZOO_CONNECT_TIMEOUT": (0.001, 3600.0),
+    "OMNIZOO_READ_TIMEOUT": (0.001, 3600.0),
+    "OMNIZOO_DOWNLOAD_TIMEOUT": (1.0, 7 * 24 * 3600.0),
+    "OMNIZOO_RETRIES": (1, 100),
+    "OMNIZOO_BACKOFF": (0.0, 300.0),
+}
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -85,6 +105,7 @@ class Settings:
     read_timeout: float = 60.0
     retries: int = 5
     backoff: float = 0.5
+    download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT  # per URL, every retry included
     card_cache: bool = True
     trust_pickle: bool = False
     onnx_manifest_url: str = DEFAULT_ONNX_MANIFEST_URL
@@ -112,16 +133,24 @@ def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigurationError(f"{name}={raw!r} is not a boolean; use 1 or 0")
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float = 0) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, *, integer: bool = False) -> float:
+    """A finite number within ``LIMITS[name]`` (an integer with ``integer``)."""
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
+    low, high = LIMITS[name]
+    kind = "an integer" if integer else "a finite number"
+    allowed = f"allowed: {kind} from {low:g} to {high:g}"
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not a number; e.g. {name}={default}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name}={raw!r} must be >= {minimum}")
+        raise ConfigurationError(
+            f"{name}={raw!r} is not a number ({allowed}); e.g. {name}={default:g}"
+        ) from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise ConfigurationError(f"{name}={raw!r} is out of range ({allowed})")
+    if integer and value != int(value):
+        raise ConfigurationError(f"{name}={raw!r} must be an integer ({allowed})")
     return value
 
 
@@ -185,9 +214,7 @@ def from_environ(env: Mapping[str, str]) -> Settings:
     home = Path(home_raw).expanduser() if home_raw else _default_home()
     progress_raw = env.get("OMNIZOO_PROGRESS", "auto").strip().lower()
     progress = None if progress_raw in ("auto", "") else _flag(env, "OMNIZOO_PROGRESS", False)
-    retries = _number(env, "OMNIZOO_RETRIES", 5, minimum=1)
-    if retries != int(retries):
-        raise ConfigurationError(f"OMNIZOO_RETRIES={env['OMNIZOO_RETRIES']!r} must be an integer")
+    retries = _number(env, "OMNIZOO_RETRIES", 5, integer=True)
     return Settings(
         home=home,
         offline=_flag(env, "OMNIZOO_OFFLINE", False),
@@ -197,8 +224,9 @@ def from_environ(env: Mapping[str, str]) -> Settings:
         lock=Path(lock_raw).expanduser() if (lock_raw := env.get("OMNIZOO_LOCK")) else None,
         source_order=_source_order(env.get("OMNIZOO_SOURCE_ORDER")),
         progress=progress,
-        connect_timeout=_number(env, "OMNIZOO_CONNECT_TIMEOUT", 10.0, minimum=0.001),
-        read_timeout=_number(env, "OMNIZOO_READ_TIMEOUT", 60.0, minimum=0.001),
+        connect_timeout=_number(env, "OMNIZOO_CONNECT_TIMEOUT", 10.0),
+        read_timeout=_number(env, "OMNIZOO_READ_TIMEOUT", 60.0),
+        download_timeout=_number(env, "OMNIZOO_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT),
         retries=int(retries),
         backoff=_number(env, "OMNIZOO_BACKOFF", 0.5),
         card_cache=_flag(env, "OMNIZOO_CARD_CACHE", True),

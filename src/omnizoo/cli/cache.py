@@ -5,8 +5,12 @@ omnizoo cache list [--json]        every cached file with the names/URLs pointin
                                    how it was verified (pinned, origin, prefix, unverified)
 omnizoo cache verify               re-hash every file; exit 1 if any is corrupted
 omnizoo cache remove TARGET...     by model name, URL, file name or sha256 (prefix)
-omnizoo cache prune [--dry-run]    delete partial downloads, unreferenced files and card
-                                   indexes of library versions no longer installed
+omnizoo cache prune [--dry-run] [--grace SECONDS]
+                                   delete partial downloads of dead processes, unreferenced
+                                   files older than the grace period (default 3600 s, at
+                                   least 60) and card indexes of library versions no longer
+                                   installed; safe while downloads run; exit 1 if something
+                                   could not be deleted (a read-only cache)
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
@@ -45,6 +48,13 @@ def register(subparsers: Any) -> None:
         "prune", help="delete partial downloads, unreferenced files and stale card indexes"
     )
     s.add_argument("--dry-run", action="store_true", help="only show what would be deleted")
+    s.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep files modified less than this long ago (default 3600, at least 60)",
+    )
     s.set_defaults(func=_prune)
 
 
@@ -202,15 +212,23 @@ def _shas_for_name(cache: Any, name: str) -> list[str]:
 def _prune(args: argparse.Namespace) -> int:
     from ..registry.index import stale_index_files
 
-    report = _cache().prune(dry_run=args.dry_run)
+    report = _cache().prune(dry_run=args.dry_run, grace=args.grace)
+    errors = report.pop("errors", [])
     # Card indexes of library versions or card schemas no longer installed (~1.4 MB for timm).
-    report["index"] = [str(p) for p in stale_index_files()]
-    if not args.dry_run:
-        for path in report["index"]:
-            Path(path).unlink(missing_ok=True)
+    report["index"] = []
+    for path in stale_index_files():
+        if not args.dry_run:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a read-only cache: reported, not fatal
+                errors.append(f"{path}: {exc.strerror or exc}")
+                continue
+        report["index"].append(str(path))
     verb = "would delete" if args.dry_run else "deleted"
     for kind, paths in report.items():
         for path in paths:
             print(f"{verb} {kind}: {path}")
     print(f"{verb} {sum(len(p) for p in report.values())} item(s)")
-    return 0
+    for line in errors:
+        print(f"omnizoo: error: cannot delete {line}", file=sys.stderr)
+    return 1 if errors else 0

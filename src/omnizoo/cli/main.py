@@ -10,6 +10,11 @@ Each command group lives in its own module of this package and exposes
     omnizoo predict resnet50 cat.jpg --topk 5 --json
     omnizoo export resnet50 resnet50.onnx
     omnizoo cache list | verify | remove | prune | info
+
+Exit codes: 0 success; 1 a runtime error (one line on stderr, ``omnizoo: error: <message>``,
+a traceback only with ``--debug``), including OSErrors such as a permission denied or a
+read-only cache, and commands that report failures (``cache verify`` finding corruption,
+``predict`` with unreadable images); 2 a usage error (argparse); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,9 +22,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
-
-from ..errors import OmnizooError
 
 # Command-group modules, in the order their commands appear in --help.
 COMMAND_MODULES = ("models", "download", "lock", "cache", "predict", "export")
@@ -35,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the ONNX zoo: one registry, verified weights, exact preprocessing.",
     )
     parser.add_argument("--version", action="version", version=f"omnizoo {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -44,20 +49,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``omnizoo`` console script; returns the exit code."""
+    """Entry point of the ``omnizoo`` console script; returns the exit code (see the module
+    docstring): argparse exits 2 on a usage error; every error of a command is one line on
+    stderr and exit code 1, with the traceback only under ``--debug``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except OmnizooError as exc:
-        # Expected failures: one clear line, no traceback.
-        print(f"omnizoo {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `omnizoo list | head`
         return 0
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"omnizoo: error: {error_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an error: omnizoo's own messages as they are, an OSError with its file
+    and reason, anything else (a bug) with its type and a hint to rerun with --debug."""
+    from ..errors import OmnizooError
+
+    if isinstance(exc, OmnizooError):
+        text = str(exc)
+    elif isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename is not None else ""
+        text = f"{exc.strerror}{where}"
+    elif isinstance(exc, OSError):
+        text = str(exc) or type(exc).__name__
+    else:
+        text = f"unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)"
+    return " ".join(text.split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

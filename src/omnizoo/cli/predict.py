@@ -5,8 +5,9 @@
     omnizoo predict timm:tf_efficientnet_lite0 cat.jpg --checkpoint lite0.pth
 
 A directory argument stands for the image files inside it (recursively, sorted). Images that
-cannot be read are reported (on stderr, or as ``"error"`` in ``--json``) and the others are
-still classified; the exit code is then 1 (0 when every image was classified).
+cannot be read are reported (one ``omnizoo: error: <file>: <cause>`` line each on stderr, or
+as ``"error"`` in ``--json``) and the others are still classified; the exit code is then 1
+(0 when every image was classified).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def _expand(paths: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     """Build the Predictor, classify, print."""
     from ..inference.predictor import Predictor
+    from .main import error_line
 
     images = _expand(args.images)
     predictor = Predictor(
@@ -92,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         for i, (image, preds) in enumerate(zip(images, results, strict=True)):
-            if i in results.errors:
-                print(f"{image}: error: {results.errors[i]}", file=sys.stderr)
+            if i in results.errors:  # one line; the message names the file
+                print(f"omnizoo: error: {error_line(results.errors[i])}", file=sys.stderr)
                 continue
             print(f"{image}:")
             for p in preds:

@@ -15,17 +15,21 @@
   above 255 to white); 32-bit float (``F``) images are taken as 0-1 when their maximum is at
   most 1, else as 0-255.
 
-Failures raise :class:`~omnizoo.errors.ImageLoadError` naming the file: a missing,
-unreadable, corrupt or truncated file, an unknown format, or a **decompression bomb** —
+Failures raise :class:`~omnizoo.errors.ImageLoadError` naming the file and the cause: a
+missing, unreadable, corrupt or truncated file, an unknown format, a FIFO, device or
+directory (refused after a ``stat``, never opened, so nothing blocks), any exception a Pillow
+decoder raises on damaged input, or a **decompression bomb** —
 an image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (Pillow's own limit, which it
 only warns about up to twice that size; omnizoo refuses from the limit on, before decoding).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from pathlib import Path
+import stat
+from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import ImageLoadError
@@ -60,30 +64,76 @@ def load_image(
     ``draft``: let the JPEG decoder downscale by a power of two to at least this (width,
     height) while decoding — much faster for large photos, but the pixels then differ from a
     full decode followed by the reference resize, so it is off by default.
-    """
-    from PIL import Image, ImageOps, UnidentifiedImageError
 
+    Every failure is an :class:`~omnizoo.errors.ImageLoadError` naming the source and the
+    cause. A path must be a regular file (a symlink to one is fine): a FIFO, a device or a
+    directory is refused after a ``stat``, without opening it, so nothing blocks.
+    """
     name = describe_source(source)
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels == -1 else max_pixels
+    limit = _pixel_limit(max_pixels)
+    if isinstance(source, (str, os.PathLike)):
+        with _open_regular_file(source, name) as fp:
+            return _decode(fp, name, limit, draft)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _decode(io.BytesIO(bytes(source)), name, limit, draft)
+    return _decode(source, name, limit, draft)
+
+
+def _pixel_limit(max_pixels: int | None) -> int | None:
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS if max_pixels == -1 else max_pixels
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(name: str, mode: int) -> ImageLoadError:
+    kind = next((what for test, what in _KINDS if test(mode)), "not a regular file")
+    return ImageLoadError(f"{name}: {kind}, not an image file; refused unread", path=name)
+
+
+@contextlib.contextmanager
+def _open_regular_file(path: str | os.PathLike[str], name: str) -> Iterator[IO[bytes]]:
+    """The open file, if ``path`` is a regular file: ``stat`` first (a FIFO would block an
+    ``open``), then ``O_NONBLOCK`` and a second check on the descriptor, in case the path was
+    swapped for a FIFO in between."""
     try:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            fp: Any = io.BytesIO(bytes(source))
-        elif isinstance(source, (str, os.PathLike)):
-            fp = Path(source)
-        else:
-            fp = source
-        img = Image.open(fp)
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(f"{name}: refused as a decompression bomb ({exc})", path=name) from exc
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(name, st.st_mode)
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except ImageLoadError:
+        raise
     except FileNotFoundError as exc:
         raise ImageLoadError(f"{name}: no such file", path=name) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageLoadError(
-            f"{name}: not an image Pillow can read (corrupt file or unknown format)", path=name
-        ) from exc
     except OSError as exc:
-        raise ImageLoadError(f"{name}: cannot open ({exc})", path=name) from exc
+        raise ImageLoadError(f"{name}: cannot open ({exc.strerror or exc})", path=name) from exc
     try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(name, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fp:
+        yield fp
+
+
+def _decode(
+    fp: IO[bytes], name: str, limit: int | None, draft: tuple[int, int] | None
+) -> PILImage.Image:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        img = Image.open(fp)
         width, height = img.size
         if limit is not None and width * height > limit:
             raise ImageLoadError(
@@ -100,10 +150,20 @@ def load_image(
         raise
     except Image.DecompressionBombError as exc:
         raise ImageLoadError(f"{name}: refused as a decompression bomb ({exc})", path=name) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        # Pillow raises OSError("image file is truncated ..."), SyntaxError for broken headers,
-        # ValueError/EOFError from some decoders.
-        raise ImageLoadError(f"{name}: cannot decode ({exc})", path=name) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(
+            f"{name}: not an image Pillow can read (corrupt file or unknown format)", path=name
+        ) from exc
+    except MemoryError as exc:
+        raise ImageLoadError(f"{name}: too large to decode in memory", path=name) from exc
+    except Exception as exc:
+        # Pillow's decoders raise a wide, undocumented range of exceptions on damaged input:
+        # OSError("image file is truncated"), SyntaxError for broken headers, ValueError,
+        # EOFError, TypeError, NotImplementedError, struct.error, IndexError, KeyError ...
+        # (a fuzz test found most of them). Whatever comes out of decoding one file is that
+        # file's failure, reported with its name and cause.
+        cause = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ImageLoadError(f"{name}: cannot decode ({cause})", path=name) from exc
 
 
 def to_rgb(img: PILImage.Image) -> PILImage.Image:

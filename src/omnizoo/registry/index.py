@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -84,6 +82,9 @@ class _LazyCards(Mapping[str, dict[str, Any]]):
             self._items[name] = value
         return value
 
+    def __contains__(self, name: object) -> bool:  # without decoding (Mapping's would)
+        return name in self._items
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._items)
 
@@ -120,6 +121,9 @@ class SourceIndex:
     _cards: dict[str, ModelCard] = field(default_factory=dict, repr=False)
     # lower-cased arch -> arch, for case-insensitive lookups
     _lower: dict[str, str] = field(default_factory=dict, repr=False)
+    # the on-disk file it was read from (None: built in this process); a damaged card in it
+    # makes the index rebuild itself (:meth:`card`)
+    path: Path | None = field(default=None, repr=False)
 
     @classmethod
     def from_cards(cls, source: str, key: str, cards: list[dict[str, Any]]) -> SourceIndex:
@@ -162,9 +166,32 @@ class SourceIndex:
     def card(self, name: str) -> ModelCard:
         card = self._cards.get(name)
         if card is None:
-            card = ModelCard.from_dict(self.raw[name])
+            if name not in self.raw:
+                raise KeyError(name)
+            try:
+                card = ModelCard.from_dict(self.raw[name])
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A card string damaged inside an index file that still parses as a whole
+                # (a torn sector, a bad edit): rebuild the index once instead of failing on
+                # every call. An index built in this process is not rebuilt again.
+                if self.path is None:
+                    raise
+                self._heal(exc)
+                return self.card(name)
             self._cards[name] = card
         return card
+
+    def _heal(self, cause: BaseException) -> None:
+        """Replace this index (and its file) with a freshly built one."""
+        path, self.path = self.path, None
+        warnings.warn(
+            f"omnizoo: the card index {path} is damaged ({type(cause).__name__}: {cause}); "
+            "rebuilding it",
+            stacklevel=4,
+        )
+        fresh = _rebuild_index(self.source, path)
+        self.raw, self.archs, self.weighted = fresh.raw, fresh.archs, fresh.weighted
+        self._lower, self._cards = fresh._lower, {}
 
     def find_arch(self, arch: str) -> str | None:
         if arch in self.archs:
@@ -182,16 +209,12 @@ def _index_path(source: str, key: str) -> Path:
 
 
 def _write_atomic(path: Path, payload: Mapping[str, Any]) -> None:
+    """Temp file + rename, created with the process umask (``tempfile.mkstemp`` would make
+    it 0600, unreadable to the rest of a team sharing the cache)."""
+    from ..weights.fsafe import write_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(payload, separators=(",", ":")).encode("utf-8"))
 
 
 _DEFAULTS: dict[str, Any] = {}
@@ -218,18 +241,19 @@ def _compact(card: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_index(source: str) -> SourceIndex:
-    """The card index of ``source``: from memory, else from disk, else built (and saved)."""
+def load_index(source: str, *, rebuild: bool = False) -> SourceIndex:
+    """The card index of ``source``: from memory, else from disk, else built (and saved).
+    ``rebuild``: build it (and save it) whatever memory and disk hold."""
     settings = get_settings()
     adapter = get_adapter(source)
     key = adapter.index_key()
     cache_key = (source, str(settings.index_dir), settings.card_cache)
     with _lock:
         idx = _indexes.get(cache_key)
-        if idx is not None and idx.key == key:
+        if idx is not None and idx.key == key and not rebuild:
             return idx
         path = _index_path(source, key)
-        idx = _read_index(path, source, key) if settings.card_cache else None
+        idx = _read_index(path, source, key) if settings.card_cache and not rebuild else None
         if idx is None:
             with _rng_untouched():
                 built = adapter.build_cards()
@@ -272,6 +296,15 @@ def _rng_untouched() -> Iterator[None]:
         np.random.set_state(np_state)
 
 
+def _rebuild_index(source: str, damaged: Path | None) -> SourceIndex:
+    """Build ``source``'s index afresh (ignoring the damaged file, which is replaced)."""
+    with _lock:
+        if damaged is not None:
+            with contextlib.suppress(OSError):
+                damaged.unlink()
+        return load_index(source, rebuild=True)
+
+
 def _read_index(path: Path, source: str, key: str) -> SourceIndex | None:
     """The index in ``path``; None when it is missing, stale or corrupt (then it is rebuilt)."""
     if not path.is_file():
@@ -284,7 +317,9 @@ def _read_index(path: Path, source: str, key: str) -> SourceIndex | None:
             return None
         if not all(isinstance(c, str) for c in cards):
             return None
-        return SourceIndex.from_entries(source, key, [tuple(e) for e in entries], cards)
+        idx = SourceIndex.from_entries(source, key, [tuple(e) for e in entries], cards)
+        idx.path = path
+        return idx
     except (OSError, ValueError, AttributeError, TypeError):
         return None  # corrupt or unreadable: rebuild
 

@@ -15,6 +15,11 @@ A blob is only ever created by ``os.replace`` of a temp file whose bytes were ve
 reader sees either nothing or a complete verified file. A cache hit reads the ref and meta
 JSON and stats the blob: when size and mtime match the recorded ones the blob is served
 without re-hashing; otherwise it is re-hashed once (and deleted if it no longer matches).
+
+Every entry may have been planted by someone else (a shared or copied cache): a ref's
+``sha256`` is used only when it is 64 hex digits, and no file inside the cache is opened,
+hashed, chmod-ed or deleted through a symlink (:mod:`omnizoo.weights.fsafe`). A read-only
+cache serves what it holds: metadata that cannot be written there is skipped.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
+import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,13 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheError
-from .hashing import hash_file
-from .maintenance import BlobInfo, CacheMaintenance, _read_json, _size, _write_json
+from . import fsafe
+from .fsafe import HOST as _HOST
+from .guard import cache_guard
+from .maintenance import BlobInfo, CacheMaintenance, _clean_ref, _read_json, _size, _write_json
+from .maintenance import is_digest as _is_digest
 
 __all__ = ["BlobInfo", "Cache", "url_key"]
 
 log = logging.getLogger("omnizoo.weights")
-_HOST = socket.gethostname().replace(".", "_") or "host"
 _STALE_FOREIGN_TEMP_S = 24 * 3600  # temp files of other hosts: left alone for a day
 # Names of the temp files this process is writing right now (its other temp files, e.g. kept
 # after a KeyboardInterrupt, are leftovers it may resume).
@@ -47,7 +54,8 @@ def url_key(url: str) -> str:
     """The stable file-name key of a URL (refs, locks, temp files)."""
     import hashlib
 
-    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
+    # surrogatepass: a URL with a lone surrogate still gets a key (and then fails as a URL)
+    return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _pid_alive(pid: int) -> bool:
@@ -106,10 +114,10 @@ class Cache(CacheMaintenance):
 
     # -- paths -----------------------------------------------------------------------------
     def blob_path(self, sha256: str) -> Path:
-        return self.blobs / sha256
+        return self.blobs / _checked_digest(sha256)
 
     def _meta_path(self, sha256: str) -> Path:
-        return self.meta / f"{sha256}.json"
+        return self.meta / f"{_checked_digest(sha256)}.json"
 
     def _ref_path(self, url: str) -> Path:
         return self.refs / f"{url_key(url)}.json"
@@ -128,24 +136,38 @@ class Cache(CacheMaintenance):
 
     # -- reads -----------------------------------------------------------------------------
     def ref(self, url: str) -> dict[str, Any] | None:
-        """The ref recorded for ``url`` (or None)."""
-        data = _read_json(self._ref_path(url))
-        if data is None or data.get("url") != url or not isinstance(data.get("sha256"), str):
+        """The ref recorded for ``url`` (or None). A malformed one (a ``sha256`` that is not
+        64 hex digits, such as ``../../x``) is ignored and deleted, with a warning."""
+        path = self._ref_path(url)
+        data = _read_json(path)
+        if data is None or data.get("url") != url:
             return None
-        return data
+        clean = _clean_ref(data)
+        if clean is None:
+            log.warning("ignoring malformed cache ref %s (sha256 %r)", path, data.get("sha256"))
+            with contextlib.suppress(OSError):  # a read-only cache keeps it; it stays ignored
+                fsafe.remove(path)
+        return clean
 
     def valid_blob(self, sha256: str) -> Path | None:
         """The blob's path if present and intact. Costs a stat (+ a tiny JSON read) when the
         recorded size/mtime match; a changed file is re-hashed once, a corrupt one deleted."""
         path = self.blob_path(sha256)
         try:
-            st = path.stat()
+            st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):  # a planted symlink/FIFO: never followed or served
+            log.warning("cache entry %s is not a regular file; removing the entry", path)
+            self._delete_blob(sha256)
             return None
         meta = _read_json(self._meta_path(sha256))
         if meta and meta.get("size") == st.st_size and meta.get("mtime_ns") == st.st_mtime_ns:
             return path
-        actual, size = hash_file(path)
+        try:
+            actual, size = fsafe.hash_regular(path)
+        except FileNotFoundError:
+            return None
         if actual == sha256:
             self._record_meta(sha256, path)
             return path
@@ -159,29 +181,43 @@ class Cache(CacheMaintenance):
         return None
 
     # -- writes ----------------------------------------------------------------------------
-    def _record_meta(self, sha256: str, path: Path) -> None:
-        st = path.stat()
-        _write_json(
-            self._meta_path(sha256),
-            {
-                "sha256": sha256,
-                "size": st.st_size,
-                "mtime_ns": st.st_mtime_ns,
-                "verified": time.time(),
-            },
-        )
+    def _record_meta(self, sha256: str, path: Path, st: os.stat_result | None = None) -> None:
+        """Record the blob's size/mtime; skipped (not an error) on a read-only cache."""
+        st = st or fsafe.lstat_regular(path)
+        if st is None:
+            return
+        try:
+            _write_json(
+                self._meta_path(sha256),
+                {
+                    "sha256": sha256,
+                    "size": st.st_size,
+                    "mtime_ns": st.st_mtime_ns,
+                    "verified": time.time(),
+                },
+            )
+        except OSError as exc:
+            if not fsafe.is_readonly_error(exc):
+                raise
+            log.debug("read-only cache: not recording the meta of %s (%s)", path, exc)
 
     def publish(self, temp: Path, sha256: str) -> Path:
         """Move verified bytes into place (atomic rename) and record their size/mtime."""
         self.ensure()
         target = self.blob_path(sha256)
         if self.valid_blob(sha256) is not None:
-            temp.unlink(missing_ok=True)  # the same bytes are already there
+            fsafe.remove(temp)  # the same bytes are already there
             return target
-        os.chmod(temp, 0o444)  # blobs are immutable; a later write is a corruption
-        # The meta first (a rename keeps size and mtime), so that a reader who sees the blob
-        # always finds its meta and never re-hashes a file that was just verified.
-        self._record_meta(sha256, temp)
+        fd = fsafe.open_regular(temp)  # the temp file itself, never a planted link's target
+        try:
+            # Blobs are immutable (a later write is a corruption): the write bits go, the read
+            # bits the umask gave the file stay, so a group-shared cache stays readable.
+            fsafe.make_readonly(fd)
+            # The meta first (a rename keeps size and mtime), so that a reader who sees the
+            # blob always finds its meta and never re-hashes a file that was just verified.
+            self._record_meta(sha256, temp, os.fstat(fd))
+        finally:
+            os.close(fd)
         os.replace(temp, target)
         return target
 
@@ -202,9 +238,10 @@ class Cache(CacheMaintenance):
         ``revision`` (commit) and ``git_sha1`` they were checked against; a value not given is
         kept from the ref's previous record of the same blob.
         """
+        _checked_digest(sha256)
         self.ensure()
         path = self._ref_path(url)
-        old = _read_json(path) or {}
+        old = _clean_ref(_read_json(path) or {}) or {}
         same_blob = old.get("sha256") == sha256
         names = [n for n in old.get("names", []) if isinstance(n, str)] if same_blob else []
         if name and name not in names:
@@ -231,11 +268,20 @@ class Cache(CacheMaintenance):
         _write_json(path, record)
 
     def _delete_blob(self, sha256: str) -> None:
-        path = self.blob_path(sha256)
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(path, 0o644)
-        path.unlink(missing_ok=True)
-        self._meta_path(sha256).unlink(missing_ok=True)
+        # Unlinking needs no write permission on the file itself, so there is no chmod that
+        # could reach a planted symlink's target.
+        for path in (self.blob_path(sha256), self._meta_path(sha256)):
+            try:
+                fsafe.remove(path)
+            except OSError as exc:
+                if not fsafe.is_readonly_error(exc):
+                    raise
+                log.debug("read-only cache: cannot delete %s (%s)", path, exc)
+
+    def guard(self, *, exclusive: bool = False) -> contextlib.AbstractContextManager[bool]:
+        """The cache guard (:mod:`omnizoo.weights.guard`): held shared while refs are added
+        for a blob, exclusive by ``prune`` while it deletes."""
+        return cache_guard(self.locks, exclusive=exclusive)
 
     # -- temp files and locks --------------------------------------------------------------
     def temps(self, key: str | None = None) -> list[Path]:
@@ -257,7 +303,7 @@ class Cache(CacheMaintenance):
                 return temp.name not in ACTIVE_TEMPS
             return not _pid_alive(pid)
         try:
-            return time.time() - temp.stat().st_mtime > _STALE_FOREIGN_TEMP_S
+            return time.time() - os.lstat(temp).st_mtime > _STALE_FOREIGN_TEMP_S
         except FileNotFoundError:
             return False
 
@@ -290,6 +336,10 @@ class Cache(CacheMaintenance):
         for temp in self.temps(key):
             if not self.is_leftover(temp):
                 continue
+            if fsafe.lstat_regular(temp) is None:  # a planted symlink: never adopted
+                with contextlib.suppress(OSError):
+                    fsafe.remove(temp)
+                continue
             info = _read_json(_partial_info(temp))
             if not info or info.get("url") != url or not isinstance(info.get("validator"), str):
                 continue
@@ -303,6 +353,10 @@ class Cache(CacheMaintenance):
         try:
             os.rename(temp, mine)  # atomic: of two claimants, one wins
         except FileNotFoundError:
+            return None
+        if fsafe.lstat_regular(mine) is None:  # swapped for a link between check and rename
+            fsafe.remove(mine)
+            self.release_temp(mine)
             return None
         _partial_info(temp).unlink(missing_ok=True)
         self.record_partial(mine, url, info["validator"], info.get("total"))
@@ -329,6 +383,7 @@ class Cache(CacheMaintenance):
 
         self.ensure()
         path = self.locks / f"{key}.lock"
+        fsafe.drop_non_file(path)  # older filelock versions follow a planted symlink
         lock: filelock.BaseFileLock = filelock.FileLock(str(path))
         marker: object = None
         last_change = time.monotonic()
@@ -370,3 +425,11 @@ class Cache(CacheMaintenance):
 
 def _partial_info(temp: Path) -> Path:
     return temp.with_name(temp.name + ".json")
+
+
+def _checked_digest(sha256: str) -> str:
+    """``sha256`` when it is 64 lower-case hex digits; a path made of anything else could
+    point outside the cache (``../../x``) or at a directory (``""``, ``"."``)."""
+    if not _is_digest(sha256):
+        raise CacheError(f"not a sha256 digest, refusing to use it as a cache path: {sha256!r}")
+    return sha256

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
+    CacheError,
     DownloadError,
     HashMismatchError,
     IntegrityError,
@@ -29,6 +30,7 @@ from ..errors import (
     UnpinnedError,
 )
 from ..settings import Settings, get_settings
+from . import fsafe
 from .cache import Cache, url_key
 from .expect import ask_origin, expected, on_origin, pinned_url, ref_urls
 from .hashing import (
@@ -222,9 +224,7 @@ def _fetch(
         log.info("%s: mirrors not used (no expected hash): %s", what, ", ".join(skipped))
     key = want.sha256 or url_key(urls[0])
     cache.ensure()
-    stall = (
-        settings.read_timeout + settings.connect_timeout + settings.backoff * 2**settings.retries
-    )
+    stall = stall_timeout(settings)
     linked = ref_urls(urls, hub, want.revision)
     with cache.lock(key, ready=lookup, stall_timeout=stall) as done:
         if done is not None:
@@ -256,15 +256,21 @@ def _fetch(
             cache.clean_leftovers(key)
             raise
         cache.clean_leftovers(key)  # (not after Ctrl-C: that partial is kept for a resume)
-        for url in linked:  # before the lock is released, so that waiters find the refs
-            cache.add_ref(
-                url,
-                blob.name,
-                name=name,
-                fetched_from=fetched,
-                verification=want.state,
-                revision=want.revision,
-                git_sha1=want.git_sha1,
+        # Before the lock is released, so that waiters find the refs; under the cache guard,
+        # so that `cache prune` cannot delete the blob before a ref points at it.
+        if not _point_refs(
+            cache,
+            blob.name,
+            linked,
+            name=name,
+            fetched_from=fetched,
+            verification=want.state,
+            revision=want.revision,
+            git_sha1=want.git_sha1,
+        ):
+            raise CacheError(
+                f"{blob} was deleted (`omnizoo cache remove`?) right after it was downloaded "
+                f"from {fetched}; run the request again"
             )
     result = Fetched(blob, blob.name, blob.stat().st_size, want.state, linked, name, want.revision)
     return _done(result, None, what)  # the format was checked before the rename
@@ -273,6 +279,74 @@ def _fetch(
 def _done(fetched: Fetched, fmt: str | None, what: str) -> Fetched:
     check_file_format(fetched.path, fmt, what)
     return report(fetched)
+
+
+def _point_refs(
+    cache: Cache,
+    digest: str,
+    urls: Sequence[str],
+    *,
+    name: str | None,
+    fetched_from: str | None = None,
+    verification: str | None = None,
+    revision: str | None = None,
+    git_sha1: str | None = None,
+) -> bool:
+    """Point every URL (and ``name``) at the blob ``digest``; False when the blob is gone.
+
+    Refs are written holding the cache guard shared, after checking that the blob is still
+    there: a concurrent ``cache prune`` (which deletes unreferenced blobs holding it
+    exclusively) either sees the new ref or has already deleted the blob, which then is not
+    handed out. A cache hit whose refs are all in place writes (and locks) nothing. On a
+    read-only cache the refs are not written, and the blob is served all the same.
+    """
+    todo = [
+        url
+        for url in urls
+        if fetched_from is not None or not _points_at(cache.ref(url), digest, name, verification)
+    ]
+    if not todo:
+        return True
+    with cache.guard():
+        if fsafe.lstat_regular(cache.blob_path(digest)) is None:
+            return False
+        for url in todo:
+            try:
+                cache.add_ref(
+                    url,
+                    digest,
+                    name=name,
+                    fetched_from=fetched_from,
+                    verification=verification,
+                    revision=revision,
+                    git_sha1=git_sha1,
+                )
+            except OSError as exc:
+                if not fsafe.is_readonly_error(exc):
+                    raise
+                log.debug("read-only cache: not recording %s -> %s (%s)", url, digest, exc)
+                break
+    return True
+
+
+def _points_at(
+    ref: dict[str, Any] | None, digest: str, name: str | None, verification: str | None
+) -> bool:
+    return (
+        ref is not None
+        and ref["sha256"] == digest
+        and (not name or name in ref["names"])
+        and (verification is None or state_of(ref) == verification)
+    )
+
+
+def stall_timeout(settings: Settings) -> float:
+    """How long a waiter tolerates a lock holder whose partial file does not grow: one
+    attempt's timeouts plus the longest back-off, and never more than the total deadline."""
+    backoff = settings.backoff * 2 ** min(settings.retries, 16)
+    return min(
+        settings.read_timeout + settings.connect_timeout + backoff, settings.download_timeout
+    )
 
 
 def _lookup(
@@ -300,28 +374,24 @@ def _lookup(
         path = cache.valid_blob(digest)
         if path is None:
             continue
-        size = path.stat().st_size
+        size = path.lstat().st_size
         if want.size is not None and size != want.size:
             continue
         state = strongest(want.state if want.known else None, *(state_of(r) for r in same))
         recorded = [r["revision"] for r in same if isinstance(r.get("revision"), str)]
         revision = want.revision or (recorded[0] if recorded else None)
-        for url in urls:  # e.g. same bytes via a second URL: point it at the blob
-            ref = refs[url]
-            if (
-                ref is None
-                or ref["sha256"] != digest
-                or (name and name not in (ref.get("names") or []))
-                or state_of(ref) != state
-            ):
-                cache.add_ref(
-                    url,
-                    digest,
-                    name=name,
-                    verification=state,
-                    revision=revision,
-                    git_sha1=want.git_sha1,
-                )
+        # e.g. same bytes via a second URL: point it at the blob (if prune took the blob
+        # meanwhile, it is not a hit after all)
+        if not _point_refs(
+            cache,
+            digest,
+            urls,
+            name=name,
+            verification=state,
+            revision=revision,
+            git_sha1=want.git_sha1,
+        ):
+            continue
         return Fetched(path, digest, size, state, tuple(urls), name, revision)
     return None
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import HashMismatchError, NotAWeightsFileError
+from .fsafe import create_new, open_regular
 
 __all__ = [
     "SNIFF_BYTES",
@@ -186,16 +187,17 @@ class HashingWriter:
         if resume:
             # Adopting a partial download left by a dead process: its hash state died with
             # it, so the bytes already on disk are hashed once (a read of the partial only).
-            with open(path, "rb", buffering=0) as f:
-                while chunk := f.read(1 << 20):
-                    if len(self.head) < SNIFF_BYTES:
-                        self.head = (self.head + chunk[:SNIFF_BYTES])[:SNIFF_BYTES]
-                    self._hash.update(chunk)
-                    self.size += len(chunk)
-            self._fd = os.open(path, os.O_WRONLY)
+            # One descriptor for both, opened without following a symlink (fsafe): a link
+            # planted as a "partial" must not make us read or extend the file it points at.
+            self._fd = open_regular(path, os.O_RDWR)
+            while chunk := os.read(self._fd, 1 << 20):
+                if len(self.head) < SNIFF_BYTES:
+                    self.head = (self.head + chunk[:SNIFF_BYTES])[:SNIFF_BYTES]
+                self._hash.update(chunk)
+                self.size += len(chunk)
             os.lseek(self._fd, self.size, os.SEEK_SET)
         else:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            self._fd = create_new(path, 0o644)  # O_EXCL|O_NOFOLLOW: never an existing entry
         if pipelined is None:
             pipelined = spare_cpu()
         self._error: BaseException | None = None

@@ -9,42 +9,59 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import uuid
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .hashing import hash_file
+from . import fsafe
 from .verification import STATES, state_of
 
-__all__ = ["BlobInfo", "CacheMaintenance"]
+__all__ = ["BlobInfo", "CacheMaintenance", "is_digest"]
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_MAX_JSON_BYTES = 1 << 20  # refs and metas are a few hundred bytes
+
+
+def is_digest(value: object) -> bool:
+    """Whether ``value`` is a sha256 hex digest as the cache names blobs (64 lower-case hex)."""
+    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(fsafe.read_regular(path, _MAX_JSON_BYTES))
     except (FileNotFoundError, NotADirectoryError):
         return None
     except (OSError, ValueError):
-        return None  # a torn/corrupt metadata file counts as missing
+        return None  # a torn/corrupt metadata file, a symlink or a FIFO counts as missing
     return data if isinstance(data, dict) else None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically replace ``path`` with ``data`` (temp file + rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    """Atomically replace ``path`` with ``data`` (temp file + rename; umask honoured)."""
+    fsafe.write_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
 
 
 def _size(path: Path) -> int:
     try:
-        return path.stat().st_size
+        return os.lstat(path).st_size
     except FileNotFoundError:
         return 0
+
+
+def _clean_ref(data: dict[str, Any]) -> dict[str, Any] | None:
+    """A ref as the cache may use it, or None: ``url`` a string, ``sha256`` a digest (never a
+    path such as ``../../x``); ``names`` keeps only strings, ``filename`` only a string."""
+    if not isinstance(data.get("url"), str) or not is_digest(data.get("sha256")):
+        return None
+    clean = dict(data)
+    names = data.get("names")
+    clean["names"] = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    if not isinstance(data.get("filename"), str):
+        clean["filename"] = ""
+    return clean
 
 
 @dataclass
@@ -98,27 +115,30 @@ class CacheMaintenance:
     def is_leftover(self, temp: Path) -> bool:
         raise NotImplementedError
 
+    def guard(self, *, exclusive: bool = False) -> contextlib.AbstractContextManager[bool]:
+        raise NotImplementedError
+
     def all_refs(self) -> list[dict[str, Any]]:
+        """Every well-formed ref (see :func:`_clean_ref`), with its file as ``_path``."""
         out = []
         if self.refs.is_dir():
             for path in sorted(self.refs.glob("*.json")):
                 data = _read_json(path)
-                if (
-                    data
-                    and isinstance(data.get("sha256"), str)
-                    and isinstance(data.get("url"), str)
-                ):
-                    data["_path"] = str(path)
-                    out.append(data)
+                clean = _clean_ref(data) if data else None
+                if clean is not None:
+                    clean["_path"] = str(path)
+                    out.append(clean)
         return out
 
     def blobs_info(self) -> list[BlobInfo]:
-        """Every blob with the URLs/names that point at it, sorted by first name/url."""
+        """Every blob with the URLs/names that point at it, sorted by first name/url.
+        Only regular files named by a digest count (a planted symlink is not a blob)."""
         by_sha: dict[str, BlobInfo] = {}
         if self.blobs.is_dir():
             for path in self.blobs.iterdir():
-                if len(path.name) == 64 and path.is_file():
-                    by_sha[path.name] = BlobInfo(path.name, path, path.stat().st_size)
+                st = fsafe.lstat_regular(path) if is_digest(path.name) else None
+                if st is not None:
+                    by_sha[path.name] = BlobInfo(path.name, path, st.st_size)
         for ref in self.all_refs():
             info = by_sha.get(ref["sha256"])
             if info is None:
@@ -140,20 +160,32 @@ class CacheMaintenance:
         for info in self.blobs_info():
             if progress is not None:
                 progress(info)
-            actual, _ = hash_file(info.path)
+            try:
+                actual, _ = fsafe.hash_regular(info.path)
+            except FileNotFoundError:
+                continue  # removed meanwhile (a concurrent remove or prune)
+            except OSError as exc:  # swapped for a link or FIFO since it was listed
+                bad.append((info, f"unreadable ({exc.strerror or exc})"))
+                continue
             if actual == info.sha256:
-                self._record_meta(info.sha256, info.path)
+                self._record_meta(info.sha256, info.path)  # (skipped on a read-only cache)
             else:
-                self._meta_path(info.sha256).unlink(missing_ok=True)  # force a re-check on use
+                try:  # force a re-check on use
+                    fsafe.remove(self._meta_path(info.sha256))
+                except OSError as exc:
+                    if not fsafe.is_readonly_error(exc):
+                        raise
                 bad.append((info, actual))
         return bad
 
     def remove_blob(self, sha256: str) -> list[str]:
         """Delete a blob and every ref to it; returns the URLs that pointed at it."""
+        if not is_digest(sha256):
+            raise ValueError(f"not a sha256 digest: {sha256!r}")
         urls = []
         for ref in self.all_refs():
             if ref["sha256"] == sha256:
-                Path(ref["_path"]).unlink(missing_ok=True)
+                fsafe.remove(ref["_path"])
                 urls.append(ref["url"])
         self._delete_blob(sha256)
         return urls
@@ -173,54 +205,15 @@ class CacheMaintenance:
                 out.append(ref["sha256"])
         return sorted(set(out))
 
-    def prune(self, *, dry_run: bool = False) -> dict[str, list[str]]:
+    def prune(self, *, dry_run: bool = False, grace: float | None = None) -> dict[str, list[str]]:
         """Delete leftovers: dead partial downloads, stray temp files, refs whose blob is gone,
-        meta without a blob, blobs no ref points at, and unused lock files."""
-        report: dict[str, list[str]] = {
-            "partial": [],
-            "refs": [],
-            "meta": [],
-            "blobs": [],
-            "locks": [],
-        }
-        for temp in self.temps():
-            if self.is_leftover(temp):
-                report["partial"].append(str(temp))
-        for d in (self.refs, self.meta, self.blobs, self.tmp):
-            if d.is_dir():
-                for stray in d.glob(".*.tmp"):
-                    report["partial"].append(str(stray))
-        if self.tmp.is_dir():
-            for info in self.tmp.glob("*.part.json"):
-                if not info.with_name(info.name[: -len(".json")]).exists() or (
-                    str(info.with_name(info.name[: -len(".json")])) in report["partial"]
-                ):
-                    report["partial"].append(str(info))
-        shas = {b.sha256 for b in self.blobs_info()} if self.blobs.is_dir() else set()
-        referenced = set()
-        for ref in self.all_refs():
-            if ref["sha256"] in shas:
-                referenced.add(ref["sha256"])
-            else:
-                report["refs"].append(ref["_path"])
-        if self.meta.is_dir():
-            for meta in self.meta.glob("*.json"):
-                if meta.stem not in shas or meta.stem not in referenced:
-                    report["meta"].append(str(meta))
-        for sha in sorted(shas - referenced):
-            report["blobs"].append(str(self.blob_path(sha)))
-        if self.locks.is_dir():
-            busy = {t.name.split(".", 1)[0] for t in self.temps() if not self.is_leftover(t)}
-            for lock in self.locks.glob("*.lock"):
-                if lock.stem not in busy:
-                    report["locks"].append(str(lock))
-        if not dry_run:
-            for paths in report.values():
-                for p in paths:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.chmod(p, 0o644)
-                        os.unlink(p)
-        return report
+        meta without a blob, blobs no ref points at, and unused lock files; nothing younger
+        than ``grace`` seconds (default an hour) and nothing a live download needs. See
+        :mod:`omnizoo.weights.prune`."""
+        from .prune import DEFAULT_GRACE_S, prune_cache
+
+        grace = DEFAULT_GRACE_S if grace is None else grace
+        return prune_cache(self, dry_run=dry_run, grace=grace)
 
     def info(self) -> dict[str, Any]:
         """Root, counts and total size."""

@@ -8,7 +8,13 @@
   ETag or Last-Modified), keeping the partial file and the running hash in memory; a server
   that answers 200 instead of 206 makes the writer start over cleanly;
 * 404/403/410 raise :class:`RemoteNotFoundError` at once (no retry helps);
-* the first bytes are sniffed so that an HTML page or a Git-LFS pointer fails early.
+* the first bytes are sniffed so that an HTML page or a Git-LFS pointer fails early;
+* a total deadline (``settings.download_timeout``, OMNIZOO_DOWNLOAD_TIMEOUT) bounds one URL,
+  every retry included, so a server that trickles a byte a second fails too;
+* a ``Content-Encoding`` the server applied anyway is decoded or refused
+  (:mod:`omnizoo.weights.encoding`): the bytes verified are always the file's;
+* every httpx exception (a redirect loop, an invalid URL, a protocol error) becomes a
+  :class:`DownloadError` naming the URL, so a mirror chain moves on to its next URL.
 
 ``candidate_urls`` turns a mirror chain into the URLs actually tried (OMNIZOO_MIRRORS first,
 then the original with HF_ENDPOINT applied).
@@ -16,15 +22,17 @@ then the original with HF_ENDPOINT applied).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DownloadError, RemoteNotFoundError
 from ..settings import DEFAULT_HF_ENDPOINT, Settings
+from .encoding import content_codings, decode_body
 from .hashing import SNIFF_BYTES, HashingWriter, reject_if_not_weights
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,6 +106,38 @@ class _Retry(Exception):
     """A transient failure of one attempt (5xx, cut, timeout)."""
 
 
+class _Clock:
+    """The total deadline of one URL: every attempt, back-off and byte counts against it."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.limit = settings.download_timeout
+        self.start = time.monotonic()
+        self.deadline = self.start + self.limit
+
+    def remaining(self, writer: HashingWriter) -> float:
+        """Seconds left; :class:`DownloadError` when there are none."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DownloadError(
+                f"{self.url}: timed out: the download did not finish within "
+                f"OMNIZOO_DOWNLOAD_TIMEOUT={self.limit:g}s ({writer.size} bytes received in "
+                f"{time.monotonic() - self.start:.1f}s, retries included); the server is too "
+                "slow or stalls. Raise OMNIZOO_DOWNLOAD_TIMEOUT for a slow link, or use a mirror",
+                url=self.url,
+            )
+        return left
+
+    def timeout(self, settings: Settings, writer: HashingWriter) -> Any:
+        """The httpx timeout of the next request, cut to the time left."""
+        import httpx
+
+        left = self.remaining(writer)
+        connect = min(settings.connect_timeout, left)
+        read = min(settings.read_timeout, left)
+        return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+
+
 def stream_to(
     url: str,
     writer: HashingWriter,
@@ -118,6 +158,7 @@ def stream_to(
     import httpx
 
     client = get_client(settings)
+    clock = _Clock(url, settings)
     total: int | None = None
     attempts = 0
     failures = 0
@@ -126,24 +167,30 @@ def stream_to(
     while True:
         attempts += 1
         start_size = writer.size
+        codings: list[str] = []
         try:
             headers: dict[str, str] = {}
             if writer.size > 0:
                 headers["Range"] = f"bytes={writer.size}-"
                 if validator:
                     headers["If-Range"] = validator
-            with client.stream("GET", url, headers=headers) as response:
+            timeout = clock.timeout(settings, writer)
+            with _send(client, url, headers, timeout) as response:
                 total = _check_response(response, url, writer, total)
+                codings = content_codings(response.headers.get("content-encoding", ""), url)
+                if codings:
+                    _encoded(response, writer, validator, on_validator)
+                    total, validator = None, None
                 if response.status_code == 206:
                     resumed += 1
                 new = response.headers.get("etag") or response.headers.get("last-modified")
                 if new and new.startswith("W/"):
                     new = None  # weak ETags may not be used with If-Range
-                if response.status_code == 200 or new:
+                if not codings and (response.status_code == 200 or new):
                     validator = new
                     if on_validator is not None:
                         on_validator(validator, total)
-                _pump(response, writer, url, total, progress)
+                _pump(response, writer, url, total, progress, codings, clock)
             if total is not None and writer.size != total:
                 raise _Retry(f"connection closed after {writer.size} of {total} bytes")
             return {"resumed": resumed, "attempts": attempts, "total": total}
@@ -155,6 +202,12 @@ def stream_to(
             ) from None
         except (_Retry, httpx.TransportError) as exc:
             last_error = _describe(exc)
+            if codings:
+                writer.reset()  # decoded bytes cannot be resumed with a Range request
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, httpx.CookieConflict) as exc:
+            # A redirect loop, an invalid (mirror) URL, a stream httpx refuses: retrying the
+            # same URL will not help; the caller's mirror chain moves on to its next URL.
+            raise DownloadError(f"{url}: {_describe(exc)}", url=url) from exc
         if writer.size > start_size:
             failures = 0  # progress was made: a flaky link is not a dead one
         failures += 1
@@ -164,7 +217,7 @@ def stream_to(
                 f"({settings.retries} without progress): {last_error}",
                 url=url,
             )
-        delay = settings.backoff * (2 ** (failures - 1))
+        delay = min(settings.backoff * (2 ** (failures - 1)), clock.remaining(writer))
         log.warning(
             "%s: %s; retrying in %.2gs (attempt %d/%d)",
             url,
@@ -174,6 +227,29 @@ def stream_to(
             settings.retries,
         )
         sleep(delay)
+
+
+@contextlib.contextmanager
+def _send(
+    client: httpx.Client, url: str, headers: dict[str, str], timeout: Any
+) -> Iterator[httpx.Response]:
+    """``client.stream("GET", ...)``, with a URL httpx cannot even build a request for (an
+    invalid port, a NUL byte, an IDNA label too long, a lone surrogate: InvalidURL or a
+    ValueError/UnicodeError) turned into a :class:`DownloadError`."""
+    import httpx
+
+    try:
+        request = client.build_request("GET", url, headers=headers, timeout=timeout)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise DownloadError(f"{url}: invalid URL ({_describe(exc)})", url=url) from exc
+    try:
+        response = client.send(request, stream=True)
+    except UnicodeError as exc:  # the host name fails IDNA encoding only at getaddrinfo
+        raise DownloadError(f"{url}: invalid host name ({_describe(exc)})", url=url) from exc
+    try:
+        yield response
+    finally:
+        response.close()
 
 
 def _check_response(
@@ -218,28 +294,52 @@ def _parse_content_range(value: str) -> tuple[int | None, int | None]:
         return None, None
 
 
+def _encoded(
+    response: httpx.Response,
+    writer: HashingWriter,
+    validator: str | None,
+    on_validator: Callable[[str | None, int | None], None] | None,
+) -> None:
+    """Prepare for an encoded body: it is decoded from byte 0, its length is unknown (the
+    Content-Length counts encoded bytes), and it is never resumed."""
+    if response.status_code == 206:
+        writer.reset()  # a Content-Range of encoded bytes cannot continue decoded ones
+        raise _Retry("an encoded partial response cannot be resumed; restarting from byte 0")
+    if validator is not None and on_validator is not None:
+        on_validator(None, None)  # no cross-process resume of a decoded body either
+
+
 def _pump(
     response: httpx.Response,
     writer: HashingWriter,
     url: str,
     total: int | None,
     progress: Callable[[int, int | None], None] | None,
+    codings: list[str] | None = None,
+    clock: _Clock | None = None,
 ) -> None:
-    """Move the body into the writer in ~1 MiB batches; sniff the first bytes."""
+    """Move the body (decoded when ``codings``) into the writer in ~1 MiB batches; sniff the
+    first bytes; check the deadline on every chunk."""
     sniffed = writer.size >= SNIFF_BYTES
+    body: Iterator[bytes] = response.iter_raw()
+    if codings:
+        body = decode_body(body, codings, url)
     if writer.size == 0 and "text/html" in response.headers.get("content-type", "").lower():
         # Sniff before accepting a byte (a body shorter than SNIFF_BYTES is sniffed below).
-        first = next(response.iter_raw(), b"")
+        # One iterator for both: a second iter_raw() would raise httpx.StreamConsumed.
+        first = next(body, b"")
         reject_if_not_weights(first, url)
-        chunks: Iterable[bytes] = _chain(first, response.iter_raw())
+        chunks: Iterable[bytes] = _chain(first, body)
     else:
-        chunks = response.iter_raw()
+        chunks = body
     import httpx
 
     batch: list[bytes] = []
     size = 0
     try:
         for chunk in chunks:
+            if clock is not None:
+                clock.remaining(writer)
             if not chunk:
                 continue
             batch.append(chunk)
