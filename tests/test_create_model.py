@@ -334,11 +334,13 @@ def test_clean_state_dict_and_unwrap() -> None:
 
 
 def test_adapt_input_conv() -> None:
+    from omnizoo.loading import surgery
+
     w = torch.randn(8, 3, 3, 3)
-    assert torch.allclose(loading.adapt_input_conv(1, w), w.sum(1, keepdim=True))
-    w6 = loading.adapt_input_conv(6, w)
+    assert torch.allclose(surgery.adapt_input_conv(1, w), w.sum(1, keepdim=True))
+    w6 = surgery.adapt_input_conv(6, w)
     assert torch.allclose(w6, torch.cat([w, w], 1) * 0.5)
-    assert loading.adapt_input_conv(3, w) is w
+    assert surgery.adapt_input_conv(3, w) is w
 
 
 # ----------------------------------------------------------------------------- end to end

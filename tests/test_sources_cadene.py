@@ -270,7 +270,7 @@ def test_background_head_and_slicing(arch: str, cards: list[ModelCard], tmp_path
         model, report = CadeneSource().create(card, CreateRequest(weights_path=path))
         assert report.ok
         with torch.no_grad():
-            outs[tag] = model(x)
+            outs[tag] = model.eval()(x)
         ref = _upstream_with(arch, settings_key_for_tag(tag), card.num_classes, sd)
         with torch.no_grad():
             torch.testing.assert_close(outs[tag], ref(x), atol=1e-5, rtol=1e-4)

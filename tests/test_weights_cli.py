@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from omnizoo import download_weights
 from omnizoo.cli.main import main
 from omnizoo.weights.cache import Cache
-from omnizoo.weights.download import download_weights
 from weightserver import WeightServer
 
 A = os.urandom(50_000)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from omnizoo import settings
+from omnizoo import download_weights, settings
 from omnizoo.weights.cache import Cache
-from omnizoo.weights.download import download_weights
 from weightserver import WeightServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -31,7 +30,7 @@ NAME = f"/models/conc-{SHA[:8]}.pth"
 CHILD = """
 import os, sys, time
 from pathlib import Path
-from omnizoo.weights.download import download_weights
+from omnizoo import download_weights
 url, ready, go = sys.argv[1:4]
 Path(ready).touch()
 while go != "-" and not os.path.exists(go):
@@ -125,7 +124,7 @@ def test_sigkill_mid_download_leaves_nothing_mistaken_for_good(
 def test_a_killed_but_unreaped_process_counts_as_dead() -> None:
     """Between SIGKILL and its parent's wait() a process is a zombie: kill(pid, 0) still
     succeeds, but its lock is gone and its partial file is a leftover to adopt."""
-    from omnizoo.weights.cache import _pid_alive
+    from omnizoo.weights.processes import pid_alive as _pid_alive
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from omnizoo import settings
+from omnizoo import download_weights, settings
 from omnizoo.errors import (
     ConfigurationError,
     DownloadError,
@@ -25,7 +25,7 @@ from omnizoo.errors import (
     RemoteNotFoundError,
 )
 from omnizoo.weights.cache import Cache
-from omnizoo.weights.download import download_weights, fetch_weights
+from omnizoo.weights.download import fetch_weights
 from omnizoo.weights.transport import candidate_urls
 from weightserver import WeightServer
 

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from omnizoo import settings
+from omnizoo import download_weights, settings
 from omnizoo.cli.main import main
 from omnizoo.errors import OfflineError
 from omnizoo.weights.cache import Cache, url_key
-from omnizoo.weights.download import download_weights
 from weightserver import WeightServer
 
 DATA = os.urandom(300_000)
@@ -296,7 +295,7 @@ def test_read_only_mount_serves_what_it_holds(
 CHILD = """
 import sys
 from omnizoo import settings
-from omnizoo.weights.download import download_weights
+from omnizoo import download_weights
 from omnizoo.cli.main import main
 home, url, other = sys.argv[1:4]
 with settings.override(offline=True):

@@ -28,12 +28,13 @@ from hubfiles import (
     assert_nothing_cached,
     env,
 )
+from omnizoo import download_weights
 from omnizoo.cli.main import main
 from omnizoo.errors import HashMismatchError, LockFileError, NotInLockError, UnpinnedError
 from omnizoo.registry.card import WeightsFile
 from omnizoo.registry.registry import get_card
 from omnizoo.weights.cache import Cache
-from omnizoo.weights.download import download_weights, fetch_verified
+from omnizoo.weights.download import fetch_verified
 from omnizoo.weights.lockfile import LockEntry, WeightsLock
 from weightserver import Route, WeightServer
 

@@ -35,7 +35,7 @@ N_WORKERS = 8
 WORKER = """
 import hashlib, json, os, sys, time
 from pathlib import Path
-from omnizoo.weights.download import download_weights
+from omnizoo import download_weights
 jobs = json.loads(Path(sys.argv[1]).read_text())
 ready, go = sys.argv[2:4]
 Path(ready).touch()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from omnizoo import settings
+from omnizoo import download_weights, settings
 from omnizoo.errors import DownloadError
 from omnizoo.registry.card import WeightsFile
 from omnizoo.weights.cache import Cache
-from omnizoo.weights.download import download_weights, fetch_weights
+from omnizoo.weights.download import fetch_weights
 from weightserver import WeightServer
 
 # Compressible (so gzip changes the bytes a lot) but not trivially so.

@@ -36,6 +36,7 @@ from hubfiles import (
     git_blob_sha1,
     refs,
 )
+from omnizoo import download_weights
 from omnizoo.cli.main import main
 from omnizoo.errors import (
     DownloadError,
@@ -50,7 +51,7 @@ from omnizoo.errors import (
 from omnizoo.registry.card import WeightsFile
 from omnizoo.registry.registry import get_card
 from omnizoo.weights.cache import Cache
-from omnizoo.weights.download import download_weights, fetch_verified
+from omnizoo.weights.download import fetch_verified
 from weightserver import WeightServer
 
 

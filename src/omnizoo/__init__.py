@@ -52,7 +52,7 @@ _LAZY: dict[str, str] = {
     "compute_mean_std": "omnizoo.data.stats",
     "create_model": "omnizoo.registry.factory",
     "create_transform": "omnizoo.data.transforms",
-    "download_weights": "omnizoo.weights.download",
+    "download_weights": "omnizoo.registry.downloads",
     "explain": "omnizoo.registry.registry",
     "export_onnx": "omnizoo.export.onnx",
     "freeze": "omnizoo.finetune.freeze",
@@ -142,7 +142,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .inference.predictor import Prediction, Predictor
     from .loading.report import LoadReport
     from .registry.card import ModelCard, WeightsFile
+    from .registry.downloads import download_weights
     from .registry.factory import create_model
     from .registry.registry import Resolution, explain, get_card, list_models, list_sources
     from .sources.features import FeatureInfo
-    from .weights.download import download_weights

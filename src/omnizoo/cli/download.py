@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigurationError
-    from ..weights.download import download_weights
+    from ..registry.downloads import download_weights
 
     if args.sha256 and len(args.target) > 1:
         raise ConfigurationError("--sha256 applies to a single NAME_OR_URL")

@@ -47,7 +47,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..weights.lockfile import WeightsLock, load_lock, lock_targets
+    from ..registry.downloads import lock_targets
+    from ..weights.lockfile import WeightsLock, load_lock
 
     output = Path(args.output).expanduser()
     base = load_lock(output) if args.update and output.exists() else WeightsLock()

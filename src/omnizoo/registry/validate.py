@@ -39,8 +39,13 @@ def card_problems(card: ModelCard) -> list[str]:
     if card.task not in TASKS:
         p.append(f"task {card.task!r} not in {TASKS}")
     w = card.weights
-    if card.tag is not None and w is None:
-        p.append("a tagged card must have weights")
+    if (
+        card.tag is not None
+        and w is None
+        and not any("no pretrained weights" in n for n in card.notes)
+    ):
+        # timm's ``.untrained`` tags: a named configuration without weights, which says so
+        p.append("a tagged card without weights must say so in its notes")
     if w is not None:
         if not w.urls or not all(
             isinstance(u, str) and re.match(r"^(https?|file)://", u) for u in w.urls

@@ -38,13 +38,14 @@ from ..errors import CacheError
 from . import fsafe
 from .fsafe import HOST as _HOST
 from .guard import cache_guard
-from .maintenance import BlobInfo, CacheMaintenance, _clean_ref, _read_json, _size, _write_json
-from .maintenance import is_digest as _is_digest
+from .maintenance import BlobInfo, CacheMaintenance
+from .processes import STALE_FOREIGN_TEMP_S, partial_info, pid_alive
+from .records import clean_ref, read_json, size_of, write_json
+from .records import is_digest as _is_digest
 
 __all__ = ["BlobInfo", "Cache", "url_key"]
 
 log = logging.getLogger("omnizoo.weights")
-_STALE_FOREIGN_TEMP_S = 24 * 3600  # temp files of other hosts: left alone for a day
 # Names of the temp files this process is writing right now (its other temp files, e.g. kept
 # after a KeyboardInterrupt, are leftovers it may resume).
 ACTIVE_TEMPS: set[str] = set()
@@ -56,38 +57,6 @@ def url_key(url: str) -> str:
 
     # surrogatepass: a URL with a lone surrogate still gets a key (and then fails as a URL)
     return hashlib.sha256(url.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill(pid, 0) would terminate it there; trust the age rule
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A process that has exited but not been reaped by its parent yet (Linux /proc).
-
-    Its PID still answers ``kill(pid, 0)``, but it holds no locks (the kernel released its
-    flock at exit) and writes nothing more: its partial download is a leftover to adopt. Without
-    this, a waiter that takes the lock in the moment between a SIGKILL and the parent's
-    ``wait()`` downloaded the whole file again instead of resuming.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    # "pid (comm) state ...": comm may contain spaces or parentheses, so split after the last ")"
-    fields = stat.rpartition(b")")[2].split()
-    return bool(fields) and fields[0] == b"Z"
 
 
 class Cache(CacheMaintenance):
@@ -139,10 +108,10 @@ class Cache(CacheMaintenance):
         """The ref recorded for ``url`` (or None). A malformed one (a ``sha256`` that is not
         64 hex digits, such as ``../../x``) is ignored and deleted, with a warning."""
         path = self._ref_path(url)
-        data = _read_json(path)
+        data = read_json(path)
         if data is None or data.get("url") != url:
             return None
-        clean = _clean_ref(data)
+        clean = clean_ref(data)
         if clean is None:
             log.warning("ignoring malformed cache ref %s (sha256 %r)", path, data.get("sha256"))
             with contextlib.suppress(OSError):  # a read-only cache keeps it; it stays ignored
@@ -161,7 +130,7 @@ class Cache(CacheMaintenance):
             log.warning("cache entry %s is not a regular file; removing the entry", path)
             self._delete_blob(sha256)
             return None
-        meta = _read_json(self._meta_path(sha256))
+        meta = read_json(self._meta_path(sha256))
         if meta and meta.get("size") == st.st_size and meta.get("mtime_ns") == st.st_mtime_ns:
             return path
         try:
@@ -187,7 +156,7 @@ class Cache(CacheMaintenance):
         if st is None:
             return
         try:
-            _write_json(
+            write_json(
                 self._meta_path(sha256),
                 {
                     "sha256": sha256,
@@ -241,7 +210,7 @@ class Cache(CacheMaintenance):
         _checked_digest(sha256)
         self.ensure()
         path = self._ref_path(url)
-        old = _clean_ref(_read_json(path) or {}) or {}
+        old = clean_ref(read_json(path) or {}) or {}
         same_blob = old.get("sha256") == sha256
         names = [n for n in old.get("names", []) if isinstance(n, str)] if same_blob else []
         if name and name not in names:
@@ -265,7 +234,7 @@ class Cache(CacheMaintenance):
                 value = old.get(key)
             if value is not None:
                 record[key] = value
-        _write_json(path, record)
+        write_json(path, record)
 
     def _delete_blob(self, sha256: str) -> None:
         # Unlinking needs no write permission on the file itself, so there is no chmod that
@@ -301,9 +270,9 @@ class Cache(CacheMaintenance):
         if host == _HOST:
             if pid == os.getpid():  # ours: a leftover unless a download is writing it now
                 return temp.name not in ACTIVE_TEMPS
-            return not _pid_alive(pid)
+            return not pid_alive(pid)
         try:
-            return time.time() - os.lstat(temp).st_mtime > _STALE_FOREIGN_TEMP_S
+            return time.time() - os.lstat(temp).st_mtime > STALE_FOREIGN_TEMP_S
         except FileNotFoundError:
             return False
 
@@ -312,7 +281,7 @@ class Cache(CacheMaintenance):
         removed = []
         for temp in self.temps(key):
             if self.is_leftover(temp):
-                _partial_info(temp).unlink(missing_ok=True)
+                partial_info(temp).unlink(missing_ok=True)
                 with contextlib.suppress(FileNotFoundError):
                     temp.unlink()
                     removed.append(temp)
@@ -322,11 +291,11 @@ class Cache(CacheMaintenance):
         self, temp: Path, url: str, validator: str | None, total: int | None
     ) -> None:
         """Note next to a partial download where its bytes came from (for a later resume)."""
-        info = _partial_info(temp)
+        info = partial_info(temp)
         if validator is None:
             info.unlink(missing_ok=True)  # without a validator a resume cannot be trusted
             return
-        _write_json(info, {"url": url, "validator": validator, "total": total})
+        write_json(info, {"url": url, "validator": validator, "total": total})
 
     def claim_partial(self, key: str, url: str) -> tuple[Path, str] | None:
         """Adopt a dead process's partial download of ``url`` (atomically renamed to a temp
@@ -340,10 +309,10 @@ class Cache(CacheMaintenance):
                 with contextlib.suppress(OSError):
                     fsafe.remove(temp)
                 continue
-            info = _read_json(_partial_info(temp))
+            info = read_json(partial_info(temp))
             if not info or info.get("url") != url or not isinstance(info.get("validator"), str):
                 continue
-            size = _size(temp)
+            size = size_of(temp)
             if size > 0 and (best is None or size > best[0]):
                 best = (size, temp, info)
         if best is None:
@@ -358,7 +327,7 @@ class Cache(CacheMaintenance):
             fsafe.remove(mine)
             self.release_temp(mine)
             return None
-        _partial_info(temp).unlink(missing_ok=True)
+        partial_info(temp).unlink(missing_ok=True)
         self.record_partial(mine, url, info["validator"], info.get("total"))
         return mine, str(info["validator"])
 
@@ -403,7 +372,7 @@ class Cache(CacheMaintenance):
                 yield found
                 return
             now = time.monotonic()
-            current = [(t.name, _size(t)) for t in self.temps(key)]
+            current = [(t.name, size_of(t)) for t in self.temps(key)]
             if current != marker:
                 marker, last_change = current, now
             elif now - last_change > stall_timeout:
@@ -421,10 +390,6 @@ class Cache(CacheMaintenance):
         finally:
             if held:
                 lock.release()
-
-
-def _partial_info(temp: Path) -> Path:
-    return temp.with_name(temp.name + ".json")
 
 
 def _checked_digest(sha256: str) -> str:

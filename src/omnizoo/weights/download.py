@@ -24,7 +24,6 @@ from ..errors import (
     DownloadError,
     HashMismatchError,
     IntegrityError,
-    NoPretrainedWeightsError,
     OfflineError,
     RemoteNotFoundError,
     UnpinnedError,
@@ -61,7 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..registry.card import WeightsFile
 
 __all__ = [
-    "download_weights",
+    "download_url",
     "fetch_url",
     "fetch_verified",
     "fetch_weights",
@@ -83,41 +82,15 @@ def get_cache(settings: Settings | None = None) -> Cache:
     return Cache((settings or get_settings()).weights_dir)
 
 
-def download_weights(
-    name_or_url: str,
+def download_url(
+    url: str,
     *,
     sha256: str | None = None,
     lock: str | Path | WeightsLock | bool | None = None,
 ) -> Path:
-    """Return the path of the verified file for a model name or a URL, downloading it once.
-
-    ``name_or_url``: a registry name (``"torchvision:resnet50"``; its card's weights file,
-    mirrors and hashes are used) or any http(s) URL. ``sha256``: the full expected digest;
-    without it a URL is checked against the hash prefix in its file name (torch.hub's
-    ``-<hex>.`` convention), a Hugging Face file against the sha256 its origin announces, and a
-    file with none of these is accepted from its origin (never a mirror) after a content sniff,
-    and recorded as unverified. ``lock``: a lock file (path or :class:`WeightsLock`) the
-    download must match; None uses OMNIZOO_LOCK, False none. Raises :class:`OfflineError`,
-    :class:`RemoteNotFoundError`, :class:`DownloadError`, :class:`HashMismatchError`,
-    :class:`NotAWeightsFileError`, :class:`FormatMismatchError` or :class:`UnpinnedError`
-    (:class:`NotInLockError`).
-    """
-    if is_url(name_or_url):
-        return _fetch((name_or_url,), sha256=sha256, hash_prefix=None, size=None, lock=lock).path
-    from ..registry.registry import get_card
-
-    card = get_card(name_or_url)
-    if card.weights is None:
-        raise NoPretrainedWeightsError(
-            f"{card.name} has no pretrained weights to download; "
-            "`omnizoo list --pretrained` shows the names that do"
-        )
-    weights = card.weights
-    if sha256 is not None:
-        import dataclasses
-
-        weights = dataclasses.replace(weights, sha256=sha256)
-    return fetch_verified(weights, name=card.name, lock=lock).path
+    """The verified file for ``url`` in the cache, downloaded once (see
+    :func:`omnizoo.download_weights`, which also takes model names)."""
+    return _fetch((url,), sha256=sha256, hash_prefix=None, size=None, lock=lock).path
 
 
 def fetch_url(url: str, *, sha256: str | None = None, size: int | None = None) -> Path:

@@ -44,9 +44,9 @@ from typing import Any
 
 from ..errors import ConfigurationError, HashMismatchError, LockFileError, NotInLockError
 from ..settings import Settings
-from .verification import PINNED, STATES, Expected, Fetched, recording
+from .verification import PINNED, STATES, Expected, Fetched
 
-__all__ = ["LOCK_VERSION", "LockEntry", "WeightsLock", "active_lock", "load_lock", "lock_targets"]
+__all__ = ["LOCK_VERSION", "LockEntry", "WeightsLock", "active_lock", "load_lock", "lock_entry"]
 
 LOCK_VERSION = 1
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -258,7 +258,7 @@ def active_lock(
     return load_lock(lock)
 
 
-def _entry(fetched: Fetched, name: str | None, fmt: str | None) -> LockEntry:
+def lock_entry(fetched: Fetched, name: str | None, fmt: str | None) -> LockEntry:
     return LockEntry(
         urls=fetched.urls,
         sha256=fetched.sha256,
@@ -268,40 +268,3 @@ def _entry(fetched: Fetched, name: str | None, fmt: str | None) -> LockEntry:
         format=fmt,
         source=fetched.verification,
     )
-
-
-def lock_targets(targets: Sequence[str]) -> list[LockEntry]:
-    """Resolve model names or URLs to lock entries (downloading and verifying as needed).
-
-    Runs with no lock in force (it is how a lock is made). Every file fetched while resolving a
-    target is listed (e.g. an ``hf-hub:`` model's ``config.json``), the target's own file under
-    its name.
-    """
-    from ..registry.registry import get_card
-    from .download import fetch_verified, is_url
-
-    entries: dict[tuple[str | None, str], LockEntry] = {}
-    for target in targets:
-        with recording() as seen:
-            if is_url(target):
-                from ..registry.card import WeightsFile
-
-                filename = target.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
-                main = fetch_verified(WeightsFile(urls=(target,), filename=filename), lock=False)
-                name, fmt = None, None
-            else:
-                card = get_card(target)
-                if card.weights is None:
-                    from ..errors import NoPretrainedWeightsError
-
-                    raise NoPretrainedWeightsError(
-                        f"{card.name} has no pretrained weights to lock; `omnizoo list "
-                        "--pretrained` shows the names that do"
-                    )
-                main = fetch_verified(card.weights, name=card.name, lock=False)
-                name, fmt = card.name, card.weights.format
-        for other in seen:
-            if other.path != main.path or other.urls != main.urls:
-                entries[(None, other.urls[0])] = _entry(other, None, None)
-        entries[(name, main.urls[0])] = _entry(main, name, fmt)
-    return list(entries.values())

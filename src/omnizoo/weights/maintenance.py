@@ -7,61 +7,16 @@ docs/cache.md); kept apart so that the download path stays small.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import fsafe
+from .records import clean_ref, is_digest, read_json, size_of
 from .verification import STATES, state_of
 
-__all__ = ["BlobInfo", "CacheMaintenance", "is_digest"]
-
-_DIGEST = re.compile(r"[0-9a-f]{64}")
-_MAX_JSON_BYTES = 1 << 20  # refs and metas are a few hundred bytes
-
-
-def is_digest(value: object) -> bool:
-    """Whether ``value`` is a sha256 hex digest as the cache names blobs (64 lower-case hex)."""
-    return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(fsafe.read_regular(path, _MAX_JSON_BYTES))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except (OSError, ValueError):
-        return None  # a torn/corrupt metadata file, a symlink or a FIFO counts as missing
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically replace ``path`` with ``data`` (temp file + rename; umask honoured)."""
-    fsafe.write_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
-
-
-def _size(path: Path) -> int:
-    try:
-        return os.lstat(path).st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _clean_ref(data: dict[str, Any]) -> dict[str, Any] | None:
-    """A ref as the cache may use it, or None: ``url`` a string, ``sha256`` a digest (never a
-    path such as ``../../x``); ``names`` keeps only strings, ``filename`` only a string."""
-    if not isinstance(data.get("url"), str) or not is_digest(data.get("sha256")):
-        return None
-    clean = dict(data)
-    names = data.get("names")
-    clean["names"] = [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
-    if not isinstance(data.get("filename"), str):
-        clean["filename"] = ""
-    return clean
+__all__ = ["BlobInfo", "CacheMaintenance"]
 
 
 @dataclass
@@ -119,12 +74,12 @@ class CacheMaintenance:
         raise NotImplementedError
 
     def all_refs(self) -> list[dict[str, Any]]:
-        """Every well-formed ref (see :func:`_clean_ref`), with its file as ``_path``."""
+        """Every well-formed ref (see :func:`clean_ref`), with its file as ``_path``."""
         out = []
         if self.refs.is_dir():
             for path in sorted(self.refs.glob("*.json")):
-                data = _read_json(path)
-                clean = _clean_ref(data) if data else None
+                data = read_json(path)
+                clean = clean_ref(data) if data else None
                 if clean is not None:
                     clean["_path"] = str(path)
                     out.append(clean)
@@ -226,7 +181,7 @@ class CacheMaintenance:
             "names": len({n for b in blobs for n in b.names}),
             "total_bytes": sum(b.size for b in blobs),
             "partial": len(temps),
-            "partial_bytes": sum(_size(t) for t in temps),
+            "partial_bytes": sum(size_of(t) for t in temps),
             # Files by the strongest verification recorded for them (see .verification).
             "verification": {
                 state: sum(1 for b in blobs if b.verification == state) for state in STATES

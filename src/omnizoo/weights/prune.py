@@ -26,11 +26,16 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
 from . import fsafe
-from .maintenance import CacheMaintenance, _clean_ref, _read_json, is_digest
+
+if TYPE_CHECKING:
+    from .maintenance import CacheMaintenance
+
+from .processes import STALE_FOREIGN_TEMP_S, partial_info, pid_alive
+from .records import clean_ref, is_digest, read_json
 
 __all__ = ["DEFAULT_GRACE_S", "MIN_GRACE_S", "prune_cache"]
 
@@ -90,7 +95,6 @@ class _Run:
 
     # -- temp files: judged by their owner --------------------------------------------------
     def partials(self) -> None:
-        from .cache import _partial_info
 
         cache = self.cache
         doomed = [t for t in cache.temps() if cache.is_leftover(t)]
@@ -105,25 +109,24 @@ class _Run:
                     doomed.append(info)
         for temp in doomed:
             if temp.name.endswith(".part"):
-                info = _partial_info(temp)
+                info = partial_info(temp)
                 if info not in doomed and os.path.lexists(info):
                     self.delete("partial", info)
             self.delete("partial", temp)
 
     def _dead_temp(self, path: Path) -> bool:
         """A :func:`~omnizoo.weights.fsafe.write_atomic` temp file nobody is writing."""
-        from .cache import _STALE_FOREIGN_TEMP_S, _pid_alive
 
         owner = fsafe.temp_owner(path.name)
         if owner is not None and owner[0] == fsafe.HOST:
             if owner[1] == os.getpid():
                 return self.old(path)  # ours: another thread may be writing it right now
-            return not _pid_alive(owner[1])
+            return not pid_alive(owner[1])
         try:  # another host's (or an unknown name): only when surely abandoned
             age = self.now - os.lstat(path).st_mtime
         except FileNotFoundError:
             return False
-        return age >= max(self.grace, _STALE_FOREIGN_TEMP_S)
+        return age >= max(self.grace, STALE_FOREIGN_TEMP_S)
 
     # -- blobs, refs, metas: judged under the exclusive cache guard ---------------------------
     def entries(self) -> None:
@@ -161,8 +164,8 @@ class _Run:
         if not self.cache.refs.is_dir():
             return out
         for path in sorted(self.cache.refs.glob("*.json")):
-            data = _read_json(path)
-            clean = _clean_ref(data) if data is not None else None
+            data = read_json(path)
+            clean = clean_ref(data) if data is not None else None
             if clean is None:
                 if os.path.lexists(path) and (data is not None or self.old(path)):
                     self.delete("refs", path)
