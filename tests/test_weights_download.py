@@ -348,7 +348,7 @@ def test_hf_endpoint_rewrites_huggingface_urls(
 def test_name_form_resolves_the_card(
     fast: Path, weight_server: WeightServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from omnizoo.registry import registry
+    from omnizoo.registry import downloads as registry
     from omnizoo.registry.card import ModelCard, WeightsFile
 
     url = weight_server.add(NAME, DATA)

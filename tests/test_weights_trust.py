@@ -375,7 +375,7 @@ def test_cli_download_through_a_lying_mirror_is_refused(
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("omnizoo download: error: ")
+    assert len(lines) == 1 and lines[0].startswith("omnizoo: error: ")
     assert f"sha256 mismatch: expected {SHA_REAL}, got {SHA_LIE}" in lines[0]
     assert_nothing_cached(hub_home)
 
