@@ -8,11 +8,12 @@ the figure is the model creation itself) and the median of ``--repeat`` runs is 
 Weights: real weights cannot be downloaded here, so the files are generated from random init
 (same shapes and key names as the real ones) into a private directory, then
 
-* **timm** tags (Hugging Face hosted, no published hash): the file is served by a loopback
-  HTTP server standing in for huggingface.co (``HF_ENDPOINT``); one warm-up
-  ``omnizoo.download_weights`` puts it in omnizoo's verified cache, so the timed
-  ``create_model(name, pretrained=True)`` runs the real path on a warm cache. timm gets the
-  same cached file through ``pretrained_cfg_overlay=dict(file=...)``.
+* **timm** tags (Hugging Face hosted): the file is served by a loopback HTTP server standing
+  in for huggingface.co (``HF_ENDPOINT``); one warm-up ``omnizoo.download_weights(name,
+  sha256=...)`` puts it in omnizoo's verified cache, pinned by its sha256 (the loopback server
+  is no Hub origin that could announce it), so the timed ``create_model(name, pretrained=True)``
+  runs the real path on a warm cache. timm gets the same file through
+  ``pretrained_cfg_overlay=dict(file=...)``.
 * **torchvision** weights carry a sha256 prefix in their file name that random bytes cannot
   match, so they cannot enter the verified cache honestly; omnizoo loads the same local file
   with ``checkpoint_path=`` (the same build and load code, minus the cache lookup), against
@@ -21,6 +22,10 @@ Weights: real weights cannot be downloaded here, so the files are generated from
   (``with torch.device("meta")``), read the file (safetensors / ``torch.load(mmap=True)``) and
   ``load_state_dict(assign=True)``. It skips what a correct model needs (non-persistent
   buffers are left on meta), so it is a lower bound, not a usable model.
+
+``--meta`` rows time ``create_model(name, device="meta")`` (the architecture only) against
+``timm.create_model(arch, device="meta")`` and torchvision's builder under
+``torch.device("meta")``.
 
 A last line times a fresh process doing ``import omnizoo``, a warm ``list_models()`` and
 ``get_card()``, and checks that it imported neither torch nor timm.
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -92,6 +98,22 @@ dt = time.perf_counter() - t
 t = time.perf_counter()
 m = torchvision.models.get_model(ARCH, weights=None)
 m.load_state_dict(torch.load(FILE, map_location="cpu", weights_only=True))
+dt = time.perf_counter() - t
+""",
+    "omnizoo_meta": """
+t = time.perf_counter()
+m = omnizoo.create_model(NAME, device="meta")
+dt = time.perf_counter() - t
+""",
+    "timm_meta": """
+t = time.perf_counter()
+m = timm.create_model(ARCH, device="meta")
+dt = time.perf_counter() - t
+""",
+    "torchvision_meta": """
+t = time.perf_counter()
+with torch.device("meta"):
+    m = torchvision.models.get_model(ARCH, weights=None)
 dt = time.perf_counter() - t
 """,
     "floor_timm": """
@@ -195,6 +217,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--work", default=None, help="directory for the generated files and cache")
+    ap.add_argument("--meta", action="store_true", help='also time device="meta" builds')
     args = ap.parse_args()
     models = [m for m in args.models.split(",") if m]
     work = Path(args.work or tempfile.mkdtemp(prefix="omnizoo-bench-"))
@@ -214,7 +237,9 @@ def main() -> int:
         cached = {}
         for label in models:
             name = MODELS[label][0][0]
-            cached[name] = str(download_weights(name))  # warm-up: fetch + verify once
+            digest = hashlib.sha256(files[name].read_bytes()).hexdigest()
+            # warm-up: fetch + verify once, pinned by sha256
+            cached[name] = str(download_weights(name, sha256=digest))
         print(
             f"# {sys.platform}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
             f"median of {args.repeat} fresh processes, seconds",
@@ -244,6 +269,14 @@ def main() -> int:
                 f"{ours / floor:>7.2f}x{up / ours:>8.1f}x",
                 flush=True,
             )
+    if args.meta:
+        print(f"{'device=meta':<48}{'omnizoo':>9}{'upstream':>10}{'ratio':>8}")
+        for label in models:
+            for name, arch, kind in MODELS[label]:
+                ours = median("omnizoo_meta", env, args.repeat, NAME=name)
+                up = median(f"{kind}_meta", env, args.repeat, ARCH=arch)
+                rows.append((name + " (meta)", ours, up, None))
+                print(f"{name:<48}{ours:>9.3f}{up:>10.3f}{ours / up:>7.2f}x", flush=True)
     code = (
         "import sys, time; t = time.perf_counter(); import omnizoo; "
         "n = len(omnizoo.list_models()); c = omnizoo.get_card('resnet50'); "

@@ -1,7 +1,8 @@
 """Shared fixtures. Every test runs offline against a private OMNIZOO_HOME.
 
-* The card index is built once per test session (a session-wide home) because building it
-  imports timm and torchvision; tests that need an empty weights cache ask for
+* The card index is built once per test session (a session-wide home, set up before
+  collection so that tests can be parametrised over ``omnizoo.list_models()``) because
+  building it imports timm and torchvision; tests that need an empty weights cache ask for
   ``isolated_home``.
 * No OMNIZOO_* variable of the developer's shell leaks into a test.
 """
@@ -9,6 +10,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +24,31 @@ from weightserver import weight_server  # noqa: F401  (the loopback weights serv
 _ENV_PREFIXES = ("OMNIZOO_", "HF_ENDPOINT")
 
 
+_SESSION_HOME: Path | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before collection: a private OMNIZOO_HOME for the whole session, so that parametrising
+    over the registry never touches (or depends on) the developer's own cache."""
+    global _SESSION_HOME
+    _SESSION_HOME = Path(tempfile.mkdtemp(prefix="omnizoo-test-home-"))
+    for key in list(os.environ):
+        if key.startswith(_ENV_PREFIXES):
+            del os.environ[key]
+    os.environ["OMNIZOO_HOME"] = str(_SESSION_HOME)
+    settings.reset()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SESSION_HOME is not None:
+        shutil.rmtree(_SESSION_HOME, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def session_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def session_home() -> Path:
     """An OMNIZOO_HOME shared by the whole session (card index built once)."""
-    return tmp_path_factory.mktemp("omnizoo-home")
+    assert _SESSION_HOME is not None
+    return _SESSION_HOME
 
 
 @pytest.fixture(autouse=True)

@@ -25,15 +25,13 @@ torch.set_num_threads(2)
 
 
 def _tv_params() -> list[Any]:
-    # Straight from torchvision (collection must not touch the registry's cache dir).
-    import torchvision.models as tvm
-
+    """Every torchvision classification architecture in the registry (the big ones: slow)."""
     out = []
-    for arch in tvm.list_models(module=tvm):
-        meta = tvm.get_model_weights(arch).DEFAULT.meta
-        big = meta.get("num_params", 0) > 30_000_000
+    for name in list_models(source="torchvision", task="classification"):
+        card = get_card(name)
+        big = (card.num_params or 0) > 30_000_000
         marks = [pytest.mark.slow] if big else []
-        out.append(pytest.param(arch, marks=marks, id=arch))
+        out.append(pytest.param(card.arch, marks=marks, id=card.arch))
     return out
 
 
@@ -102,9 +100,6 @@ class _nowarn:
 def _timm_family_params() -> list[Any]:
     """One pretrained tag per timm module (the smallest-sounding arch of each family:
     atto/femto/.../tiny/small first, then the shortest name)."""
-    import timm
-    from timm.models._registry import _model_to_module
-
     small = (
         "atto",
         "femto",
@@ -128,9 +123,9 @@ def _timm_family_params() -> list[Any]:
         return (rank, len(full), full)
 
     by_module: dict[str, str] = {}
-    for full in sorted(timm.list_models(pretrained=True), key=size_rank):
-        arch = full.split(".", 1)[0]
-        module = _model_to_module.get(arch, "?")
+    names = [n.split(":", 1)[1] for n in list_models(source="timm", pretrained=True)]
+    for full in sorted(names, key=size_rank):
+        module = str(get_card(f"timm:{full}").extra.get("module", "?"))
         by_module.setdefault(module, full)
     # Families whose smallest pretrained model is still large (or high resolution): slow.
     heavy = {
@@ -406,13 +401,11 @@ def test_no_weights_error() -> None:
 
 # ----------------------------------------------------------------------------- slow sweeps
 def _other_tv() -> list[Any]:
-    import torchvision.models as tvm
-
-    out = []
-    for sub in (tvm.detection, tvm.segmentation, tvm.video, tvm.optical_flow, tvm.quantization):
-        for arch in tvm.list_models(module=sub):
-            out.append(pytest.param(f"torchvision:{arch}", marks=[pytest.mark.slow], id=arch))
-    return out
+    return [
+        pytest.param(name, marks=[pytest.mark.slow], id=name.split(":", 1)[1])
+        for name in list_models(source="torchvision")
+        if get_card(name).task != "classification"
+    ]
 
 
 @pytest.mark.parametrize("name", _other_tv())
@@ -448,9 +441,10 @@ def test_torchvision_other_tasks_build_and_run(name: str) -> None:
 
 
 def _all_timm() -> list[Any]:
-    import timm
-
-    return [pytest.param(f"timm:{n}", marks=[pytest.mark.slow], id=n) for n in timm.list_models()]
+    return [
+        pytest.param(n, marks=[pytest.mark.slow], id=n.split(":", 1)[1])
+        for n in list_models(source="timm")
+    ]
 
 
 @pytest.mark.parametrize("name", _all_timm())

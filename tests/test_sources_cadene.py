@@ -227,7 +227,13 @@ def _params(archs: list[str]) -> list[Any]:
     return [a if a in DEFAULT else pytest.param(a, marks=pytest.mark.slow) for a in archs]
 
 
-@pytest.mark.parametrize("arch", _params(list(pm.model_names)))
+def _registry_archs() -> list[str]:
+    from omnizoo import list_models
+
+    return [name.split(":", 1)[1] for name in list_models(source="cadene")]
+
+
+@pytest.mark.parametrize("arch", _params(_registry_archs()))
 def test_forward_and_upstream_parity(arch: str, cards: list[ModelCard], tmp_path: Path) -> None:
     card = _card(cards, arch)
     key = settings_key_for_tag(card.tag or "")
