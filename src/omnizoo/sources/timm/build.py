@@ -39,7 +39,8 @@ def timm_name(card: ModelCard) -> str:
 
 
 def _kwargs(card: ModelCard, request: CreateRequest) -> dict[str, Any]:
-    kwargs: dict[str, Any] = dict(request.kwargs)
+    # timm prunes None-valued kwargs first ("not set"), then fills in saved model args
+    kwargs: dict[str, Any] = {k: v for k, v in request.kwargs.items() if v is not None}
     if "pretrained_cfg" in card.extra and "pretrained_cfg" not in kwargs:
         # an hf-hub:/local-dir: model: its config.json, as timm's factory passes it
         kwargs["pretrained_cfg"] = dict(card.extra["pretrained_cfg"])

@@ -177,7 +177,7 @@ def resolve_weights_source(
         arch, pretrained_cfg=given, pretrained_cfg_overlay=kwargs.get("pretrained_cfg_overlay")
     ).to_dict()
     kind, where = _source_of(cfg)
-    data_card = dataclasses.replace(card, data=_data_config(cfg))
+    data_card = _with_data_config(card, cfg)
     if kind == "state_dict":
         if not isinstance(where, dict):
             raise ConfigurationError("pretrained_cfg['state_dict'] must be a dict of tensors")
@@ -212,7 +212,14 @@ def resolve_weights_source(
     return dataclasses.replace(data_card, weights=weights), request
 
 
-def _data_config(cfg: dict[str, Any]) -> Any:
+def _with_data_config(card: ModelCard, cfg: dict[str, Any]) -> ModelCard:
+    """The card with the preprocessing the given cfg declares; a cfg whose preprocessing
+    DataConfig cannot express (13 input channels with a 3-value mean, as timm's multispectral
+    tests give) keeps the card's and says so."""
     from ...data.config import data_config_from_timm
 
-    return data_config_from_timm(cfg)
+    try:
+        return dataclasses.replace(card, data=data_config_from_timm(cfg))
+    except ConfigurationError as exc:
+        note = f"preprocessing of the given pretrained_cfg not recorded ({exc})"
+        return dataclasses.replace(card, notes=(*card.notes, note))
