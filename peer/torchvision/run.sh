@@ -55,8 +55,9 @@ pytest_run() {  # name home [plugin args...]
   rm -f "$OUT/$name.jsonl"
   {
     echo "# $name: OMNIZOO_HOME=$home ($(ls -A "$home" 2>/dev/null | wc -l) entries at start) PYTHONPATH=$PYTHONPATH"
-    ( cd "$TESTS" && OMNIZOO_HOME="$home" timeout "$LIMIT" "$PY" -m pytest test_models.py -p no:cacheprovider \
-        -p tv_omnizoo_plugin "$@" -q -rfEs --tb=short -W ignore --durations=15 --oz-log="$OUT/$name.jsonl" )
+    ( cd "$TESTS" && OMNIZOO_HOME="$home" timeout "$LIMIT" "$PY" -m pytest test_models.py -c "$HERE/pytest.ini" \
+        --rootdir "$TESTS" -p no:cacheprovider -p tv_omnizoo_plugin "$@" -q -rfEs --tb=short -W ignore \
+        --durations=15 --oz-log="$OUT/$name.jsonl" )
     echo "$name exit $?"
   } > "$OUT/$name.log" 2>&1
 }
