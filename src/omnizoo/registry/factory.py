@@ -106,7 +106,9 @@ def create_model(
             request, weights_path=Path(fetched.path), verified=fetched.verified
         )
     model, report = adapter.create(card, request)
-    if not on_meta and (device is not None or request.dtype is not None):
+    if on_meta and request.dtype is not None:
+        model = _move(model, None, request.dtype)  # free on meta; timm already built it so
+    elif not on_meta and (device is not None or request.dtype is not None):
         model = _move(model, device, request.dtype)
     _attach(model, _derived_card(card, model, request), report)
     return model

@@ -68,10 +68,10 @@ def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
     name = timm_name(card)
     kwargs = _kwargs(card, request)
     if request.device is not None and str(request.device) == "meta":
-        import torch
-
-        with meta_params(), torch.device("meta"):
-            model = timm.create_model(name, pretrained=False, **kwargs)
+        # timm's models build on meta themselves (device=/dtype= reach every layer); the
+        # init ops they run there are skipped (meta_params), which is what makes it instant
+        with meta_params():
+            model = _random(timm, name, kwargs, request)
         return model, LoadReport(notes=["device='meta': architecture only, nothing loaded"])
     if not request.has_weights:
         model = _random(timm, name, kwargs, request)
@@ -137,7 +137,12 @@ def _random(timm: Any, name: str, kwargs: dict[str, Any], request: CreateRequest
     except TypeError as exc:
         if "device" not in str(exc) and "dtype" not in str(exc):
             raise
-        return timm.create_model(name, pretrained=False, **kwargs)
+    if request.device is not None and str(request.device) == "meta":
+        import torch
+
+        with torch.device("meta"):
+            return timm.create_model(name, pretrained=False, **kwargs)
+    return timm.create_model(name, pretrained=False, **kwargs)
 
 
 def _custom_load(card: ModelCard, request: CreateRequest, path: Any) -> bool:
