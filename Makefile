@@ -1,4 +1,5 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Both install omnizoo with every optional source ([all]) and the dev tools ([dev]).
 # Both create/refresh .venv only when pyproject.toml changed (a stamp file records it).
 PYTHON ?= python3.11
 VENV   := .venv
@@ -13,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[dev]"
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[all,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

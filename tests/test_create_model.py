@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from omnizoo import create_model, errors, get_card, settings
+from omnizoo import create_model, errors, get_card, get_labels, settings
 from omnizoo.loading import checkpoint as loading
 from omnizoo.registry.registry import list_models
 from tolerance import assert_outputs_close, assert_state_dicts_equal
@@ -216,7 +216,8 @@ def test_num_classes_and_in_chans_torchvision(resnet18_file: Path) -> None:
     assert torch.equal(m.layer1[0].conv1.weight, sd["layer1.0.conv1.weight"])
     assert m(torch.randn(2, 1, 64, 64)).shape == (2, 10)
     card = get_card(m)
-    assert card.num_classes == 10 and card.label_set is None and card.data.input_size[0] == 1
+    assert card.num_classes == 10 and card.label_set == "generic" and card.data.input_size[0] == 1
+    assert get_labels(m)[:2] == ["class_0", "class_1"]
     m5 = create_model("torchvision:resnet18", checkpoint_path=resnet18_file, in_chans=5)
     w = m5.conv1.weight
     assert w.shape[1] == 5

@@ -204,7 +204,7 @@ def test_background_offset_and_categories() -> None:
     )
     assert get_labels(coco) == ["__background__", "person", "bicycle"]
     odd = ModelCard(source="timm", arch="x", tag="y", task="features", num_classes=4)
-    assert get_labels(odd) == ["0", "1", "2", "3"]
+    assert get_labels(odd) == ["class_0", "class_1", "class_2", "class_3"]
 
 
 def test_damaged_label_cache_is_rebuilt(isolated_home: Path) -> None:

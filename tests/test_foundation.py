@@ -79,7 +79,14 @@ def test_settings_parse(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     assert s.home == tmp_path and s.offline
     assert s.mirrors == {"https://a/": ("http://m1/", "http://m2/"), "https://b/": ("http://m3/",)}
     assert s.source_order == ("timm", "onnx")  # the rest follow in the table's order
-    assert omnizoo.list_sources() == ["timm", "onnx", "torchvision", "cadene", "efficientnet"]
+    assert omnizoo.list_sources() == [
+        "timm",
+        "onnx",
+        "torchvision",
+        "cadene",
+        "efficientnet",
+        "user",
+    ]
     assert s.weights_dir == tmp_path / "weights"
 
 

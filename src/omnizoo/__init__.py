@@ -61,8 +61,11 @@ _LAZY: dict[str, str] = {
     "list_models": "omnizoo.registry.registry",
     "list_sources": "omnizoo.registry.registry",
     "param_groups": "omnizoo.finetune.param_groups",
+    "read_card": "omnizoo.registry.local",
+    "register_model": "omnizoo.sources.user",
     "reset_classifier": "omnizoo.finetune.heads",
     "resolve_data_config": "omnizoo.data.resolve",
+    "save_pretrained": "omnizoo.finetune.pretrained",
     "trainable_summary": "omnizoo.finetune.freeze",
     "unfreeze": "omnizoo.finetune.freeze",
 }
@@ -109,8 +112,11 @@ __all__ = [
     "list_models",
     "list_sources",
     "param_groups",
+    "read_card",
+    "register_model",
     "reset_classifier",
     "resolve_data_config",
+    "save_pretrained",
     "trainable_summary",
     "unfreeze",
 ]
@@ -139,10 +145,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .finetune.freeze import freeze, trainable_summary, unfreeze
     from .finetune.heads import reset_classifier
     from .finetune.param_groups import param_groups
+    from .finetune.pretrained import save_pretrained
     from .inference.predictor import Prediction, Predictor
     from .loading.report import LoadReport
     from .registry.card import ModelCard, WeightsFile
     from .registry.downloads import download_weights
     from .registry.factory import create_model
+    from .registry.local import read_card
     from .registry.registry import Resolution, explain, get_card, list_models, list_sources
     from .sources.features import FeatureInfo
+    from .sources.user import register_model

@@ -59,6 +59,7 @@ __all__ = [
     "UnpinnedError",
     "UnsafeCheckpointError",
     "UnsupportedError",
+    "pip_install",
 ]
 
 
@@ -112,7 +113,20 @@ class UnsupportedError(OmnizooError, ValueError):
 
 
 class DependencyError(OmnizooError, ImportError):
-    """An optional library needed for this call is not installed."""
+    """An optional library needed for this call is not installed; the message says the
+    ``pip install`` that adds it (:func:`pip_install`)."""
+
+    def __str__(self) -> str:  # ImportError's would be fine; keep every error's str() alike
+        return str(self.args[0]) if self.args else ""
+
+
+def pip_install(extra: str) -> str:
+    """The command that installs one optional part of omnizoo (its pip extra).
+
+    >>> pip_install("timm")
+    'pip install "omnizoo[timm]"'
+    """
+    return f'pip install "omnizoo[{extra}]"'
 
 
 class DownloadError(OmnizooError, OSError):

@@ -39,6 +39,16 @@ OMNIZOO_CARD_CACHE          0: rebuild the card index on every use        1
 OMNIZOO_TRUST_PICKLE        1: allow full unpickling of *verified* files  0
                             (pinned, origin or prefix; never unverified)
 OMNIZOO_ONNX_MANIFEST_URL   where the ONNX zoo manifest is fetched from   pinned onnx/models
+OMNIZOO_ECOSYSTEM_CACHES    0: never adopt files from the torch.hub and   1
+                            Hugging Face caches below
+TORCH_HOME                  torch.hub's cache (files in hub/checkpoints   $XDG_CACHE_HOME/torch
+                            are adopted once verified)                    (~/.cache/torch)
+HF_HUB_CACHE, HF_HOME       the Hugging Face cache (models--org--repo/;   $HF_HOME/hub
+                            files adopted once verified)                  (~/.cache/huggingface)
+HF_TOKEN                    sent as ``Authorization: Bearer`` to the Hub  unset
+                            origin (gated repos), never to a mirror
+HF_HUB_OFFLINE              1: no request for a Hugging Face file (the    0
+                            caches only); other URLs are unaffected
 =========================== ============================================= =====================
 
 Numbers must be finite and inside the range shown; anything else (``nan``, ``inf``, ``1e9``
@@ -109,6 +119,13 @@ class Settings:
     card_cache: bool = True
     trust_pickle: bool = False
     onnx_manifest_url: str = DEFAULT_ONNX_MANIFEST_URL
+    # The ecosystem's caches, whose verified files are adopted instead of downloaded again.
+    ecosystem_caches: bool = True
+    torch_home: Path | None = None
+    hf_hub_cache: Path | None = None
+    # Hugging Face: a token for gated repos (sent to the origin only) and offline mode.
+    hf_token: str | None = field(default=None, repr=False)
+    hf_hub_offline: bool = False
 
     @property
     def weights_dir(self) -> Path:
@@ -208,6 +225,30 @@ def _default_home() -> Path:
     return Path(platformdirs.user_cache_dir("omnizoo", appauthor=False))
 
 
+def _cache_home(env: Mapping[str, str]) -> Path:
+    """``$XDG_CACHE_HOME`` or ``~/.cache``: where torch and huggingface_hub put their caches
+    on every platform (they do not use the platform's cache directory)."""
+    return Path(env.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+
+
+def torch_home(env: Mapping[str, str]) -> Path:
+    """torch.hub's cache root, by torch's own rule (``torch.hub._get_torch_home``)."""
+    raw = env.get("TORCH_HOME")
+    return Path(raw).expanduser() if raw else _cache_home(env) / "torch"
+
+
+def hf_hub_cache(env: Mapping[str, str]) -> Path:
+    """The Hugging Face cache, by huggingface_hub's rule: ``HF_HUB_CACHE``, the legacy
+    ``HUGGINGFACE_HUB_CACHE``, else ``$HF_HOME/hub`` (``HF_HOME``: ``~/.cache/huggingface``)."""
+    for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        raw = env.get(name)
+        if raw:
+            return Path(raw).expanduser()
+    home = env.get("HF_HOME")
+    base = Path(home).expanduser() if home else _cache_home(env) / "huggingface"
+    return base / "hub"
+
+
 def from_environ(env: Mapping[str, str]) -> Settings:
     """Parse a mapping of environment variables (``os.environ`` in practice)."""
     home_raw = env.get("OMNIZOO_HOME")
@@ -232,6 +273,11 @@ def from_environ(env: Mapping[str, str]) -> Settings:
         card_cache=_flag(env, "OMNIZOO_CARD_CACHE", True),
         trust_pickle=_flag(env, "OMNIZOO_TRUST_PICKLE", False),
         onnx_manifest_url=env.get("OMNIZOO_ONNX_MANIFEST_URL") or DEFAULT_ONNX_MANIFEST_URL,
+        ecosystem_caches=_flag(env, "OMNIZOO_ECOSYSTEM_CACHES", True),
+        torch_home=torch_home(env),
+        hf_hub_cache=hf_hub_cache(env),
+        hf_token=(env.get("HF_TOKEN") or "").strip() or None,
+        hf_hub_offline=_flag(env, "HF_HUB_OFFLINE", False),
     )
 
 

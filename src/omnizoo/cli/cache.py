@@ -1,5 +1,10 @@
 """``omnizoo cache list | verify | remove | prune | info``: look after the weights cache.
 
+omnizoo cache add FILE [--as NAME_OR_URL] [--sha256 HEX]
+                                   add a file you already have (a copy from another machine,
+                                   torch.hub's or Hugging Face's cache), verified as its
+                                   download would be; without --as, the model whose weights
+                                   file has this name
 omnizoo cache info                 root, counts, total size, files per verification state
 omnizoo cache list [--json]        every cached file with the names/URLs pointing at it and
                                    how it was verified (pinned, origin, prefix, unverified)
@@ -33,6 +38,17 @@ def register(subparsers: Any) -> None:
     )
     sub = p.add_subparsers(dest="cache_command", metavar="ACTION")
     sub.required = True
+    s = sub.add_parser("add", help="add a local copy of a weights file, verified")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument(
+        "--as",
+        dest="target",
+        metavar="NAME_OR_URL",
+        default=None,
+        help="the model name or URL the file is a copy of (default: found by its file name)",
+    )
+    s.add_argument("--sha256", default=None, metavar="HEX", help="the digest to check it against")
+    s.set_defaults(func=_add)
     s = sub.add_parser("info", help="root, counts and total size")
     s.add_argument("--json", action="store_true", help="print JSON")
     s.set_defaults(func=_info)
@@ -62,6 +78,15 @@ def _cache() -> Any:
     from ..weights.download import get_cache
 
     return get_cache()
+
+
+def _add(args: argparse.Namespace) -> int:
+    from ..registry.downloads import add_to_cache
+
+    fetched = add_to_cache(args.file, args.target, sha256=args.sha256)
+    names = f" as {fetched.name}" if fetched.name else f" as {fetched.urls[0]}"
+    print(f"{fetched.path}  ({fetched.verification}{names})")
+    return 0
 
 
 def _human(n: float) -> str:

@@ -11,6 +11,11 @@ Each command group lives in its own module of this package and exposes
     omnizoo export resnet50 resnet50.onnx
     omnizoo cache list | verify | remove | prune | info
 
+``--import MODULE`` (repeatable) imports a module (or runs a ``.py`` file) first, so that the
+models it registers (``omnizoo.register_model``, timm's ``@register_model``) are known to the
+command: ``omnizoo --import mymodels predict user:my_net cat.jpg``. ``python -m omnizoo`` is
+the same command line.
+
 Exit codes: 0 success; 1 a runtime error (one line on stderr, ``omnizoo: error: <message>``,
 a traceback only with ``--debug``), including OSErrors such as a permission denied or a
 read-only cache, and commands that report failures (``cache verify`` finding corruption,
@@ -40,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"omnizoo {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an error")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module (or run a .py file) that registers models, before the command",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
@@ -55,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        for module in args.imports:
+            import_module(module)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -66,6 +81,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"omnizoo: error: {error_line(exc)}", file=sys.stderr)
         return 1
+
+
+def import_module(target: str) -> None:
+    """``--import``: a ``.py`` file is run as a module named after it; anything else is
+    imported by its dotted name (the current directory is on the path, as for ``python -m``)."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    from ..errors import ConfigurationError
+
+    if target.endswith(".py"):
+        path = Path(target).expanduser()
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None or not path.is_file():
+            raise ConfigurationError(f"--import {target}: no such Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        return
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name and target.startswith(exc.name):
+            raise ConfigurationError(f"--import {target}: no module named {exc.name!r}") from exc
+        raise
 
 
 def error_line(exc: BaseException) -> str:

@@ -6,7 +6,15 @@ Label sets are data the installed libraries already ship; omnizoo copies none by
   names: "tabby", "tiger cat", "espresso"), falling back to timm's ``ImageNetInfo``;
 * ``imagenet-12k`` / ``-21k`` / ``-22k`` / ``-21k-goog`` / ``-21k-miil`` / ``-22k-ms``: timm's
   ``ImageNetInfo(subset).label_descriptions()``;
-* other tasks (COCO, VOC, Kinetics...): the card's own ``categories``.
+* other tasks (COCO, VOC, Kinetics...), fine-tunes with ``labels=``: the card's own
+  ``categories``;
+* a head of another size with no names given (``label_set="generic"``), or outputs nobody
+  named: ``class_0 .. class_{n-1}``. The card never keeps claiming the old label set:
+  ``create_model(..., num_classes=3)``, a checkpoint with a 3-way head and a head replaced by
+  hand all give 3 generic names (:mod:`omnizoo.registry.derive`).
+
+:func:`read_labels_file` reads a labels file (one name per line, or JSON), as
+``omnizoo predict --labels FILE`` takes it.
 
 The first call writes the list as JSON under ``OMNIZOO_HOME/index/labels/``; later calls read
 that file and import neither torch nor torchvision nor timm.
@@ -25,8 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..registry.card import GENERIC_LABELS
 
-__all__ = ["BACKGROUND", "get_labels", "label_set_for", "load_label_set"]
+__all__ = [
+    "BACKGROUND",
+    "generic_labels",
+    "get_labels",
+    "label_set_for",
+    "load_label_set",
+    "read_labels_file",
+]
 
 BACKGROUND = "background"
 
@@ -78,13 +94,83 @@ def get_labels(name_or_model: Any) -> list[str]:
             )
         label_set = _BY_NUM_CLASSES.get(num_classes)
         if label_set is None:
-            return [str(i) for i in range(num_classes)]
+            return generic_labels(num_classes)
         return load_label_set(label_set)
     return _labels_for_card(card)
 
 
+def generic_labels(n: int) -> list[str]:
+    """Names for outputs nobody named.
+
+    >>> generic_labels(3)
+    ['class_0', 'class_1', 'class_2']
+    """
+    return [f"class_{i}" for i in range(int(n))]
+
+
+def read_labels_file(path: str | os.PathLike[str], num_classes: int | None = None) -> list[str]:
+    """The class names in a labels file, ``labels[i]`` naming output ``i``:
+
+    * ``.json``: a list of names, or an object mapping indices to names (Hugging Face's
+      ``id2label``; every index from 0 to n-1 must be there), or an object with such a
+      ``"labels"`` list or ``"id2label"`` object;
+    * anything else: UTF-8 text, one name per line (surrounding whitespace and blank lines
+      ignored).
+
+    ``num_classes``: the number the model has; another count raises
+    :class:`~omnizoo.errors.ConfigurationError`, as does an empty or malformed file.
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp(), "labels.txt")
+    >>> _ = f.write_text("cat\\ndog\\n\\n")
+    >>> read_labels_file(f, num_classes=2)
+    ['cat', 'dog']
+    """
+    where = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the labels file {where}: {exc}") from exc
+    if where.endswith(".json"):
+        try:
+            data: Any = json.loads(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"{where} is not valid JSON: {exc}") from exc
+        labels = _json_labels(data, where)
+    else:
+        labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise ConfigurationError(f"the labels file {where} holds no names")
+    if num_classes is not None and len(labels) != int(num_classes):
+        raise ConfigurationError(
+            f"the labels file {where} has {len(labels)} names but the model has "
+            f"{num_classes} outputs"
+        )
+    return labels
+
+
+def _json_labels(data: Any, where: str) -> list[str]:
+    if isinstance(data, dict):
+        for key in ("labels", "id2label"):
+            if key in data:
+                return _json_labels(data[key], where)
+        try:
+            by_index = {int(k): v for k, v in data.items()}
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"{where}: a JSON object of labels maps indices (0, 1, ...) to names"
+            ) from None
+        if sorted(by_index) != list(range(len(by_index))):
+            raise ConfigurationError(f"{where}: the indices are not 0 .. {len(by_index) - 1}")
+        data = [by_index[i] for i in range(len(by_index))]
+    if not isinstance(data, list) or not all(isinstance(x, (str, int, float)) for x in data):
+        raise ConfigurationError(f"{where}: expected a JSON list of names or an index->name object")
+    return [str(x) for x in data]
+
+
 def label_set_for(card: Any) -> str | None:
-    """The named label set a card uses (``card.label_set``, else inferred from num_classes)."""
+    """The named label set a card uses (``card.label_set``, else inferred from num_classes;
+    ``"generic"`` for classes without names)."""
     if card.label_set:
         return str(card.label_set)
     if card.categories:
@@ -103,8 +189,8 @@ def _labels_for_card(card: Any) -> list[str]:
             labels = [BACKGROUND, *labels]
         return labels
     label_set = label_set_for(card)
-    if label_set is None:
-        return [str(i) for i in range(n)]
+    if label_set is None or label_set == GENERIC_LABELS:
+        return generic_labels(n)
     labels = load_label_set(label_set)
     if offset:
         labels = [BACKGROUND, *labels]
@@ -183,10 +269,10 @@ def _from_libraries(key: str) -> tuple[list[str], str]:
         import timm
         from timm.data import ImageNetInfo
     except ImportError as exc:
-        from ..errors import DependencyError
+        from ..errors import DependencyError, pip_install
 
         raise DependencyError(
-            f"the {key} label names come from torchvision or timm; install one of them"
+            f"the {key} label names come from timm, which is not installed: {pip_install('timm')}"
         ) from exc
     info = ImageNetInfo(key)
     origin = f"timm {timm.__version__}: timm.data.ImageNetInfo({key!r}).label_descriptions()"

@@ -32,7 +32,9 @@ def card_of(obj: Any) -> Any:
         return get_card(obj)
     card = getattr(obj, "omnizoo_card", None)
     if isinstance(card, ModelCard):
-        return card
+        from ..registry.derive import current_card
+
+        return current_card(obj, card)  # a head replaced by hand: no stale label set
     return None
 
 

@@ -299,10 +299,10 @@ def _finish(x: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
 def _build_timm_train(cfg: DataConfig, kwargs: dict[str, Any]) -> Any:
     try:
         from timm.data import create_transform as timm_create_transform
-    except ImportError as exc:  # pragma: no cover - timm is a dependency
-        from ..errors import DependencyError
+    except ImportError as exc:
+        from ..errors import DependencyError, pip_install
 
-        raise DependencyError("train transforms need timm: pip install timm") from exc
+        raise DependencyError(f"train transforms need timm: {pip_install('timm')}") from exc
     mean = list(cfg.mean)
     std = list(cfg.std)
     scale = cfg.value_range[1]

@@ -172,6 +172,16 @@ def no_mha_fastpath() -> Iterator[None]:
         mha.set_fastpath_enabled(before)
 
 
+def _require(module: str, what: str) -> None:
+    """An :class:`ExportError` (the fallback chain goes on) naming the extra to install."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        from ..errors import pip_install
+
+        raise ExportError(f"{what} needs {module}, which is not installed: {pip_install('export')}")
+
+
 def run_exporter(
     module: nn.Module,
     example: torch.Tensor,
@@ -200,6 +210,7 @@ def run_exporter(
                 do_constant_folding=True,
             )
         else:
+            _require("onnxscript", "the dynamo exporter")
             shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
             with contextlib.redirect_stdout(None):
                 program = torch.onnx.export(

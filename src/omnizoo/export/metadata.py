@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..data.config import DataConfig
+from ..data.labels import label_set_for
+from ..registry.card import ModelCard
+from ..registry.derive import current_card
+from ..registry.local import ONNX_CARD_KEY
 
 if TYPE_CHECKING:
     from torch import nn
@@ -35,11 +40,15 @@ def build_metadata(
             f"float32 NCHW tensors of {c}x{h}x{w}, preprocessed exactly as omnizoo.data_config "
             f"says (value range {list(data.value_range)}, {data.color_order}, mean/std applied)"
         )
+    label_set = None
+    if isinstance(card, ModelCard):
+        card = current_card(model, card)  # a head replaced by hand: not the old label set
+        label_set = label_set_for(card)  # timm cards name none: inferred, as get_labels does
     meta = {
         "omnizoo.version": __version__,
         "omnizoo.card": str(name),
         "omnizoo.data_config": json.dumps(data.to_dict(), sort_keys=True),
-        "omnizoo.label_set": str(getattr(card, "label_set", None) or ""),
+        "omnizoo.label_set": str(label_set or ""),
         "omnizoo.label_offset": str(getattr(card, "label_offset", 0) or 0),
         "omnizoo.output": str(getattr(card, "output", "logits") or "logits"),
         "omnizoo.preprocessing_folded": "1" if folded else "0",
@@ -56,6 +65,8 @@ def build_metadata(
     categories = getattr(card, "categories", None)
     if categories:
         meta["omnizoo.categories"] = json.dumps(list(categories))
+    if isinstance(card, ModelCard):  # the whole card: omnizoo.read_card(path) gives it back
+        meta[ONNX_CARD_KEY] = json.dumps(dataclasses.replace(card, data=data).to_dict())
     return meta
 
 
@@ -69,7 +80,12 @@ def _safe_size(proto: Any) -> bool:
 
 def finalise(tmp_file: Path, final_name: str, metadata: dict[str, str], doc: str) -> list[Path]:
     """Add metadata and re-save as one .onnx (+ one .data file when > 2 GB); the files made."""
-    import onnx
+    try:
+        import onnx
+    except ImportError as exc:
+        from ..errors import DependencyError, pip_install
+
+        raise DependencyError(f"ONNX export needs onnx: {pip_install('export')}") from exc
 
     proto = onnx.load(str(tmp_file), load_external_data=True)
     existing = {p.key: p for p in proto.metadata_props}

@@ -29,10 +29,13 @@ def verify_export(
 
     try:
         import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        from ..errors import DependencyError
+    except ImportError as exc:
+        from ..errors import DependencyError, pip_install
 
-        raise DependencyError("verifying an ONNX export needs onnxruntime") from exc
+        raise DependencyError(
+            f"verifying an ONNX export needs onnxruntime: {pip_install('export')} "
+            "(or pass verify=False / --no-verify)"
+        ) from exc
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:

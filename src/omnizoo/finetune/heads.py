@@ -282,8 +282,9 @@ def reset_classifier(
     Auxiliary heads (Inception ``AuxLogits``, GoogLeNet ``aux1``/``aux2``) are reset too.
 
     A card attached as ``model.omnizoo_card`` is replaced by a copy with the new
-    ``num_classes``, the ImageNet label set dropped (or ``labels`` as its categories), and a
-    note. ``global_pool`` is passed to timm's ``reset_classifier`` (timm models only).
+    ``num_classes``, the ImageNet label set dropped: ``labels`` as its categories, or else
+    ``class_0 .. class_{n-1}`` (``label_set="generic"``), and a note. ``global_pool`` is
+    passed to timm's ``reset_classifier`` (timm models only).
 
     >>> import torchvision
     >>> m = reset_classifier(torchvision.models.resnet18(), 3)
@@ -352,20 +353,17 @@ def _update_card(
     card = getattr(model, "omnizoo_card", None)
     if not isinstance(card, ModelCard):
         return
+    from ..registry.derive import with_labels
+
     scheme = init if isinstance(init, str) else "custom"
     if num_classes:
-        note = f"classifier reset to {num_classes} classes ({scheme} init); the head is untrained"
+        why = f"classifier reset to {num_classes} classes ({scheme} init); the head is untrained"
     else:
-        note = "classifier removed (num_classes=0): the model returns pooled features"
+        why = "classifier removed (num_classes=0): the model returns pooled features"
     new_card = dataclasses.replace(
-        card,
-        num_classes=num_classes,
-        label_set=None,
-        categories=tuple(labels) if labels is not None else None,
-        label_offset=0,
+        with_labels(card, num_classes, labels, why=why),
         output="logits",
         task="features" if num_classes == 0 else card.task,
-        notes=(*card.notes, note),
     )
     # Cards are frozen: a new one replaces the old (plain attribute, not a submodule).
     model.__dict__["omnizoo_card"] = new_card

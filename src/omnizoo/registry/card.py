@@ -18,7 +18,11 @@ from typing import Any
 
 from ..data.config import DataConfig
 
-__all__ = ["ModelCard", "WeightsFile"]
+__all__ = ["GENERIC_LABELS", "ModelCard", "WeightsFile"]
+
+#: The ``label_set`` of a model whose classes have no names (a head of another size, with no
+#: labels given): ``get_labels`` says ``class_0 .. class_{n-1}``.
+GENERIC_LABELS = "generic"
 
 WEIGHT_FORMATS = ("pickle", "safetensors", "onnx", "npz")
 TASKS = (

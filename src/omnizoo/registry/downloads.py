@@ -14,14 +14,14 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import NoPretrainedWeightsError
+from ..errors import ConfigurationError, NoPretrainedWeightsError
 from ..weights.download import download_url, fetch_verified, is_url
 from ..weights.lockfile import LockEntry, WeightsLock, lock_entry
-from ..weights.verification import recording
+from ..weights.verification import Fetched, recording
 from .card import WeightsFile
 from .registry import get_card
 
-__all__ = ["download_weights", "lock_targets"]
+__all__ = ["add_to_cache", "download_weights", "lock_targets"]
 
 
 def download_weights(
@@ -55,6 +55,69 @@ def download_weights(
     if sha256 is not None:
         weights = dataclasses.replace(weights, sha256=sha256)
     return fetch_verified(weights, name=card.name, lock=lock).path
+
+
+def add_to_cache(
+    path: str | Path,
+    name_or_url: str | None = None,
+    *,
+    sha256: str | None = None,
+    lock: str | Path | WeightsLock | bool | None = None,
+) -> Fetched:
+    """Add a local copy of a weights file to the cache (``omnizoo cache add FILE [--as
+    NAME]``), verified as its download would be (:mod:`omnizoo.weights.add`).
+
+    ``name_or_url``: the model name or URL the file is a copy of; without it, the one card
+    whose weights file has this file's name (torch.hub names such as
+    ``resnet18-f37072fd.pth`` are unique). ``sha256``: the digest to check it against when
+    nothing else pins it.
+    """
+    from ..weights.add import add_file
+
+    file = Path(path).expanduser()
+    if name_or_url is None:
+        name_or_url = _card_for_file(file.name)
+    if is_url(name_or_url):
+        return add_file(file, (name_or_url,), sha256=sha256, lock=lock)
+    card = get_card(name_or_url)
+    if card.weights is None:
+        raise NoPretrainedWeightsError(f"{card.name} has no weights file to add")
+    w = card.weights
+    return add_file(
+        file,
+        tuple(w.urls),
+        sha256=sha256 or w.sha256,
+        hash_prefix=w.hash_prefix,
+        size=w.size,
+        fmt=w.format,
+        name=card.name,
+        hf_hub_id=w.hf_hub_id,
+        lock=lock,
+    )
+
+
+def _card_for_file(filename: str) -> str:
+    """The name of the only card whose weights file is called ``filename``."""
+    from .registry import _indexes
+
+    found: list[str] = []
+    for idx in _indexes(None):
+        for card_name in idx.weighted:
+            weights = idx.raw[card_name].get("weights") or {}
+            urls = weights.get("urls") or []
+            names = {weights.get("filename")} | {
+                u.split("?", 1)[0].rsplit("/", 1)[-1] for u in urls
+            }
+            if filename in names:
+                found.append(card_name)
+    if len(found) == 1:
+        return found[0]
+    what = "no model's weights file" if not found else f"{len(found)} models' weights files"
+    raise ConfigurationError(
+        f"cache add: {what} {'is' if not found else 'are'} called {filename!r}"
+        + (f" ({', '.join(found[:5])}{', ...' if len(found) > 5 else ''})" if found else "")
+        + "; say which with --as NAME_OR_URL"
+    )
 
 
 def lock_targets(targets: Sequence[str]) -> list[LockEntry]:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +16,16 @@ from ..errors import ConfigurationError, NoPretrainedWeightsError
 from ..loading.report import LoadReport
 from ..loading.request import CreateRequest
 from .card import ModelCard
+from .derive import CLASSIFICATION_TASKS, head_size, with_labels
 from .index import get_adapter
+from .local import check_weights, checkpoint_card, local_folder, read_saved
 from .registry import get_card
 
 __all__ = ["create_model"]
 
 
 def create_model(
-    name: str | ModelCard,
+    name: str | Path | ModelCard,
     pretrained: bool = False,
     *,
     num_classes: int | None = None,
@@ -34,9 +37,14 @@ def create_model(
     dtype: Any = None,
     strict: bool = True,
     lock: str | Path | Any = None,
+    labels: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Build a model by name, optionally with verified pretrained weights.
+
+    ``name`` may also be a folder written by :func:`omnizoo.save_pretrained` (a
+    ``pathlib.Path``, ``"local:<folder>"``, or a path string): the saved model comes back
+    exactly, with its labels and preprocessing (see :mod:`omnizoo.registry.local`).
 
     * ``pretrained=True`` downloads (or finds in the cache) the card's weights file, verified
       by hash, and loads it safely (safetensors or ``torch.load(weights_only=True)``);
@@ -56,12 +64,34 @@ def create_model(
       the pretrained download must match; None uses ``OMNIZOO_LOCK``, False none;
     * ``device``/``dtype`` are honoured while building (``device="meta"`` builds the
       architecture only, at once); ``kwargs`` go to the source's builder with upstream's
-      meaning (timm's ``pretrained_cfg_overlay``, torchvision's ``weights``/``weights_backbone``).
+      meaning (timm's ``pretrained_cfg_overlay``, torchvision's ``weights``/``weights_backbone``);
+    * ``labels``: the names of the classes (one per output), kept on the model's card so
+      ``get_labels``, the Predictor and export use them. Without them, a head of another size
+      than the card's (``num_classes``, or a checkpoint's) has ``class_0 .. class_{n-1}``; a
+      checkpoint written by ``save_pretrained`` brings its own.
 
     The model comes back in the mode upstream returns it (train), and carries ``omnizoo_card``
     (so ``get_card(model)`` works) and ``omnizoo_load_report`` (a
     :class:`~omnizoo.loading.report.LoadReport`).
     """
+    folder = local_folder(name) if not isinstance(name, ModelCard) else None
+    if folder is not None:
+        return _create_saved(
+            folder,
+            num_classes=num_classes,
+            device=device,
+            dtype=dtype,
+            strict=strict,
+            labels=labels,
+            other={
+                "in_chans": in_chans,
+                "features_only": features_only or None,
+                "out_indices": out_indices,
+                "checkpoint_path": checkpoint_path,
+                "lock": lock,
+                **kwargs,
+            },
+        )
     card = get_card(name)
     if num_classes is not None and (
         isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0
@@ -105,12 +135,18 @@ def create_model(
         request = dataclasses.replace(
             request, weights_path=Path(fetched.path), verified=fetched.verified
         )
+        lineage = {"base_weights": card.name, "base_sha256": fetched.sha256}
+    elif request.user_checkpoint and request.weights_path is not None:
+        lineage = {"checkpoint": request.weights_path.name}
+    else:
+        lineage = {}
     model, report = adapter.create(card, request)
     if on_meta and request.dtype is not None:
         model = _move(model, None, request.dtype)  # free on meta; timm already built it so
     elif not on_meta and (device is not None or request.dtype is not None):
         model = _move(model, device, request.dtype)
-    _attach(model, _derived_card(card, model, request), report)
+    derived = _derived_card(card, model, request, labels)
+    _attach(model, derived, report, build_record(card, request, lineage))
     return model
 
 
@@ -150,23 +186,42 @@ def _move(model: Any, device: Any, dtype: Any) -> Any:
     return to(**kwargs)
 
 
-def _derived_card(card: ModelCard, model: Any, request: CreateRequest) -> ModelCard:
-    """The card, with num_classes / in_chans changes the user asked for."""
+def _derived_card(
+    card: ModelCard, model: Any, request: CreateRequest, labels: Sequence[str] | None = None
+) -> ModelCard:
+    """The card, with the head the model really has (``num_classes``, or a checkpoint's), its
+    labels (given, brought by an omnizoo checkpoint, or ``class_i``) and ``in_chans``."""
     changes: dict[str, Any] = {}
     n = request.num_classes
-    if n is None and request.user_checkpoint:
-        n = getattr(model, "num_classes", None)
-        n = n if isinstance(n, int) else None
-    if n is not None and n != card.num_classes and not request.features_only:
-        changes.update(
-            num_classes=n,
-            label_set=None,
-            categories=None,
-            label_offset=0,
-            top1=None,
-            top5=None,
-            metrics_dataset=None,
+    if n is None and request.user_checkpoint and card.task in CLASSIFICATION_TASKS:
+        n = head_size(model, card)
+        if n is None:  # a model whose head the card does not name: its own count, if any
+            own = getattr(model, "num_classes", None)
+            n = own if isinstance(own, int) and not isinstance(own, bool) else None
+    saved = _checkpoint_card(request)
+    if saved is not None and (n is None or n == saved.num_classes) and labels is None:
+        # a checkpoint written by save_pretrained: its labels and preprocessing come with it
+        card = dataclasses.replace(
+            card,
+            num_classes=saved.num_classes,
+            label_set=saved.label_set,
+            categories=saved.categories,
+            label_offset=saved.label_offset,
+            data=saved.data,
+            notes=(*card.notes, "labels and preprocessing from the checkpoint's omnizoo card"),
         )
+        n = None
+    if labels is not None:
+        count = card.num_classes if n is None else n
+        _check_labels(labels, count)
+        card = with_labels(card, count, labels, why="labels given to create_model")
+    elif n is not None and n != card.num_classes and not request.features_only:
+        why = (
+            f"num_classes={n}"
+            if request.num_classes is not None
+            else f"the checkpoint's head has {n} classes"
+        )
+        card = with_labels(card, n, why=why)
     if request.in_chans is not None and request.in_chans != card.data.input_size[0]:
         c = request.in_chans
         mean = (
@@ -187,9 +242,104 @@ def _derived_card(card: ModelCard, model: Any, request: CreateRequest) -> ModelC
     return dataclasses.replace(card, **changes) if changes else card
 
 
-def _attach(model: Any, card: ModelCard, report: LoadReport) -> None:
+def _check_labels(labels: Sequence[str] | None, count: int) -> None:
+    if labels is None:
+        return
+    if isinstance(labels, str) or len(labels) != count:
+        got = "a string" if isinstance(labels, str) else f"{len(labels)} name(s)"
+        raise ConfigurationError(
+            f"labels: {got} for a model with {count} outputs; give a list of one name per class"
+        )
+
+
+def _checkpoint_card(request: CreateRequest) -> ModelCard | None:
+    path = request.weights_path
+    if not request.user_checkpoint or path is None:
+        return None
+    return checkpoint_card(path)
+
+
+def build_record(
+    card: ModelCard, request: CreateRequest, lineage: dict[str, Any]
+) -> dict[str, Any]:
+    """What ``save_pretrained`` needs to rebuild the model: the card it was built from, the
+    arguments that shape it, and where its weights came from (``model.omnizoo_build``)."""
+    return {
+        "base": card,
+        "in_chans": request.in_chans,
+        "features_only": request.features_only,
+        "out_indices": request.out_indices,
+        "kwargs": dict(request.kwargs),
+        "lineage": dict(lineage),
+    }
+
+
+def _attach(
+    model: Any, card: ModelCard, report: LoadReport, build: dict[str, Any] | None = None
+) -> None:
     try:
         model.omnizoo_card = card
         model.omnizoo_load_report = report
+        if build is not None:
+            model.omnizoo_build = build
     except AttributeError:  # pragma: no cover - an object refusing attributes
         pass
+
+
+_LOCAL_OPTIONS = ("num_classes", "labels", "device", "dtype", "strict")
+
+
+def _create_saved(
+    folder: Path,
+    *,
+    num_classes: int | None,
+    device: Any,
+    dtype: Any,
+    strict: bool,
+    labels: Sequence[str] | None,
+    other: dict[str, Any],
+) -> Any:
+    """``create_model(folder)``: the model ``save_pretrained`` wrote, rebuilt exactly."""
+    given = sorted(k for k, v in other.items() if v is not None)
+    if given:
+        raise ConfigurationError(
+            f"{folder} is a saved model: its architecture and weights are fixed; "
+            f"{', '.join(given)} cannot be changed here (allowed: {', '.join(_LOCAL_OPTIONS)})"
+        )
+    saved = read_saved(folder)
+    path = check_weights(saved)
+    build = saved.build
+    base = saved.base
+    saved_classes = build.get("num_classes")
+    request = CreateRequest(
+        pretrained=False,
+        weights_path=path,
+        user_checkpoint=True,
+        num_classes=num_classes if num_classes is not None else saved_classes,
+        in_chans=build.get("in_chans"),
+        features_only=bool(build.get("features_only")),
+        out_indices=_out_indices(build.get("out_indices")),
+        strict=bool(strict),
+        device=device,
+        dtype=_dtype(dtype if dtype is not None else build.get("dtype")),
+        kwargs=dict(build.get("kwargs") or {}),
+    )
+    adapter = get_adapter(base.source)
+    adapter.check_request(base, request)
+    model, report = adapter.create(base, request)
+    on_meta = device is not None and str(device) == "meta"
+    if not on_meta and (device is not None or request.dtype is not None):
+        model = _move(model, device, request.dtype)
+    card = saved.card
+    count = card.num_classes if num_classes is None else num_classes
+    _check_labels(labels, count)
+    if count != card.num_classes:
+        card = with_labels(card, count, labels, why=f"num_classes={count}")
+    elif labels is not None:
+        card = with_labels(card, count, labels, why="labels given to create_model")
+    lineage = dict(saved.lineage)
+    lineage["parent"] = {"folder": str(saved.folder), "sha256": saved.weights.get("sha256")}
+    report.notes.append(f"saved model {saved.folder} (omnizoo {saved.version or '?'})")
+    record = build_record(base, request, lineage)
+    _attach(model, card, report, record)
+    return model

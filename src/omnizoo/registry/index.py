@@ -124,6 +124,11 @@ class SourceIndex:
     # the on-disk file it was read from (None: built in this process); a damaged card in it
     # makes the index rebuild itself (:meth:`card`)
     path: Path | None = field(default=None, repr=False)
+    # the modules the source needs and lacks (then the index is empty; see load_index)
+    missing: tuple[str, ...] = ()
+    # the rows it was made from, and its merge with the source's session cards
+    entries: list[_Entry] = field(default_factory=list, repr=False)
+    _session: tuple[Any, SourceIndex] | None = field(default=None, repr=False)
 
     @classmethod
     def from_cards(cls, source: str, key: str, cards: list[dict[str, Any]]) -> SourceIndex:
@@ -159,9 +164,30 @@ class SourceIndex:
         archs = {
             a: (tuple(t), default.get(a, t[0] if t else None), task[a]) for a, t in tags.items()
         }
-        idx = cls(source, key, _LazyCards(items), archs, weighted)
+        idx = cls(source, key, _LazyCards(items), archs, weighted, entries=list(entries))
         idx._lower = {a.lower(): a for a in archs}
         return idx
+
+    def with_session_cards(self, cards: Sequence[ModelCard]) -> SourceIndex:
+        """This index plus cards that exist only in this process (a card of the same
+        architecture replaces this index's); cached while ``cards`` is the same object."""
+        if not cards:
+            return self
+        if self._session is not None and self._session[0] is cards:
+            return self._session[1]
+        dicts = [_compact(c.to_dict()) for c in cards]
+        live = [_entry(d) for d in dicts]
+        archs = {e[0] for e in live}
+        keep = [i for i, e in enumerate(self.entries) if e[0] not in archs]
+        items = self.raw._items if isinstance(self.raw, _LazyCards) else dict(self.raw)
+        base = list(items.values())
+        rows: list[str | dict[str, Any]] = [base[i] for i in keep]
+        rows.extend(dicts)
+        merged = SourceIndex.from_entries(
+            self.source, self.key, [self.entries[i] for i in keep] + live, rows
+        )
+        self._session = (cards, merged)
+        return merged
 
     def card(self, name: str) -> ModelCard:
         card = self._cards.get(name)
@@ -192,6 +218,7 @@ class SourceIndex:
         fresh = _rebuild_index(self.source, path)
         self.raw, self.archs, self.weighted = fresh.raw, fresh.archs, fresh.weighted
         self._lower, self._cards = fresh._lower, {}
+        self.entries, self._session = fresh.entries, None
 
     def find_arch(self, arch: str) -> str | None:
         if arch in self.archs:
@@ -244,21 +271,31 @@ def _compact(card: dict[str, Any]) -> dict[str, Any]:
 def load_index(source: str, *, rebuild: bool = False) -> SourceIndex:
     """The card index of ``source``: from memory, else from disk, else built (and saved).
     ``rebuild``: build it (and save it) whatever memory and disk hold."""
-    settings = get_settings()
     adapter = get_adapter(source)
+    missing = adapter.missing()
+    if missing:  # the library is not installed: no models (their names say what to install)
+        return SourceIndex(source, "missing", _LazyCards({}), missing=missing)
+    return _base_index(source, adapter, rebuild).with_session_cards(adapter.session_cards())
+
+
+def _base_index(source: str, adapter: SourceAdapter, rebuild: bool) -> SourceIndex:
+    """The index of the cards the source library declares (memory, disk, or built)."""
+    settings = get_settings()
     key = adapter.index_key()
     cache_key = (source, str(settings.index_dir), settings.card_cache)
+    on_disk = settings.card_cache and adapter.persistent
     with _lock:
         idx = _indexes.get(cache_key)
         if idx is not None and idx.key == key and not rebuild:
             return idx
         path = _index_path(source, key)
-        idx = _read_index(path, source, key) if settings.card_cache and not rebuild else None
+        idx = _read_index(path, source, key) if on_disk and not rebuild else None
         if idx is None:
-            with _rng_untouched():
+            # (an in-memory source builds no models, so torch need not be imported for it)
+            with _rng_untouched() if adapter.persistent else contextlib.nullcontext():
                 built = adapter.build_cards()
             cards = [_compact(c.to_dict()) for c in built]
-            if settings.card_cache:
+            if on_disk:
                 data = {
                     "key": key,
                     "source": source,
@@ -302,7 +339,7 @@ def _rebuild_index(source: str, damaged: Path | None) -> SourceIndex:
         if damaged is not None:
             with contextlib.suppress(OSError):
                 damaged.unlink()
-        return load_index(source, rebuild=True)
+        return _base_index(source, get_adapter(source), True)
 
 
 def _read_index(path: Path, source: str, key: str) -> SourceIndex | None:

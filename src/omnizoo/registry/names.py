@@ -1,6 +1,6 @@
 """The model-name grammar, parsed here and nowhere else::
 
-    name     := [source ":"] body | [source ":"] scheme ":" location
+    name     := [source ":"] body | [source ":"] scheme ":" location | "local:" folder
     body     := arch ["." tag]
     source   := torchvision | timm | cadene | efficientnet | onnx
     scheme   := hf-hub | local-dir          (timm's model sources; source defaults to timm)
@@ -20,6 +20,11 @@ ParsedName(source='timm', body='vit_base_patch16_224.augreg2_in21k_ft_in1k', sch
 'torchvision:resnet50.IMAGENET1K_V2'
 >>> parse_name("hf-hub:timm/resnet18.a1_in1k@main")
 ParsedName(source='timm', body='timm/resnet18.a1_in1k@main', scheme='hf-hub')
+>>> local_location("local:~/runs/ft"), local_location("resnet50")
+('~/runs/ft', None)
+
+``local:<folder>`` names a fine-tune saved by ``omnizoo.save_pretrained`` (a ``card.json`` and
+its weights); no source reads it, :mod:`omnizoo.registry.local` does.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from dataclasses import dataclass
 from ..errors import InvalidNameError
 
 __all__ = [
+    "LOCAL_PREFIX",
     "SCHEMES",
     "ParsedName",
     "format_name",
+    "local_location",
     "parse_name",
     "split_body",
     "strip_source",
@@ -42,6 +49,9 @@ __all__ = [
 #: reads them. ``hf_hub`` is timm's deprecated spelling.
 SCHEMES: dict[str, str] = {"hf-hub": "timm", "local-dir": "timm"}
 _SCHEME_ALIASES = {"hf_hub": "hf-hub"}
+
+#: The prefix of a folder written by ``omnizoo.save_pretrained``.
+LOCAL_PREFIX = "local:"
 
 #: Characters allowed in the body of a name (arch and tag).
 _BODY_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-+]*$")
@@ -133,3 +143,16 @@ def format_name(source: str, arch: str, tag: str | None = None) -> str:
 def strip_source(name: str) -> str:
     """``name`` without its ``source:`` prefix."""
     return name.split(":", 1)[1] if ":" in name else name
+
+
+def local_location(name: str) -> str | None:
+    """The folder of a ``local:<folder>`` name (as written), or None for any other name."""
+    if not isinstance(name, str):
+        return None
+    text = name.strip()
+    if not text.lower().startswith(LOCAL_PREFIX):
+        return None
+    location = text[len(LOCAL_PREFIX) :].strip()
+    if not location:
+        raise InvalidNameError(f"{name!r} has no folder after 'local:'")
+    return location

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import (
+    DependencyError,
     NoPretrainedWeightsError,
     OmnizooError,
     UnknownModelError,
@@ -182,11 +184,23 @@ def _pick_tag(idx: SourceIndex, arch: str, tag: str | None) -> tuple[str | None,
 
 def resolve(name: str) -> Resolution:
     """Resolve ``name`` to one card; see the module docstring for the rules."""
-    parsed = parse_name(name)
     order = tuple(list_sources())
+    from .local import local_folder
+
+    folder = local_folder(name)
+    if folder is not None:  # a folder written by save_pretrained
+        from .local import read_saved
+
+        card = read_saved(folder).card
+        why = f"{folder} is a model saved by omnizoo.save_pretrained (its card.json)"
+        return Resolution(
+            name, card, (Candidate("local", card.arch, card.tag, True, why, card.name),), why, order
+        )
+    parsed = parse_name(name)
     if parsed.scheme is not None and parsed.source is not None:
         from .index import get_adapter
 
+        _require_installed(name, [load_index(parsed.source)])
         card = get_adapter(parsed.source).external_card(parsed.scheme, parsed.body)
         why = f"{parsed.scheme}: names are read by the {parsed.source} source (its config.json)"
         return Resolution(
@@ -197,6 +211,8 @@ def resolve(name: str) -> Resolution:
             order,
         )
     indexes = _indexes(parsed.source)
+    if parsed.source is not None:
+        _require_installed(name, indexes)
     candidates: list[Candidate] = []
     winner: ModelCard | None = None
     reason = ""
@@ -227,8 +243,31 @@ def resolve(name: str) -> Resolution:
         if candidates:
             lines = "; ".join(f"{c.source}: {c.reason}" for c in candidates)
             raise NoPretrainedWeightsError(f"{name!r}: no such weights ({lines})")
-        raise UnknownModelError(name, _suggest(parsed.body, indexes))
+        error = UnknownModelError(name, _suggest(parsed.body, indexes))
+        absent = [idx.source for idx in indexes if idx.missing]
+        if absent:  # the name may belong to a source whose library is not installed
+            hints = "; ".join(f"{s}: {_install_hint(s)}" for s in absent)
+            error = UnknownModelError(
+                name, error.suggestions, f"{error}; not installed: {', '.join(absent)} ({hints})"
+            )
+        raise error
     return Resolution(name, winner, tuple(candidates), reason, order)
+
+
+def _install_hint(source: str) -> str:
+    from .index import get_adapter
+
+    return get_adapter(source).install_hint()
+
+
+def _require_installed(name: str, indexes: list[SourceIndex]) -> None:
+    """A name of a source whose library is missing: say exactly what to install."""
+    for idx in indexes:
+        if idx.missing:
+            raise DependencyError(
+                f"{name!r} is a model of the {idx.source} source, which needs "
+                f"{', '.join(idx.missing)} (not installed): {_install_hint(idx.source)}"
+            )
 
 
 def _suggest(body: str, indexes: list[SourceIndex], n: int = 5) -> list[str]:
@@ -258,11 +297,17 @@ def get_card(name_or_model: Any) -> ModelCard:
     """
     if isinstance(name_or_model, ModelCard):
         return name_or_model
+    if isinstance(name_or_model, os.PathLike):  # a folder written by save_pretrained
+        from .local import read_card
+
+        return read_card(name_or_model)
     if isinstance(name_or_model, str):
         return resolve(name_or_model).card
     card = getattr(name_or_model, "omnizoo_card", None)
     if isinstance(card, ModelCard):
-        return card
+        from .derive import current_card
+
+        return current_card(name_or_model, card)  # a head replaced by hand is noticed
     raise UnknownModelError(
         repr(type(name_or_model).__name__),
         message=f"{type(name_or_model).__name__} object carries no omnizoo card; pass a model "

@@ -39,6 +39,40 @@ class SourceAdapter(abc.ABC):
     name: ClassVar[str]
     #: The PyPI distribution whose version keys the on-disk card index.
     distribution: ClassVar[str]
+    #: Top-level modules the source needs, checked without importing them (:meth:`missing`).
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: The omnizoo pip extra that installs them (``"timm"``: ``pip install "omnizoo[timm]"``);
+    #: None for a source of the core install or of another package.
+    extra: ClassVar[str | None] = None
+    #: Whether the card index is cached on disk. False: cards exist only in this process, and
+    #: :meth:`build_cards` must be cheap and build no model (it runs in every process).
+    persistent: ClassVar[bool] = True
+
+    def missing(self) -> tuple[str, ...]:
+        """The modules of :attr:`requires` that are not installed (found with
+        ``importlib.util.find_spec``, which imports nothing). A source with missing modules
+        lists no models, and its names raise :class:`~omnizoo.errors.DependencyError` with
+        :meth:`install_hint`."""
+        cached = self.__dict__.get("_missing")
+        if cached is None:
+            cached = tuple(m for m in self.requires if not _importable(m))
+            self.__dict__["_missing"] = cached
+        return cached
+
+    def install_hint(self) -> str:
+        """The command that installs what :meth:`missing` lists."""
+        from ..errors import pip_install
+
+        if self.extra:
+            return pip_install(self.extra)
+        return "pip install " + " ".join(self.missing() or self.requires or (self.distribution,))
+
+    def session_cards(self) -> tuple[ModelCard, ...]:
+        """Cards that exist only in this process and are never cached on disk: models
+        registered at run time (``omnizoo.register_model``, timm's ``@register_model`` in user
+        code). The registry adds them to the source's index on every lookup. Return the same
+        tuple object while nothing changed (the merged index is reused then). Default: none."""
+        return ()
 
     def version(self) -> str:
         """Installed version of the library behind this source (no import of it)."""
@@ -103,6 +137,13 @@ class SourceAdapter(abc.ABC):
     def default_cfg_for_model(self, model: torch.nn.Module) -> ModelCard | None:
         """A card for a model built outside omnizoo, when the source can tell (optional)."""
         return None
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _normalise(name: str) -> str:

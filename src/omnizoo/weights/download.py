@@ -29,8 +29,8 @@ from ..errors import (
     UnpinnedError,
 )
 from ..settings import Settings, get_settings
-from . import fsafe
 from .cache import Cache, url_key
+from .ecosystem import adopt, find_in_ecosystem
 from .expect import ask_origin, expected, on_origin, pinned_url, ref_urls
 from .hashing import (
     HashingWriter,
@@ -40,6 +40,7 @@ from .hashing import (
 )
 from .lockfile import WeightsLock, active_lock
 from .origin import hub_file
+from .refs import point_refs
 from .transport import stream_to
 from .verification import (
     Expected,
@@ -114,6 +115,17 @@ def fetch_verified(
     (:class:`~omnizoo.weights.verification.Fetched`: path, sha256, size, ``verification``
     state, revision). The card's declared format is enforced."""
     prefix = weights.hash_prefix or parse_hash_prefix(weights.filename or weights.url)
+    if weights.url.startswith("file:"):  # a local file: checked where it is (weights.local)
+        from .local import fetch_local
+
+        return fetch_local(
+            weights.url,
+            sha256=weights.sha256,
+            hash_prefix=prefix,
+            size=weights.size,
+            fmt=weights.format,
+            name=name,
+        )
     return _fetch(
         tuple(weights.urls),
         sha256=weights.sha256,
@@ -154,10 +166,29 @@ def _fetch(
         return found.path if found is not None else None
 
     hit = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
-    if hit is not None and (hit.verified or hub is None or settings.offline):
+    hub_offline = hub is not None and settings.hf_hub_offline
+    if hit is not None and (hit.verified or hub is None or settings.offline or hub_offline):
         if not hit.verified and hub is not None:
             log.warning("%s: serving a cached file never checked against its origin", what)
         return _done(hit, fmt, what)
+    for other in find_in_ecosystem(urls, want, settings, hf_hub_id):
+        adopted = adopt(
+            cache,
+            other,
+            ref_urls(urls, hub, other.want.revision),
+            name=name,
+            fmt=fmt,
+            key=other.want.sha256 or url_key(urls[0]),
+        )
+        if adopted is not None:  # verified bytes another cache already had: no request
+            return _done(adopted, None, what)
+    if hub_offline and not settings.offline:
+        raise OfflineError(
+            f"{what} is a Hugging Face file, not in the weights cache ({cache.root}) nor in the "
+            f"Hugging Face cache ({settings.hf_hub_cache}), and HF_HUB_OFFLINE=1 forbids asking "
+            "the Hub; unset HF_HUB_OFFLINE, or fetch it where the Hub is reachable",
+            url=urls[0],
+        )
     if settings.offline:
         raise OfflineError(
             f"{what} is not in the weights cache ({cache.root}) and OMNIZOO_OFFLINE=1 forbids "
@@ -231,7 +262,7 @@ def _fetch(
         cache.clean_leftovers(key)  # (not after Ctrl-C: that partial is kept for a resume)
         # Before the lock is released, so that waiters find the refs; under the cache guard,
         # so that `cache prune` cannot delete the blob before a ref points at it.
-        if not _point_refs(
+        if not point_refs(
             cache,
             blob.name,
             linked,
@@ -252,65 +283,6 @@ def _fetch(
 def _done(fetched: Fetched, fmt: str | None, what: str) -> Fetched:
     check_file_format(fetched.path, fmt, what)
     return report(fetched)
-
-
-def _point_refs(
-    cache: Cache,
-    digest: str,
-    urls: Sequence[str],
-    *,
-    name: str | None,
-    fetched_from: str | None = None,
-    verification: str | None = None,
-    revision: str | None = None,
-    git_sha1: str | None = None,
-) -> bool:
-    """Point every URL (and ``name``) at the blob ``digest``; False when the blob is gone.
-
-    Refs are written holding the cache guard shared, after checking that the blob is still
-    there: a concurrent ``cache prune`` (which deletes unreferenced blobs holding it
-    exclusively) either sees the new ref or has already deleted the blob, which then is not
-    handed out. A cache hit whose refs are all in place writes (and locks) nothing. On a
-    read-only cache the refs are not written, and the blob is served all the same.
-    """
-    todo = [
-        url
-        for url in urls
-        if fetched_from is not None or not _points_at(cache.ref(url), digest, name, verification)
-    ]
-    if not todo:
-        return True
-    with cache.guard():
-        if fsafe.lstat_regular(cache.blob_path(digest)) is None:
-            return False
-        for url in todo:
-            try:
-                cache.add_ref(
-                    url,
-                    digest,
-                    name=name,
-                    fetched_from=fetched_from,
-                    verification=verification,
-                    revision=revision,
-                    git_sha1=git_sha1,
-                )
-            except OSError as exc:
-                if not fsafe.is_readonly_error(exc):
-                    raise
-                log.debug("read-only cache: not recording %s -> %s (%s)", url, digest, exc)
-                break
-    return True
-
-
-def _points_at(
-    ref: dict[str, Any] | None, digest: str, name: str | None, verification: str | None
-) -> bool:
-    return (
-        ref is not None
-        and ref["sha256"] == digest
-        and (not name or name in ref["names"])
-        and (verification is None or state_of(ref) == verification)
-    )
 
 
 def stall_timeout(settings: Settings) -> float:
@@ -355,7 +327,7 @@ def _lookup(
         revision = want.revision or (recorded[0] if recorded else None)
         # e.g. same bytes via a second URL: point it at the blob (if prune took the blob
         # meanwhile, it is not a hit after all)
-        if not _point_refs(
+        if not point_refs(
             cache,
             digest,
             urls,

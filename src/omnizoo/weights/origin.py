@@ -149,14 +149,14 @@ def resolve_on_origin(
     """
     import httpx
 
-    from .transport import get_client
+    from .transport import auth_headers, get_client
 
     url = origin_url(hub, settings)
     client = get_client(settings)
     last = ""
     for attempt in range(1, settings.retries + 1):
         try:
-            response = _head(client, url)
+            response = _head(client, url, auth_headers(url, settings))
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is no HTTPError
             last = f"{type(exc).__name__}: {exc}"
         else:
@@ -181,11 +181,12 @@ def resolve_on_origin(
     )
 
 
-def _head(client: httpx.Client, url: str) -> httpx.Response:
+def _head(client: httpx.Client, url: str, auth: dict[str, str]) -> httpx.Response:
     """HEAD without following the Hub's redirect to its CDN: the facts are on the first
-    response. A redirect within the same host (a renamed repository) is followed."""
+    response. A redirect within the same host (a renamed repository) is followed, with the
+    same ``auth`` headers (the token goes to the origin's host only)."""
     for _ in range(_MAX_REDIRECTS):
-        response = client.head(url, follow_redirects=False)
+        response = client.head(url, follow_redirects=False, headers=auth)
         headers = response.headers
         location = headers.get("location")
         if (

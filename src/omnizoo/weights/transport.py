@@ -38,7 +38,7 @@ from .hashing import SNIFF_BYTES, HashingWriter, reject_if_not_weights
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-__all__ = ["BATCH_BYTES", "candidate_urls", "get_client", "stream_to"]
+__all__ = ["BATCH_BYTES", "auth_headers", "candidate_urls", "get_client", "stream_to"]
 
 BATCH_BYTES = 1 << 20  # hand the hasher ~1 MiB at a time
 _NOT_FOUND = (403, 404, 410)
@@ -73,6 +73,33 @@ def apply_hf_endpoint(url: str, endpoint: str) -> str:
         if url == origin or url.startswith(origin + "/"):
             return endpoint + url[len(origin) :]
     return url
+
+
+def auth_headers(url: str, settings: Settings) -> dict[str, str]:
+    """``Authorization: Bearer $HF_TOKEN`` for a request to the Hugging Face origin
+    (``OMNIZOO_HF_ORIGIN``: same scheme, host and port), and nothing for any other URL, so a
+    mirror or ``HF_ENDPOINT`` never sees the token. httpx drops the header when the origin
+    redirects to another host (the Hub's CDN URLs are signed).
+
+    >>> from pathlib import Path
+    >>> s = Settings(home=Path("/tmp"), hf_token="hf_x")
+    >>> auth_headers("https://huggingface.co/org/m/resolve/main/model.safetensors", s)
+    {'Authorization': 'Bearer hf_x'}
+    >>> auth_headers("https://hf-mirror.com/org/m/resolve/main/model.safetensors", s)
+    {}
+    """
+    if not settings.hf_token:
+        return {}
+    from urllib.parse import urlsplit
+
+    try:
+        want, got = urlsplit(settings.hf_origin), urlsplit(url)
+        same = (want.scheme, want.hostname, want.port) == (got.scheme, got.hostname, got.port)
+    except ValueError:
+        return {}
+    if not same or not got.path.startswith(want.path.rstrip("/") + "/"):
+        return {}
+    return {"Authorization": f"Bearer {settings.hf_token}"}
 
 
 def get_client(settings: Settings) -> httpx.Client:
@@ -169,7 +196,7 @@ def stream_to(
         start_size = writer.size
         codings: list[str] = []
         try:
-            headers: dict[str, str] = {}
+            headers: dict[str, str] = auth_headers(url, settings)
             if writer.size > 0:
                 headers["Range"] = f"bytes={writer.size}-"
                 if validator:

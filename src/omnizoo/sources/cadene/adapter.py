@@ -20,6 +20,8 @@ class CadeneSource(SourceAdapter):
 
     name = "cadene"
     distribution = "pretrainedmodels"
+    requires = ("pretrainedmodels", "six", "munch")
+    extra = "cadene"
 
     def index_key(self) -> str:
         # + this source's own card version, so a change here invalidates cached indexes too

@@ -57,10 +57,15 @@ def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
     if request.device is not None and str(request.device) == "meta":
         import torch
 
+        classes = _classes(request.num_classes, built)
         with meta_params(), torch.device("meta"):
-            model = build_upstream(pm, arch, _classes(request.num_classes, built))
+            model = build_upstream(pm, arch, classes)
             if in_chans is not None:
                 replace_first_conv(model, stem, in_chans)
+            if _head_size(model, head) not in (None, classes):
+                # the torchvision-backed builders ignore num_classes without weights
+                replace_classifier(model, [head], classes)
+        model.num_classes = classes
         report = LoadReport(notes=["device='meta': architecture only, nothing loaded"])
     elif not request.has_weights:
         # upstream's own random init, draw for draw

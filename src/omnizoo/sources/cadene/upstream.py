@@ -98,15 +98,15 @@ def settings_key_for_tag(tag: str) -> str:
 
 
 def import_pretrainedmodels() -> Any:
-    from ...errors import DependencyError
+    from ...errors import DependencyError, pip_install
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import pretrainedmodels
-    except ImportError as exc:  # pragma: no cover - declared dependency
+    except ImportError as exc:
         raise DependencyError(
-            f"the cadene source needs pretrainedmodels (and six): pip install pretrainedmodels six "
+            f"the cadene source needs pretrainedmodels, six and munch: {pip_install('cadene')} "
             f"({exc})"
         ) from exc
     return pretrainedmodels

@@ -20,6 +20,8 @@ class EfficientNetSource(SourceAdapter):
 
     name = "efficientnet"
     distribution = "efficientnet_pytorch"
+    requires = ("efficientnet_pytorch",)
+    extra = "efficientnet"
 
     def index_key(self) -> str:
         # + this source's own card version, so a change here invalidates cached indexes too

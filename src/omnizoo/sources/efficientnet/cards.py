@@ -18,14 +18,14 @@ PAPER_ADVPROP = "https://arxiv.org/abs/1911.09665"
 
 
 def _import_efficientnet() -> Any:
-    from ...errors import DependencyError
+    from ...errors import DependencyError, pip_install
 
     try:
         import efficientnet_pytorch.model as model_module
         import efficientnet_pytorch.utils as utils
-    except ImportError as exc:  # pragma: no cover - declared dependency
+    except ImportError as exc:
         raise DependencyError(
-            f"the efficientnet source needs efficientnet_pytorch: pip install efficientnet_pytorch "
+            f"the efficientnet source needs efficientnet_pytorch: {pip_install('efficientnet')} "
             f"({exc})"
         ) from exc
     return utils, model_module.VALID_MODELS

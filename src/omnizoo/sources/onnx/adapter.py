@@ -26,6 +26,8 @@ class OnnxZooSource(SourceAdapter):
 
     name = "onnx"
     distribution = "onnxruntime"
+    requires = ("onnxruntime",)
+    extra = "onnx"
 
     def index_key(self) -> str:
         # The cards depend on the (pinned) manifest, not on the onnxruntime version. While the

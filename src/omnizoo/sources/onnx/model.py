@@ -35,9 +35,12 @@ __all__ = ["OnnxModel", "providers_for"]
 def _ort() -> Any:
     try:
         import onnxruntime as ort
-    except ImportError as exc:  # pragma: no cover - declared dependency
+    except ImportError as exc:
+        from ...errors import pip_install
+
         raise DependencyError(
-            "ONNX zoo models run on onnxruntime: pip install onnxruntime (or onnxruntime-gpu)"
+            f"ONNX models run on onnxruntime: {pip_install('onnx')} (or pip install "
+            "onnxruntime-gpu)"
         ) from exc
     return ort
 

@@ -14,7 +14,17 @@ from typing import Any
 from ...registry.card import ModelCard, WeightsFile
 from ...weights.hashing import parse_hash_prefix
 
-__all__ = ["HF_ENDPOINT", "HF_FILENAME", "ORIGIN", "build_cards", "card_from_cfg", "hf_url"]
+__all__ = [
+    "HF_ENDPOINT",
+    "HF_FILENAME",
+    "ORIGIN",
+    "arch_cards",
+    "build_cards",
+    "card_from_cfg",
+    "hf_url",
+    "is_builtin",
+    "session_archs",
+]
 
 ORIGIN = "https://github.com/huggingface/pytorch-image-models"
 HF_ENDPOINT = "https://huggingface.co"  # the weights layer rewrites it to HF_ENDPOINT
@@ -37,27 +47,56 @@ def format_of(filename: str) -> str:
 
 def build_cards(source: str) -> list[ModelCard]:
     """Every architecture and every tag timm registers (``pretrained=True`` lists only those
-    with weights; ``.untrained`` tags build random models, as in timm)."""
+    with weights; ``.untrained`` tags build random models, as in timm). Models that code outside
+    timm registered (``@timm.register_model`` in a user's module) are left out: they exist only
+    in the process that registers them (:func:`session_archs`)."""
     import timm
+
+    cards: list[ModelCard] = []
+    for arch in timm.list_models():
+        if is_builtin(arch):
+            cards.extend(arch_cards(source, arch))
+    return cards
+
+
+def is_builtin(arch: str) -> bool:
+    """Whether timm itself registers ``arch`` (its entry point lives in a ``timm.`` module)."""
+    from timm.models._registry import _model_entrypoints
+
+    module = getattr(_model_entrypoints.get(arch), "__module__", None) or "timm."
+    return str(module).startswith("timm.")
+
+
+def session_archs(entrypoints: dict[str, Any]) -> tuple[str, ...]:
+    """The architectures in timm's registry that code outside timm registered."""
+    return tuple(
+        sorted(
+            arch
+            for arch, fn in entrypoints.items()
+            if not str(getattr(fn, "__module__", None) or "timm.").startswith("timm.")
+        )
+    )
+
+
+def arch_cards(source: str, arch: str) -> list[ModelCard]:
+    """The cards of one architecture of timm's registry: one per tag, or a bare one."""
     from timm.models import get_pretrained_cfg
     from timm.models._registry import _model_to_module, _model_with_tags
 
     cards: list[ModelCard] = []
-    for arch in timm.list_models():
-        module = str(_model_to_module.get(arch, "")).rsplit(".", 1)[-1]
-        tags = [n.partition(".")[2] for n in _model_with_tags.get(arch, []) if "." in n]
-        default_cfg = get_pretrained_cfg(arch)
-        default_tag = getattr(default_cfg, "tag", None)
-        if default_tag not in tags:
-            default_tag = tags[0] if tags else None
-        if not tags:
-            cfg = default_cfg.to_dict() if default_cfg is not None else {}
-            cards.append(card_from_cfg(source, arch, None, cfg, module, True))
-            continue
-        for tag in tags:
-            tag_cfg = get_pretrained_cfg(f"{arch}.{tag}")
-            cfg = tag_cfg.to_dict() if tag_cfg is not None else {}
-            cards.append(card_from_cfg(source, arch, tag, cfg, module, tag == default_tag))
+    module = str(_model_to_module.get(arch, "")).rsplit(".", 1)[-1]
+    tags = [n.partition(".")[2] for n in _model_with_tags.get(arch, []) if "." in n]
+    default_cfg = get_pretrained_cfg(arch)
+    default_tag = getattr(default_cfg, "tag", None)
+    if default_tag not in tags:
+        default_tag = tags[0] if tags else None
+    if not tags:
+        cfg = default_cfg.to_dict() if default_cfg is not None else {}
+        return [card_from_cfg(source, arch, None, cfg, module, True)]
+    for tag in tags:
+        tag_cfg = get_pretrained_cfg(f"{arch}.{tag}")
+        cfg = tag_cfg.to_dict() if tag_cfg is not None else {}
+        cards.append(card_from_cfg(source, arch, tag, cfg, module, tag == default_tag))
     return cards
 
 

@@ -19,6 +19,7 @@ class TorchvisionSource(SourceAdapter):
 
     name = "torchvision"
     distribution = "torchvision"
+    requires = ("torchvision",)
 
     def build_cards(self) -> list[ModelCard]:
         from .cards import build_cards

@@ -1,0 +1,269 @@
+"""``save_pretrained``: a fine-tuned model saved with its card, so that ``create_model(folder)``
+rebuilds it exactly, with its labels and preprocessing.
+
+>>> import tempfile, torch, omnizoo
+>>> model = omnizoo.create_model("torchvision:resnet18", num_classes=3,
+...                              labels=["cat", "dog", "fox"])
+>>> folder = save_pretrained(model, tempfile.mkdtemp())
+>>> sorted(p.name for p in folder.iterdir())
+['card.json', 'model.safetensors']
+>>> again = omnizoo.create_model(folder)
+>>> omnizoo.get_labels(again)
+['cat', 'dog', 'fox']
+>>> torch.equal(again.fc.weight, model.fc.weight)
+True
+
+The folder layout and ``card.json`` are described in :mod:`omnizoo.registry.local`. Before
+anything is written, the model's architecture is rebuilt on the meta device from what the card
+records and compared key by key with the model's state dict: a model that ``create_model`` could
+not rebuild (a head replaced by a ``Sequential`` by hand, a layer added) is refused with the
+keys that differ, instead of being saved and failing to load later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..errors import ConfigurationError, UnsupportedError
+from ..registry.card import ModelCard
+from ..registry.derive import with_labels
+from ..registry.local import (
+    CARD_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    SAFETENSORS_CARD_KEY,
+    WEIGHTS_FILE,
+)
+from ..registry.registry import get_card
+from .heads import unwrap_model
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["save_pretrained"]
+
+
+def save_pretrained(
+    model: nn.Module,
+    folder: str | os.PathLike[str],
+    *,
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """Write ``model`` to ``folder`` as ``model.safetensors`` + ``card.json``; returns the
+    folder (created if needed; other files in it are left alone).
+
+    ``model`` must come from :func:`omnizoo.create_model` (it carries the card and the build
+    arguments; DDP/``torch.compile`` wrappers are unwrapped). ``labels`` names the classes
+    (else the card's labels are kept: given to ``create_model``/``reset_classifier``, or
+    ``class_0 .. class_{n-1}``). ``card.json`` records the architecture and source, the head
+    size, the labels, the DataConfig, the base weights' name and sha256 and the omnizoo
+    version. ``create_model(folder)`` (or ``"local:<folder>"``) rebuilds the model strictly.
+    """
+    import torch
+
+    inner = unwrap_model(model)
+    if not isinstance(inner, torch.nn.Module):
+        raise UnsupportedError(
+            f"{type(inner).__name__} is not a torch nn.Module; an ONNX model is saved by "
+            "copying its .onnx file"
+        )
+    build = getattr(inner, "omnizoo_build", None)
+    if not isinstance(build, dict) or not isinstance(build.get("base"), ModelCard):
+        raise ConfigurationError(
+            f"save_pretrained needs a model made by omnizoo.create_model (this "
+            f"{type(inner).__name__} does not say how it was built); for another model save "
+            "its state_dict() and load it with create_model(name, checkpoint_path=...)"
+        )
+    card = get_card(inner)  # the head the model has now (a head replaced by hand counts)
+    if labels is not None:
+        if isinstance(labels, str) or len(labels) != card.num_classes:
+            raise ConfigurationError(
+                f"labels: {len(labels)} name(s) for {card.num_classes} classes; one per class"
+            )
+        card = with_labels(card, card.num_classes, labels, why="labels given to save_pretrained")
+    base: ModelCard = build["base"]
+    kwargs = dict(build.get("kwargs") or {})
+    _json_ready(kwargs, base.name)
+    state = _tensors(inner)
+    dtype = _dtype_of(state)
+    features_only = bool(build.get("features_only"))
+    record = {
+        "num_classes": None if features_only else int(card.num_classes),
+        "in_chans": build.get("in_chans"),
+        "features_only": features_only,
+        "out_indices": _plain(build.get("out_indices")),
+        "kwargs": kwargs,
+        "dtype": dtype,
+    }
+    _check_rebuildable(base, record, state)
+    target = Path(folder).expanduser()
+    target.mkdir(parents=True, exist_ok=True)
+    card_dict = card.to_dict()
+    metadata = {
+        "format": "pt",
+        SAFETENSORS_CARD_KEY: json.dumps(card_dict, sort_keys=True),
+        "omnizoo.base": base.name,
+        "omnizoo.version": __version__,
+    }
+    digest, size = _write_weights(state, target / WEIGHTS_FILE, metadata)
+    doc = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "omnizoo_version": __version__,
+        "source": base.source,
+        "architecture": base.arch,
+        "num_classes": card.num_classes,
+        "labels": _labels(card),
+        "data_config": card.data.to_dict(),
+        "card": card_dict,
+        "base": base.to_dict(),
+        "build": record,
+        "weights": {"file": WEIGHTS_FILE, "sha256": digest, "size": size, "format": "safetensors"},
+        "lineage": dict(build.get("lineage") or {}),
+    }
+    _write_atomic(target / CARD_FILE, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8"))
+    return target
+
+
+def _labels(card: ModelCard) -> list[str] | None:
+    from ..data.labels import get_labels
+
+    try:
+        return get_labels(card)
+    except Exception:  # a label set that cannot be loaded here: the card still names it
+        return None
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _json_ready(kwargs: dict[str, Any], name: str) -> None:
+    try:
+        json.dumps(kwargs)
+    except (TypeError, ValueError) as exc:
+        raise UnsupportedError(
+            f"{name} was built with arguments that cannot be written to card.json "
+            f"({sorted(kwargs)}: {exc}); build it with JSON values (numbers, strings, lists) "
+            "to save it with save_pretrained"
+        ) from exc
+
+
+def _tensors(model: nn.Module) -> dict[str, Any]:
+    """The state dict as contiguous CPU tensors, each with storage of its own (safetensors
+    refuses shared storage; a tied pair is written twice and stays equal on load)."""
+    import torch
+
+    out: dict[str, Any] = {}
+    seen: dict[tuple[int, Any], str] = {}
+    for key, value in model.state_dict().items():
+        if not isinstance(value, torch.Tensor):
+            raise UnsupportedError(
+                f"{key} is a {type(value).__name__}, not a tensor (a quantized or scripted "
+                "module?); save_pretrained writes plain tensors only"
+            )
+        if value.is_meta:
+            raise UnsupportedError(f"{key} is on the meta device: load weights before saving")
+        if value.is_quantized:
+            raise UnsupportedError(f"{key} is a quantized tensor; save_pretrained cannot write it")
+        tensor = value.detach().to("cpu").contiguous()
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        if tensor.numel() and ident in seen:
+            tensor = tensor.clone()
+        elif tensor.numel():
+            seen[ident] = key
+        out[key] = tensor
+    return out
+
+
+def _dtype_of(state: dict[str, Any]) -> str:
+    for tensor in state.values():
+        if tensor.is_floating_point():
+            return str(tensor.dtype).removeprefix("torch.")
+    return "float32"
+
+
+def _check_rebuildable(base: ModelCard, record: dict[str, Any], state: dict[str, Any]) -> None:
+    """Build the recorded architecture on the meta device and compare it with ``state``."""
+    from ..loading.request import CreateRequest
+    from ..registry.index import get_adapter
+
+    request = CreateRequest(
+        num_classes=record["num_classes"],
+        in_chans=record["in_chans"],
+        features_only=record["features_only"],
+        out_indices=tuple(record["out_indices"])
+        if isinstance(record["out_indices"], list)
+        else record["out_indices"],
+        device="meta",
+        kwargs=dict(record["kwargs"]),
+    )
+    try:
+        meta, _ = get_adapter(base.source).create(base, request)
+    except UnsupportedError:
+        return  # no meta build for this model (e.g. torchvision features_only): checked on load
+    want = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if want == have:
+        return
+    extra = sorted(set(have) - set(want))
+    missing = sorted(set(want) - set(have))
+    shapes = sorted(k for k in set(want) & set(have) if want[k] != have[k])
+    parts = [
+        f"{label}: {', '.join(keys[:5])}" + (f" (+{len(keys) - 5})" if len(keys) > 5 else "")
+        for label, keys in (("not in the architecture", extra), ("missing", missing))
+        if keys
+    ]
+    parts += [f"{k}: model {have[k]} vs architecture {want[k]}" for k in shapes[:5]]
+    raise UnsupportedError(
+        f"{base.name} rebuilt with num_classes={record['num_classes']} does not have this "
+        f"model's layers ({'; '.join(parts)}), so create_model(folder) could not load it: a "
+        "layer was replaced or added by hand. Use omnizoo.reset_classifier to change the head, "
+        "or save the state_dict() yourself"
+    )
+
+
+def _write_weights(state: dict[str, Any], path: Path, metadata: dict[str, str]) -> tuple[str, int]:
+    from safetensors.torch import save_file
+
+    from ..weights.hashing import hash_file
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        digest, size = hash_file(Path(tmp))
+        _umask_mode(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return digest, size
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        _umask_mode(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask_mode(path: Path) -> None:
+    """mkstemp makes 0600 files; saved models get the mode the umask gives (0644 usually)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)

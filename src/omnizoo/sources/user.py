@@ -1,0 +1,468 @@
+"""The ``user`` source: a user's own models, registered in this process with
+:func:`register_model`, with cards like any zoo model's (weights URL + sha256 or a local file,
+labels, DataConfig), so that ``create_model``, ``list_models``, ``get_card``, the Predictor,
+export and the CLI (``omnizoo --import mymodels ...``) treat them alike.
+
+>>> import torch
+>>> def tiny(num_classes: int = 3, in_chans: int = 3) -> torch.nn.Module:
+...     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_chans * 4, num_classes))
+>>> register_model("tiny_doc", tiny, num_classes=3, labels=["cat", "dog", "fox"],
+...                data={"input_size": (3, 2, 2)})
+'user:tiny_doc'
+>>> import omnizoo
+>>> omnizoo.list_models(source="user")
+['user:tiny_doc']
+>>> omnizoo.get_labels("tiny_doc")
+['cat', 'dog', 'fox']
+>>> omnizoo.create_model("tiny_doc", num_classes=5)(torch.zeros(1, 3, 2, 2)).shape
+torch.Size([1, 5])
+>>> unregister_model("tiny_doc")
+
+Registrations live in the process that made them (as timm's ``@register_model`` ones do); a
+package makes them at import time, and ``omnizoo --import PACKAGE ...`` imports it for the CLI.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.config import DataConfig
+from ..errors import ConfigurationError, UnknownModelError, UnsupportedError
+from ..loading.checkpoint import load_checkpoint
+from ..loading.fit import fit_state_dict, head_size
+from ..loading.meta import materialize_, meta_params
+from ..loading.report import LoadReport
+from ..loading.request import CreateRequest
+from ..loading.surgery import replace_classifier
+from ..registry.card import TASKS, WEIGHT_FORMATS, ModelCard, WeightsFile
+from ..weights.hashing import normalize_sha256, parse_hash_prefix
+from ..weights.local import file_url
+from .base import SourceAdapter
+from .table import USER_SOURCE
+
+__all__ = ["UserSource", "register_model", "registered_models", "unregister_model"]
+
+_ARCH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-+]*$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-+]*$")
+_WEIGHT_KEYS = frozenset(
+    {
+        "tag",
+        "url",
+        "urls",
+        "file",
+        "sha256",
+        "size",
+        "format",
+        "filename",
+        "labels",
+        "label_set",
+        "label_offset",
+        "num_classes",
+        "data",
+        "default",
+        "top1",
+        "top5",
+        "metrics_dataset",
+        "license",
+        "notes",
+    }
+)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., Any]
+    cards: tuple[ModelCard, ...]
+
+
+_lock = threading.Lock()
+_entries: dict[str, _Entry] = {}
+_cards: tuple[ModelCard, ...] = ()  # every registered card; a new tuple on every change
+
+
+def register_model(
+    name: str,
+    builder: Callable[..., Any],
+    weights: Sequence[Mapping[str, Any]] = (),
+    *,
+    num_classes: int = 1000,
+    labels: Sequence[str] | None = None,
+    label_set: str | None = None,
+    data: DataConfig | Mapping[str, Any] | None = None,
+    task: str = "classification",
+    classifier: str | Sequence[str] | None = None,
+    first_conv: str | None = None,
+    license: str | None = None,
+    paper: str | None = None,
+    origin: str | None = None,
+    notes: Sequence[str] = (),
+    replace: bool = False,
+) -> str:
+    """Register a model of your own as ``user:<name>``; returns that name.
+
+    ``builder(num_classes=..., in_chans=..., **kwargs)`` returns the ``nn.Module`` (it is
+    passed only the keywords its signature accepts; without ``num_classes`` a head of another
+    size is made by replacing the ``classifier`` layer). ``weights``: one mapping per set of
+    weights, each a card of its own (``user:<name>.<tag>``):
+
+    * ``tag`` (required), and ``url`` (or ``urls``, a mirror chain) with ``sha256`` (verified
+      like any download; without it, a torch.hub file-name hash prefix, else the file is
+      ``unverified``), or ``file``: a local checkpoint (read where it is, checked the same way);
+    * optional ``labels``, ``label_set``, ``label_offset``, ``num_classes``, ``data`` (a
+      :class:`~omnizoo.data.config.DataConfig` or a dict of its fields), ``default`` (the
+      weights a bare name resolves to; else the first), ``size``, ``format``, ``top1``,
+      ``top5``, ``metrics_dataset``, ``license``, ``notes``: each overrides the model-level
+      argument of the same name.
+
+    ``classifier``/``first_conv``: the state-dict prefixes of the head and the stem (as timm's
+    ``pretrained_cfg`` names them), for ``num_classes``/``in_chans`` with pretrained weights;
+    the head is found (the last Linear/Conv2d) when not given. Registering a name again raises
+    :class:`~omnizoo.errors.ConfigurationError` unless ``replace=True``.
+    """
+    arch = _arch(name)
+    if not callable(builder):
+        raise ConfigurationError(f"register_model({name!r}): builder must be callable")
+    base = _base_card(
+        arch,
+        num_classes=num_classes,
+        labels=labels,
+        label_set=label_set,
+        data=data,
+        task=task,
+        classifier=classifier,
+        first_conv=first_conv,
+        license=license,
+        paper=paper,
+        origin=origin,
+        notes=notes,
+    )
+    cards = _weight_cards(base, weights)
+    global _cards
+    with _lock:
+        if arch in _entries and not replace:
+            raise ConfigurationError(
+                f"user:{arch} is already registered; pass replace=True to register it again"
+            )
+        _entries[arch] = _Entry(builder, cards)
+        _cards = tuple(c for e in _entries.values() for c in e.cards)
+    return f"{USER_SOURCE}:{arch}"
+
+
+def unregister_model(name: str) -> None:
+    """Forget a registered model (``name`` with or without ``user:``)."""
+    arch = _arch(name)
+    global _cards
+    with _lock:
+        if _entries.pop(arch, None) is None:
+            raise UnknownModelError(
+                f"{USER_SOURCE}:{arch}", message=f"user:{arch} is not registered"
+            )
+        _cards = tuple(c for e in _entries.values() for c in e.cards)
+
+
+def registered_models() -> list[str]:
+    """The names registered in this process, ``user:<name>``."""
+    with _lock:
+        return [f"{USER_SOURCE}:{arch}" for arch in _entries]
+
+
+def _arch(name: str) -> str:
+    if not isinstance(name, str):
+        raise ConfigurationError(f"a model name must be a string, got {type(name).__name__}")
+    source, sep, arch = name.strip().rpartition(":")
+    if sep and source != USER_SOURCE:
+        raise ConfigurationError(
+            f"register_model({name!r}): registered models live in the {USER_SOURCE!r} source; "
+            f"give a plain name (it becomes {USER_SOURCE}:{arch})"
+        )
+    if not _ARCH_RE.match(arch):
+        raise ConfigurationError(
+            f"register_model({name!r}): a name may use letters, digits, '_', '-' and '+' (no '.': "
+            "it separates the weights tag)"
+        )
+    return arch
+
+
+def _data(value: DataConfig | Mapping[str, Any] | None) -> DataConfig:
+    if value is None:
+        return DataConfig()
+    if isinstance(value, DataConfig):
+        return value
+    if isinstance(value, Mapping):
+        try:
+            return DataConfig.from_dict(dict(value))
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"data={dict(value)!r} is not a DataConfig: {exc}") from exc
+    raise ConfigurationError(f"data must be a DataConfig or a dict, got {type(value).__name__}")
+
+
+def _labels(
+    labels: Sequence[str] | None, n: int, offset: int, where: str
+) -> tuple[str, ...] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, str):
+        raise ConfigurationError(f"{where}: labels must be a list of names, not a string")
+    out = tuple(str(label) for label in labels)
+    if len(out) not in (n, n - offset):
+        raise ConfigurationError(f"{where}: {len(out)} labels for {n} classes; give one per class")
+    return out
+
+
+def _base_card(arch: str, **fields: Any) -> ModelCard:
+    n = fields["num_classes"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigurationError(f"num_classes must be an int >= 0, got {n!r}")
+    if fields["task"] not in TASKS:
+        raise ConfigurationError(f"task={fields['task']!r}; one of {', '.join(TASKS)}")
+    head = fields["classifier"]
+    heads = () if not head else (head,) if isinstance(head, str) else tuple(head)
+    return ModelCard(
+        source=USER_SOURCE,
+        arch=arch,
+        task=fields["task"],
+        num_classes=n,
+        label_set=fields["label_set"],
+        categories=_labels(fields["labels"], n, 0, f"user:{arch}"),
+        data=_data(fields["data"]),
+        first_conv=fields["first_conv"],
+        classifier=tuple(str(h) for h in heads),
+        license=fields["license"],
+        paper=fields["paper"],
+        origin=fields["origin"],
+        notes=tuple(str(n) for n in fields["notes"]),
+        is_default=True,
+    )
+
+
+def _weight_cards(base: ModelCard, weights: Sequence[Mapping[str, Any]]) -> tuple[ModelCard, ...]:
+    if isinstance(weights, Mapping):
+        weights = [weights]
+    if not weights:
+        return (base,)
+    cards: list[ModelCard] = []
+    defaults = [bool(w.get("default")) for w in weights]
+    if sum(defaults) > 1:
+        raise ConfigurationError(f"user:{base.arch}: more than one set of weights is the default")
+    first_default = defaults.index(True) if any(defaults) else 0
+    for i, spec in enumerate(weights):
+        cards.append(_weight_card(base, spec, is_default=i == first_default))
+    tags = [c.tag for c in cards]
+    if len(set(tags)) != len(tags):
+        raise ConfigurationError(f"user:{base.arch}: the weights tags {tags} are not unique")
+    return tuple(cards)
+
+
+def _weight_card(base: ModelCard, spec: Mapping[str, Any], *, is_default: bool) -> ModelCard:
+    if not isinstance(spec, Mapping):
+        raise ConfigurationError(f"user:{base.arch}: each weights entry is a dict, got {spec!r}")
+    unknown = sorted(set(spec) - _WEIGHT_KEYS)
+    if unknown:
+        raise ConfigurationError(
+            f"user:{base.arch}: unknown weights field(s) {unknown}; known: "
+            + ", ".join(sorted(_WEIGHT_KEYS))
+        )
+    tag = spec.get("tag")
+    if not isinstance(tag, str) or not _TAG_RE.match(tag):
+        raise ConfigurationError(
+            f"user:{base.arch}: each weights entry needs a 'tag' (letters, digits, '_', '-', "
+            f"'.'), got {tag!r}"
+        )
+    where = f"user:{base.arch}.{tag}"
+    n = int(spec.get("num_classes", base.num_classes))
+    offset = int(spec.get("label_offset", 0))
+    return ModelCard(
+        source=USER_SOURCE,
+        arch=base.arch,
+        tag=tag,
+        task=base.task,
+        weights=_weights_file(spec, where),
+        is_default=is_default,
+        num_classes=n,
+        label_set=spec.get("label_set", base.label_set),
+        categories=_labels(spec.get("labels"), n, offset, where)
+        if "labels" in spec
+        else (base.categories if n == base.num_classes else None),
+        label_offset=offset,
+        data=_data(spec["data"]) if "data" in spec else base.data,
+        top1=spec.get("top1"),
+        top5=spec.get("top5"),
+        metrics_dataset=spec.get("metrics_dataset"),
+        license=spec.get("license", base.license),
+        paper=base.paper,
+        origin=base.origin,
+        first_conv=base.first_conv,
+        classifier=base.classifier,
+        notes=(*base.notes, *(str(x) for x in spec.get("notes", ()))),
+    )
+
+
+def _weights_file(spec: Mapping[str, Any], where: str) -> WeightsFile:
+    sha256 = spec.get("sha256")
+    if sha256 is not None:
+        try:
+            sha256 = normalize_sha256(str(sha256))
+        except ValueError as exc:
+            raise ConfigurationError(f"{where}: {exc}") from None
+    given = [k for k in ("url", "urls", "file") if spec.get(k)]
+    if len(given) != 1:
+        raise ConfigurationError(f"{where}: give exactly one of url, urls or file")
+    if "file" in given:
+        path = Path(spec["file"]).expanduser()
+        if not path.is_file():
+            raise ConfigurationError(f"{where}: the weights file {path} does not exist")
+        urls: tuple[str, ...] = (file_url(path),)
+    else:
+        raw = spec.get("urls") or (spec["url"],)
+        urls = (raw,) if isinstance(raw, str) else tuple(str(u) for u in raw)
+        bad = [u for u in urls if not u.startswith(("http://", "https://"))]
+        if bad:
+            raise ConfigurationError(
+                f"{where}: not http(s) URLs: {bad}; use file= for a local file"
+            )
+    filename = str(spec.get("filename") or urls[0].split("?", 1)[0].rsplit("/", 1)[-1])
+    fmt = str(spec.get("format") or _format_of(filename))
+    if fmt not in WEIGHT_FORMATS:
+        raise ConfigurationError(f"{where}: format={fmt!r}; one of {', '.join(WEIGHT_FORMATS)}")
+    size = spec.get("size")
+    return WeightsFile(
+        urls=urls,
+        filename=filename,
+        sha256=sha256,
+        hash_prefix=None if sha256 else parse_hash_prefix(filename),
+        size=int(size) if size is not None else None,
+        format=fmt,
+    )
+
+
+def _format_of(filename: str) -> str:
+    for suffix, fmt in ((".safetensors", "safetensors"), (".npz", "npz"), (".onnx", "onnx")):
+        if filename.endswith(suffix):
+            return fmt
+    return "pickle"
+
+
+class UserSource(SourceAdapter):
+    """The adapter of the models :func:`register_model` registered in this process."""
+
+    name = USER_SOURCE
+    distribution = "omnizoo"
+    persistent = False
+
+    def index_key(self) -> str:
+        return f"{self.name}-session"
+
+    def build_cards(self) -> list[ModelCard]:
+        return []  # every card is a session card
+
+    def session_cards(self) -> tuple[ModelCard, ...]:
+        return _cards
+
+    def check_request(self, card: ModelCard, request: CreateRequest) -> None:
+        if request.features_only:
+            raise UnsupportedError(f"{card.name}: features_only is not supported for user models")
+        if request.in_chans is not None and request.has_weights and not card.first_conv:
+            raise UnsupportedError(
+                f"{card.name}: in_chans with weights needs the stem's name: register the model "
+                "with first_conv='...' (e.g. 'conv1')"
+            )
+
+    def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
+        import torch
+
+        self.check_request(card, request)
+        with _lock:
+            entry = _entries.get(card.arch)
+        if entry is None:
+            raise UnknownModelError(
+                card.name,
+                message=f"{card.name} is not registered in this process (register_model runs in "
+                "the process that uses it; import the module that registers it)",
+            )
+        wanted = request.num_classes
+        if request.device is not None and str(request.device) == "meta":
+            with meta_params(), torch.device("meta"):
+                model = _build(entry, card, wanted, request)
+            return model, LoadReport(notes=["device='meta': architecture only, nothing loaded"])
+        if not request.has_weights:
+            model = _build(entry, card, wanted, request)
+            return model, LoadReport(notes=["random init (no weights requested)"])
+        path = request.weights_path
+        if request.state_dict is not None:
+            sd = dict(request.state_dict)
+        else:
+            sd = load_checkpoint(path, verified=request.verified)  # type: ignore[arg-type]
+        with meta_params():
+            model = _build(entry, card, None, request)
+        heads = card.classifier or _find_head(model)
+        n = head_size(card, request, sd, classifier=heads)
+        reinit: list[str] = []
+        if n is not None and n != card.num_classes:
+            with meta_params():
+                if _accepts(entry.builder, "num_classes"):
+                    model = _build(entry, card, n, request)
+                else:
+                    reinit = replace_classifier(model, heads, n)
+        report = fit_state_dict(
+            model,
+            sd,
+            card,
+            request,
+            report=LoadReport(source_file=str(path) if path is not None else None),
+            classifier=heads,
+            reinitialize=reinit,
+        )
+        return model, report
+
+
+def _accepts(builder: Callable[..., Any], keyword: str) -> bool:
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return True
+    return keyword in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _build(entry: _Entry, card: ModelCard, num_classes: int | None, request: CreateRequest) -> Any:
+    """The builder's model, with ``num_classes`` (None: the card's) and ``in_chans``."""
+    n = card.num_classes if num_classes is None else num_classes
+    kwargs = dict(request.kwargs)
+    if _accepts(entry.builder, "num_classes"):
+        kwargs["num_classes"] = n
+    if request.in_chans is not None:
+        if not _accepts(entry.builder, "in_chans"):
+            raise UnsupportedError(f"{card.name}: its builder takes no in_chans argument")
+        kwargs["in_chans"] = request.in_chans
+    try:
+        model = entry.builder(**kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"{card.name}: the builder refused {sorted(kwargs)}: {exc}"
+        ) from exc
+    if n != card.num_classes and "num_classes" not in kwargs:
+        with meta_params():
+            replace_classifier(model, card.classifier or _find_head(model), n)
+        materialize_(model)
+    return model
+
+
+def _find_head(model: Any) -> tuple[str, ...]:
+    """The last Linear/Conv2d of the model (the classifier, when the card names none)."""
+    from torch import nn
+
+    last = None
+    for path, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            last = path
+    if last is None:
+        raise UnsupportedError(
+            f"{type(model).__name__} has no Linear/Conv2d layer to use as its classifier; "
+            "register the model with classifier='...'"
+        )
+    return (last,)
