@@ -4,7 +4,9 @@
   collection so that tests can be parametrised over ``omnizoo.list_models()``) because
   building it imports timm and torchvision; tests that need an empty weights cache ask for
   ``isolated_home``.
-* No OMNIZOO_* variable of the developer's shell leaks into a test.
+* No OMNIZOO_* variable of the developer's shell leaks into a test, nor any Hugging Face one
+  (HF_TOKEN, HF_HUB_OFFLINE, ...); TORCH_HOME and HF_HOME point at empty folders, so files in
+  the developer's own torch.hub and Hugging Face caches are never adopted by a test.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from hubfiles import hub, hub_home  # noqa: F401  (a Hub-like origin and its emp
 from omnizoo import settings
 from weightserver import weight_server  # noqa: F401  (the loopback weights server fixture)
 
-_ENV_PREFIXES = ("OMNIZOO_", "HF_ENDPOINT")
+_ENV_PREFIXES = ("OMNIZOO_", "HF_", "HUGGINGFACE_", "TORCH_HOME")
 
 
 _SESSION_HOME: Path | None = None
@@ -36,7 +38,13 @@ def pytest_configure(config: pytest.Config) -> None:
         if key.startswith(_ENV_PREFIXES):
             del os.environ[key]
     os.environ["OMNIZOO_HOME"] = str(_SESSION_HOME)
+    os.environ.update(_empty_ecosystem(_SESSION_HOME))
     settings.reset()
+
+
+def _empty_ecosystem(home: Path) -> dict[str, str]:
+    """TORCH_HOME and HF_HOME in the session's folder (empty unless a test fills them)."""
+    return {"TORCH_HOME": str(home / "torch-home"), "HF_HOME": str(home / "hf-home")}
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -58,6 +66,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, session_home: Path) -> I
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("OMNIZOO_HOME", str(session_home))
     monkeypatch.setenv("OMNIZOO_PROGRESS", "0")
+    for key, value in _empty_ecosystem(session_home).items():
+        monkeypatch.setenv(key, value)
     settings.reset()
     yield
     settings.reset()

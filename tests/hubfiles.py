@@ -66,10 +66,12 @@ class HubRepo:
         commit: str | None = None,
         etag: str | None = None,
         extra: dict[str, str] | None = None,
+        require_auth: str | None = None,
     ) -> str:
         """Serve ``data`` as ``filename`` at ``main`` and at the commit; ``sha256``, ``size``,
-        ``commit``, ``etag`` override what the HEAD announces (lies). Returns the ``main``
-        URL on this server."""
+        ``commit``, ``etag`` override what the HEAD announces (lies); ``require_auth``: the
+        Authorization header a gated repo wants (401 without it). Returns the ``main`` URL on
+        this server."""
         headers = {"X-Repo-Commit": commit or self.commit}
         if lfs:
             real = hashlib.sha256(data).hexdigest()
@@ -90,6 +92,7 @@ class HubRepo:
                 redirect=f"{self.prefix}/cdn-lfs/{hashlib.sha256(data).hexdigest()}"
                 if lfs
                 else None,
+                require_auth=require_auth,
             )
         return self.server.url(self.path(filename))
 

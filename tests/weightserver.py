@@ -71,6 +71,8 @@ class Route:
     encoding: str | None = None  # "gzip"/"deflate": send the body compressed; else a bare label
     compress: bool = True  # False: send the data as it is under the encoding label
     trickle: float = 0.0  # seconds between single bytes of the body
+    # answer 401 to a GET/HEAD whose Authorization header is not this (a gated Hub repo)
+    require_auth: str | None = None
     # counters
     heads: int = 0
     requests: int = 0
@@ -78,6 +80,7 @@ class Route:
     range_requests: int = 0
     bytes_sent: int = 0
     inflight: int = 0  # requests whose handler has not finished (counters not final yet)
+    auth_seen: list[str | None] = field(default_factory=list)  # Authorization of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def settle(self, timeout: float = 10.0) -> None:
@@ -129,9 +132,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with route.lock:
             route.heads += 1
+            route.auth_seen.append(self.headers.get("Authorization"))
             fail = route.fail_500 > 0
             if fail:
                 route.fail_500 -= 1
+        if not self._authorized(route):
+            self._head(401, 0, "text/plain")
+            return
         if route.status is not None or fail:
             self._head(route.status or 500, 0, "text/plain")
             return
@@ -148,12 +155,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
 
+    def _authorized(self, route: Route) -> bool:
+        """False when the route is gated and the request lacks its Authorization header."""
+        wanted = route.require_auth
+        return wanted is None or self.headers.get("Authorization") == wanted
+
     def _serve(self, route: Route) -> None:
         with route.lock:
             route.requests += 1
+            route.auth_seen.append(self.headers.get("Authorization"))
             fail = route.fail_500 > 0
             if fail:
                 route.fail_500 -= 1
+        if not self._authorized(route):
+            self._error(401)
+            return
         if route.status is not None:
             self._error(route.status)
             return

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +27,7 @@ def card_of(obj: Any) -> Any:
 
     if isinstance(obj, ModelCard):
         return obj
-    if isinstance(obj, str):
+    if isinstance(obj, (str, os.PathLike)):  # a name, or a folder save_pretrained wrote
         from ..registry.registry import get_card
 
         return get_card(obj)
