@@ -203,3 +203,42 @@ def test_save_pretrained_refuses_what_it_cannot_rebuild(tmp_path: Path) -> None:
         save_pretrained(torchvision.models.resnet18(), tmp_path / "plain")
     with pytest.raises(errors.ConfigurationError, match="labels"):
         save_pretrained(create_model("torchvision:resnet18"), tmp_path / "x", labels=["a"])
+
+
+def test_an_export_carries_the_card(tmp_path: Path) -> None:
+    """``omnizoo export FOLDER`` writes the fine-tune's card into the .onnx (read_card gives it
+    back, labels included); a timm export names its label set (timm's cards name none)."""
+    from omnizoo.cli.main import main
+    from omnizoo.export.onnx import read_metadata
+
+    model = create_model("torchvision:resnet18", num_classes=3, labels=LABELS)
+    folder = save_pretrained(model, tmp_path / "ft")
+    out = tmp_path / "ft.onnx"
+    assert main(["export", str(folder), str(out), "--input-size", "32"]) == 0
+    back = omnizoo.read_card(out)
+    saved = get_card(folder)
+    assert get_labels(back) == LABELS and back.num_classes == 3
+    assert (back.source, back.arch, back.data) == (saved.source, saved.arch, saved.data)
+    timm_model = create_model("timm:test_efficientnet")
+    assert get_card(timm_model).label_set is None
+    meta = read_metadata(omnizoo.export_onnx(timm_model, tmp_path / "t.onnx", input_size=32))
+    assert meta["omnizoo.label_set"] == "imagenet-1k"
+    assert get_labels(omnizoo.read_card(tmp_path / "t.onnx"))[:2] == ["tench", "goldfish"]
+
+
+def test_labels_follow_a_checkpoint_head(tmp_path: Path) -> None:
+    """A plain checkpoint (not saved by omnizoo) with a 3-way head: the model takes the head's
+    size, and its labels are class_0..class_2 (the card says "generic", not ImageNet), unless
+    ``labels=`` names them."""
+    torch.manual_seed(0)
+    f = tmp_path / "three.pth"
+    torch.save(create_model("timm:resnet18", num_classes=3).state_dict(), f)
+    model = create_model("timm:resnet18", checkpoint_path=f)
+    assert model.fc.out_features == 3
+    assert get_card(model).label_set == "generic"
+    assert get_labels(model) == ["class_0", "class_1", "class_2"]
+    named = create_model("timm:resnet18", checkpoint_path=f, labels=LABELS)
+    assert get_labels(named) == LABELS
+    assert omnizoo.Predictor(named, device="cpu").labels == LABELS
+    with pytest.raises(errors.ConfigurationError, match="labels"):
+        create_model("timm:resnet18", num_classes=3, labels=["a", "b"])

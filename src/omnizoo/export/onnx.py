@@ -185,6 +185,7 @@ def export_onnx_report(
     started = time.perf_counter()
     target = Path(path).expanduser()
     _exporters(exporter)  # validates the name
+    _require_export_libraries(verify)
     inner = unwrap_model(model)
     if not isinstance(inner, torch.nn.Module):
         source = getattr(inner, "path", None)
@@ -339,3 +340,18 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
     proto = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in proto.metadata_props}
+
+
+def _require_export_libraries(verify: bool) -> None:
+    """:class:`~omnizoo.errors.DependencyError` with the ``[export]`` extra when onnx (or, to
+    verify, onnxruntime) is not installed: found before any exporter runs."""
+    import importlib.util
+
+    from ..errors import DependencyError, pip_install
+
+    needed = ("onnx", "onnxruntime") if verify else ("onnx",)
+    absent = [m for m in needed if importlib.util.find_spec(m) is None]
+    if absent:
+        raise DependencyError(
+            f"ONNX export needs {', '.join(absent)} (not installed): {pip_install('export')}"
+        )
