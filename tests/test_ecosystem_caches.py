@@ -213,3 +213,17 @@ def main_raise(argv: list[str]) -> None:
 
     args = build_parser().parse_args(argv)
     args.func(args)
+
+
+def test_where_the_ecosystem_caches_are() -> None:
+    """torch's and huggingface_hub's own rules for their cache folders."""
+    from omnizoo.settings import hf_hub_cache, torch_home
+
+    home = Path("~").expanduser()
+    assert torch_home({}) == home / ".cache" / "torch"
+    assert torch_home({"XDG_CACHE_HOME": "/x"}) == Path("/x/torch")
+    assert torch_home({"TORCH_HOME": "/t", "XDG_CACHE_HOME": "/x"}) == Path("/t")
+    assert hf_hub_cache({}) == home / ".cache" / "huggingface" / "hub"
+    assert hf_hub_cache({"HF_HOME": "/h"}) == Path("/h/hub")
+    assert hf_hub_cache({"HF_HOME": "/h", "HUGGINGFACE_HUB_CACHE": "/old"}) == Path("/old")
+    assert hf_hub_cache({"HF_HUB_CACHE": "/c", "HUGGINGFACE_HUB_CACHE": "/old"}) == Path("/c")
