@@ -29,7 +29,9 @@ from ..registry.card import ModelCard
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CreateRequest", "LoadReport", "SourceAdapter"]
+    from ..errors import OmnizooError
+
+__all__ = ["INDEX_SCHEMA", "CreateRequest", "LoadReport", "SourceAdapter", "torch_version"]
 
 
 class SourceAdapter(abc.ABC):
@@ -53,8 +55,23 @@ class SourceAdapter(abc.ABC):
             return "not-installed"
 
     def index_key(self) -> str:
-        """What the cached card index depends on; bump ``INDEX_SCHEMA`` when card code changes."""
-        return f"{self.name}-{self.version()}-schema{INDEX_SCHEMA}"
+        """What the cached card index depends on: the library's version, torch's (parameter
+        counts and GFLOPs are counted with it) and ``INDEX_SCHEMA`` (bump it when card code
+        changes)."""
+        return f"{self.name}-{self.version()}-torch{torch_version()}-schema{INDEX_SCHEMA}"
+
+    def listing_problem(self) -> OmnizooError | None:
+        """Why this source lists nothing right now (a missing manifest), as the error a name
+        of this source should raise instead of "unknown model"; None when it lists normally."""
+        return None
+
+    def meta_model(self, card: ModelCard) -> torch.nn.Module:
+        """``card``'s architecture built on the meta device (no weights, no memory), as the
+        card's weights expect it (head size, image size), for counting parameters and GFLOPs.
+        Called inside :func:`omnizoo.sources.counting.meta_build`. Default: unsupported."""
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError(f"the {self.name} source builds no torch model to count")
 
     @abc.abstractmethod
     def build_cards(self) -> list[ModelCard]:
@@ -105,6 +122,19 @@ class SourceAdapter(abc.ABC):
         return None
 
 
+def torch_version() -> str:
+    """The installed torch's version, without importing torch (a directory listing)."""
+    found = _dist_info_version("torch")
+    if found is not None:
+        return found
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "not-installed"
+
+
 def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
@@ -141,4 +171,4 @@ def _dist_info_version(distribution: str) -> str | None:
 
 
 #: Bumped whenever card-building code changes what cards contain, to invalidate disk caches.
-INDEX_SCHEMA = 3
+INDEX_SCHEMA = 4
