@@ -174,9 +174,7 @@ class ModelCard:
         kwargs["extra_metrics"] = tuple(
             (str(k), float(v)) for k, v in kwargs.get("extra_metrics") or ()
         )
-        kwargs["provenance"] = tuple(
-            (str(k), str(v)) for k, v in kwargs.get("provenance") or ()
-        )
+        kwargs["provenance"] = tuple((str(k), str(v)) for k, v in kwargs.get("provenance") or ())
         kwargs["extra"] = dict(kwargs.get("extra") or {})
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in kwargs.items() if k in names})

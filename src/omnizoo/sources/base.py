@@ -41,6 +41,9 @@ class SourceAdapter(abc.ABC):
     name: ClassVar[str]
     #: The PyPI distribution whose version keys the on-disk card index.
     distribution: ClassVar[str]
+    #: Whether :meth:`meta_model` builds torch models whose parameters and GFLOPs the index
+    #: counts where the source publishes none.
+    countable: ClassVar[bool] = True
 
     def version(self) -> str:
         """Installed version of the library behind this source (no import of it)."""

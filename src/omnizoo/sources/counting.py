@@ -221,7 +221,7 @@ def fill_stats(
     import dataclasses
 
     todo = [c for c in cards if c.num_params is None or c.gflops is None]
-    if not todo:
+    if not todo or not adapter.countable:
         return cards
     group = key or _stats_key
     groups: dict[tuple[Any, ...], list[ModelCard]] = {}

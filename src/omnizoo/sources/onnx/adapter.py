@@ -33,6 +33,7 @@ class OnnxZooSource(SourceAdapter):
 
     name = "onnx"
     distribution = "onnxruntime"
+    countable = False  # fixed graphs, not torch models: nothing is built to count
 
     def index_key(self) -> str:
         # The cards depend on the (pinned) manifest, not on the onnxruntime version. While the

@@ -85,6 +85,10 @@ def card_for(entry: ZooEntry) -> ModelCard:
         notes.append(f"graph output {list(entry.output_shape)} is flattened to [N, classes]")
     if entry.fixed_batch:
         notes.append("graph has a fixed batch of 1: batches run one sample at a time")
+    notes.append(
+        "no parameter count or GFLOPs: the zoo publishes none, and the graph is not read when "
+        "the cards are built"
+    )
     imagenet = entry.num_classes == 1000
     if not imagenet:
         notes.append(

@@ -51,14 +51,16 @@ _problem: str | None = None
 
 #: The copy shipped in the package (gzip); a trimmed install may lack it.
 SHIPPED = package_data("onnx_hub_manifest.json.gz")
-_shipped: dict[Path, bytes | None] = {}  # path -> verified bytes (None: missing or not pinned)
+# (path, pinned sha256) -> verified bytes (None: missing or not the pinned file)
+_shipped: dict[tuple[Path, str], bytes | None] = {}
 
 
 def shipped_manifest() -> bytes | None:
     """The manifest shipped in the package, verified (None when missing or not the pinned
     file; a damaged copy is reported once)."""
     path = SHIPPED
-    if path not in _shipped:
+    memo = (path, MANIFEST_SHA256)
+    if memo not in _shipped:
         data: bytes | None = None
         if path.is_file():
             import gzip
@@ -70,9 +72,9 @@ def shipped_manifest() -> bytes | None:
             if data is not None and hashlib.sha256(data).hexdigest() != MANIFEST_SHA256:
                 data = None
             if data is None:
-                log.warning("the ONNX zoo manifest shipped at %s is damaged; not used", path)
-        _shipped[path] = data
-    return _shipped[path]
+                log.warning("the ONNX zoo manifest shipped at %s is not the pinned file", path)
+        _shipped[memo] = data
+    return _shipped[memo]
 
 
 def manifest_available() -> bool:

@@ -75,9 +75,11 @@ def build_cards(source: str) -> list[ModelCard]:
         todo: list[tuple[str | None, dict[str, Any], bool]] = []
         if not tags:
             todo.append((None, default_cfg.to_dict() if default_cfg is not None else {}, True))
-        for tag in tags:
-            tag_cfg = get_pretrained_cfg(f"{arch}.{tag}")
-            todo.append((tag, tag_cfg.to_dict() if tag_cfg is not None else {}, tag == default_tag))
+        for name in tags:
+            tag_cfg = get_pretrained_cfg(f"{arch}.{name}")
+            todo.append(
+                (name, tag_cfg.to_dict() if tag_cfg is not None else {}, name == default_tag)
+            )
         for tag, cfg, is_default in todo:
             card = card_from_cfg(source, arch, tag, cfg, module, is_default)
             if results is not None:
