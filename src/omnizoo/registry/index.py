@@ -414,7 +414,9 @@ def _from_payload(data: Any, source: str, key: str) -> SourceIndex | None:
             return None
         if not all(isinstance(c, str) for c in cards):
             return None
-        if not all(isinstance(e, list) and len(e) == len(METRIC_FIELDS) + 5 for e in entries):
+        if not all(
+            isinstance(e, (list, tuple)) and len(e) == len(METRIC_FIELDS) + 5 for e in entries
+        ):
             return None
         return SourceIndex.from_entries(source, key, [tuple(e) for e in entries], cards)
     except (ValueError, AttributeError, TypeError):
