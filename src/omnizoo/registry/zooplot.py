@@ -80,15 +80,20 @@ def plot_zoo(
         by_source: dict[str, list[ModelCard]] = {}
         for card in points:
             by_source.setdefault(card.source, []).append(card)
-        for source, group in by_source.items():
+        # the biggest source underneath, small and faint; the others on top of it
+        order = sorted(by_source, key=lambda s: -len(by_source[s]))
+        for rank, source in enumerate(order):
+            group = by_source[source]
             ax.scatter(
                 [float(c.gflops or 0) for c in group],
                 [float(c.top1 or 0) for c in group],
-                s=14,
-                alpha=0.6,
+                s=10 if rank == 0 else 24,
+                alpha=0.45 if rank == 0 else 0.9,
                 color=SOURCE_COLOURS.get(source, "#7f7f7f"),
                 label=f"{source} ({len(group)})",
-                edgecolors="none",
+                edgecolors="none" if rank == 0 else "white",
+                linewidths=0.4,
+                zorder=1 + rank,
             )
         named = {c.name: c for c in points}
         xy = {c.name: (float(c.gflops or 0), float(c.top1 or 0)) for c in points}
@@ -100,16 +105,25 @@ def plot_zoo(
             color="black",
             linewidth=1.0,
             label=f"Pareto front ({len(front)})",
+            zorder=10,
         )
-        if label_front:
+        if label_front:  # name the front, a label at most every 0.25 decade of GFLOPs
+            import math
+
+            last = float("-inf")
             for c in front:
+                x, y = xy[c.name]
+                if math.log10(x) - last < 0.25:
+                    continue
+                last = math.log10(x)
                 ax.annotate(
-                    c.name,
-                    xy[c.name],
-                    fontsize=6,
-                    xytext=(3, -3),
+                    c.name.split(":", 1)[1],
+                    (x, y),
+                    fontsize=6.5,
+                    xytext=(4, -4),
                     textcoords="offset points",
                     va="top",
+                    zorder=20,
                 )
         ax.set_xscale("log")
         ax.set_xlabel("GFLOPs per image at the card's input size (multiply-adds, log scale)")
