@@ -71,6 +71,17 @@ def test_metric_filters() -> None:
     assert list_models("resnet50", min_top1=80.3) == ["torchvision:resnet50", "timm:resnet50"]
 
 
+def test_the_readme_examples() -> None:
+    best = list_models(pretrained=True, sort="top1", max_gflops=5, max_params=30)
+    assert best[:2] == [
+        "timm:tf_efficientnet_b4.ns_jft_in1k",
+        "timm:tiny_vit_21m_224.dist_in22k_ft_in1k",
+    ]
+    card = get_card("resnet50")
+    assert (card.num_params, card.gflops) == (25557032, 4.089)
+    assert "ResNet50_Weights.IMAGENET1K_V2.meta _metrics" in (card.cited("top1") or "")
+
+
 def test_bad_sort_key() -> None:
     with pytest.raises(errors.ConfigurationError, match="sort by one of"):
         list_models(sort="accuracy")

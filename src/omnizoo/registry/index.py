@@ -10,7 +10,7 @@ processes never see half a file.
 Where to find an index, in order: this process's memory, ``$OMNIZOO_HOME/index/<key>.json``,
 the prebuilt index shipped in the package for the pinned library versions
 (``omnizoo/data/prebuilt/<key>.json.gz``, made by ``scripts/build_prebuilt.py`` and tested to
-equal a fresh build), else a build, announced on stderr, and saved.
+equal a fresh build; copied into the home), else a build, announced on stderr, and saved.
 """
 
 from __future__ import annotations
@@ -312,18 +312,31 @@ def prebuilt_path(key: str) -> Path:
     return PREBUILT_DIR / f"{_safe(key)}.json.gz"
 
 
-def _read_prebuilt(source: str, key: str) -> SourceIndex | None:
-    path = prebuilt_path(key)
-    if not path.is_file():
+def _read_prebuilt(source: str, key: str, path: Path) -> SourceIndex | None:
+    """The shipped index of ``key``, copied to ``path`` (the home's index file) so that later
+    processes read it as any other saved index (a home that cannot be written keeps it in
+    memory only)."""
+    shipped = prebuilt_path(key)
+    if not shipped.is_file():
         return None
-    from ..sources.packaged import read_json
+    import gzip
 
     try:
-        data = read_json(path)
+        raw = gzip.decompress(shipped.read_bytes())
+        data = json.loads(raw)
     except (OSError, ValueError, EOFError):
-        warnings.warn(f"omnizoo: the prebuilt card index {path} is unreadable", stacklevel=3)
+        warnings.warn(f"omnizoo: the prebuilt card index {shipped} is unreadable", stacklevel=3)
         return None
-    return _from_payload(data, source, key)
+    idx = _from_payload(data, source, key)
+    if idx is None:
+        return None
+    from ..weights.fsafe import write_atomic
+
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, raw)  # the same bytes _write_atomic would write
+        idx.path = path
+    return idx
 
 
 def load_index(source: str, *, rebuild: bool = False) -> SourceIndex:
@@ -343,7 +356,7 @@ def load_index(source: str, *, rebuild: bool = False) -> SourceIndex:
         if settings.card_cache and not rebuild:
             idx = _read_index(path, source, key)
             if idx is None and _own_adapter(source, adapter):
-                idx = _read_prebuilt(source, key)
+                idx = _read_prebuilt(source, key, path)
         if idx is None:
             idx = _build(adapter, source, key, path, settings.card_cache)
         _indexes[cache_key] = idx
