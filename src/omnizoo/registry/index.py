@@ -279,18 +279,23 @@ def _compact(card: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_payload(adapter: SourceAdapter, *, stream: Any = None) -> dict[str, Any]:
+def build_payload(
+    adapter: SourceAdapter, *, stream: Any = None, key: str | None = None
+) -> dict[str, Any]:
     """Build ``adapter``'s cards, count what no source publishes, and return the index file's
-    content (what ``load_index`` saves and ``scripts/build_prebuilt.py`` ships). Torch's,
-    numpy's and Python's global random states are left as they were."""
+    content (what ``load_index`` saves and ``scripts/build_prebuilt.py`` ships), under ``key``
+    (default: the adapter's key before the build; building may change it, e.g. by fetching
+    the ONNX manifest). Torch's, numpy's and Python's global random states are left as they
+    were."""
     from ..sources.counting import fill_stats
 
+    key = adapter.index_key() if key is None else key
     with _rng_untouched():
         built = adapter.build_cards()
         built = fill_stats(adapter, built, stream=stream)
     cards = [_compact(c.to_dict()) for c in built]
     return {
-        "key": adapter.index_key(),
+        "key": key,
         "source": adapter.name,
         "entries": [_entry(c) for c in cards],
         "cards": [json.dumps(c, separators=(",", ":"), sort_keys=True) for c in cards],
@@ -372,7 +377,7 @@ def _build(adapter: SourceAdapter, source: str, key: str, path: Path, save: bool
         f"library declares, once per library version\n"
     )
     sys.stderr.flush()
-    data = build_payload(adapter, stream=progress_stream())
+    data = build_payload(adapter, stream=progress_stream(), key=key)
     if save:
         try:
             _write_atomic(path, data)
