@@ -36,6 +36,7 @@ EXTRA_MODULES = {
     "efficientnet": ("efficientnet_pytorch",),
     "onnx": ("onnx", "onnxruntime"),
     "export": ("onnxscript",),
+    "plot": ("matplotlib",),
 }
 
 BLOCKER = """

@@ -151,6 +151,7 @@ class UserSource(SourceAdapter):
     name = USER_SOURCE
     distribution = "omnizoo"
     persistent = False
+    countable = False  # cards made in this process, no index to count for
 
     def index_key(self) -> str:
         return f"{self.name}-session"

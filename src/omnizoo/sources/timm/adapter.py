@@ -45,6 +45,11 @@ class TimmSource(SourceAdapter):
         self.__dict__["_session"] = (state, cards)
         return cards
 
+    def meta_model(self, card: ModelCard) -> Any:
+        from .cards import meta_model
+
+        return meta_model(card)
+
     def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
         from .build import create
 

@@ -5,14 +5,22 @@ Weights: like timm with huggingface_hub installed, a tag with an ``hf_hub_id`` l
 Hugging Face repo's file (``model.safetensors``; its sha256 comes from the Hub at download
 time, see docs/cache.md); the url-only tags use their legacy URL and its sha256 file-name prefix
 where it has one.
+
+Metrics come from timm's published result tables (:mod:`.results`): accuracies, robustness
+sets, parameter counts and GMACs; what they do not cover is counted on the meta device when
+the index is built (:func:`omnizoo.sources.counting.fill_stats`, through :func:`meta_model`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from ...registry.card import ModelCard, WeightsFile
 from ...weights.hashing import parse_hash_prefix
+
+if TYPE_CHECKING:
+    from torch import nn
 
 __all__ = [
     "HF_ENDPOINT",
@@ -23,6 +31,7 @@ __all__ = [
     "card_from_cfg",
     "hf_url",
     "is_builtin",
+    "meta_model",
     "session_archs",
 ]
 
@@ -47,16 +56,40 @@ def format_of(filename: str) -> str:
 
 def build_cards(source: str) -> list[ModelCard]:
     """Every architecture and every tag timm registers (``pretrained=True`` lists only those
-    with weights; ``.untrained`` tags build random models, as in timm). Models that code outside
-    timm registered (``@timm.register_model`` in a user's module) are left out: they exist only
-    in the process that registers them (:func:`session_archs`)."""
+    with weights; ``.untrained`` tags build random models, as in timm), with the metrics of
+    timm's result tables. Models that code outside timm registered (``@timm.register_model``
+    in a user's module) are left out: they exist only in the process that registers them
+    (:func:`session_archs`)."""
     import timm
+    from timm.models._registry import _model_to_module
 
+    from .results import load_results
+
+    results = load_results()
+    module_of = {a: str(m).rsplit(".", 1)[-1] for a, m in _model_to_module.items()}
+    unreliable = results.unreliable_modules(module_of) if results is not None else ()
     cards: list[ModelCard] = []
     for arch in timm.list_models():
-        if is_builtin(arch):
-            cards.extend(arch_cards(source, arch))
+        if not is_builtin(arch):
+            continue
+        for card in arch_cards(source, arch):
+            if results is not None:
+                fields = results.card_fields(
+                    f"{arch}.{card.tag}" if card.tag else arch,
+                    arch,
+                    card.data.input_size,
+                    head_is_default=card.num_classes == _default_classes(arch),
+                    skip_gpu=module_of.get(arch, "") in unreliable,
+                )
+                card = dataclasses.replace(card, **fields)
+            cards.append(card)
     return cards
+
+
+def _default_classes(arch: str) -> int:
+    from timm.models import get_pretrained_cfg
+
+    return int(getattr(get_pretrained_cfg(arch), "num_classes", 1000) or 0)
 
 
 def is_builtin(arch: str) -> bool:
@@ -83,7 +116,6 @@ def arch_cards(source: str, arch: str) -> list[ModelCard]:
     from timm.models import get_pretrained_cfg
     from timm.models._registry import _model_to_module, _model_with_tags
 
-    cards: list[ModelCard] = []
     module = str(_model_to_module.get(arch, "")).rsplit(".", 1)[-1]
     tags = [n.partition(".")[2] for n in _model_with_tags.get(arch, []) if "." in n]
     default_cfg = get_pretrained_cfg(arch)
@@ -93,11 +125,22 @@ def arch_cards(source: str, arch: str) -> list[ModelCard]:
     if not tags:
         cfg = default_cfg.to_dict() if default_cfg is not None else {}
         return [card_from_cfg(source, arch, None, cfg, module, True)]
+    cards: list[ModelCard] = []
     for tag in tags:
         tag_cfg = get_pretrained_cfg(f"{arch}.{tag}")
         cfg = tag_cfg.to_dict() if tag_cfg is not None else {}
         cards.append(card_from_cfg(source, arch, tag, cfg, module, tag == default_tag))
     return cards
+
+
+def meta_model(card: ModelCard) -> nn.Module:
+    """The card's architecture with the card's head, as ``timm.create_model("arch.tag")``
+    builds it (call it on the meta device, inside
+    :func:`omnizoo.sources.counting.meta_build`)."""
+    import timm
+
+    name = f"{card.arch}.{card.tag}" if card.tag else card.arch
+    return timm.create_model(name, pretrained=False, num_classes=card.num_classes)
 
 
 def weights_from_cfg(cfg: dict[str, Any], revision: str = "main") -> WeightsFile | None:
