@@ -138,7 +138,12 @@ class Cache(CacheMaintenance):
         except FileNotFoundError:
             return None
         if actual == sha256:
-            self._record_meta(sha256, path)
+            # Hashed through a descriptor: the entry itself may have gone meanwhile (`cache
+            # prune`), and a dead path is no hit.
+            now = fsafe.lstat_regular(path)
+            if now is None:
+                return None
+            self._record_meta(sha256, path, now)
             return path
         log.warning(
             "cached blob %s is corrupted (its sha256 is now %s, %d bytes); deleting it",

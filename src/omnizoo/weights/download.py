@@ -29,6 +29,7 @@ from ..errors import (
     UnpinnedError,
 )
 from ..settings import Settings, get_settings
+from . import fsafe
 from .cache import Cache, url_key
 from .ecosystem import adopt, find_in_ecosystem
 from .expect import ask_origin, expected, on_origin, pinned_url, ref_urls
@@ -244,38 +245,52 @@ def _fetch(
             if want.git_sha1 is not None:
                 check_git_sha1(temp, want.git_sha1, url)
 
-        try:
-            blob, fetched = _download_chain(
-                cache, key, usable, settings, want.sha256, want.hash_prefix, want.size, post_check
-            )
-        except (DownloadError, IntegrityError) as exc:
-            cache.clean_leftovers(key)  # dead processes' partials nobody could resume
-            if skipped:
-                raise UnpinnedError(
-                    f"{exc}; the mirror(s) {', '.join(skipped)} were not used: the file's "
-                    f"sha256 is not known in advance; {how_to_pin(what, urls[0])}"
-                ) from exc
-            raise
-        except Exception:
-            cache.clean_leftovers(key)
-            raise
-        cache.clean_leftovers(key)  # (not after Ctrl-C: that partial is kept for a resume)
-        # Before the lock is released, so that waiters find the refs; under the cache guard,
-        # so that `cache prune` cannot delete the blob before a ref points at it.
-        if not point_refs(
-            cache,
-            blob.name,
-            linked,
-            name=name,
-            fetched_from=fetched,
-            verification=want.state,
-            revision=want.revision,
-            git_sha1=want.git_sha1,
-        ):
-            raise CacheError(
-                f"{blob} was deleted (`omnizoo cache remove`?) right after it was downloaded "
-                f"from {fetched}; run the request again"
-            )
+        for attempt in (1, 2):
+            try:
+                blob, fetched = _download_chain(
+                    cache,
+                    key,
+                    usable,
+                    settings,
+                    want.sha256,
+                    want.hash_prefix,
+                    want.size,
+                    post_check,
+                )
+            except (DownloadError, IntegrityError) as exc:
+                cache.clean_leftovers(key)  # dead processes' partials nobody could resume
+                if skipped:
+                    raise UnpinnedError(
+                        f"{exc}; the mirror(s) {', '.join(skipped)} were not used: the file's "
+                        f"sha256 is not known in advance; {how_to_pin(what, urls[0])}"
+                    ) from exc
+                raise
+            except Exception:
+                cache.clean_leftovers(key)
+                raise
+            cache.clean_leftovers(key)  # (not after Ctrl-C: that partial is kept for a resume)
+            # Before the lock is released, so that waiters find the refs; under the cache
+            # guard, so that `cache prune` cannot delete the blob before a ref points at it.
+            if point_refs(
+                cache,
+                blob.name,
+                linked,
+                name=name,
+                fetched_from=fetched,
+                verification=want.state,
+                revision=want.revision,
+                git_sha1=want.git_sha1,
+            ):
+                break
+            # The blob went before a ref pointed at it. `publish` keeps a copy that is already
+            # there (an old blob no ref points at) instead of ours, and `cache prune` may
+            # delete that one in between: fetch once more, then ours is published afresh.
+            if attempt == 2:
+                raise CacheError(
+                    f"{blob} was deleted (`omnizoo cache remove`?) right after it was "
+                    f"downloaded from {fetched}; run the request again"
+                )
+            log.info("%s: %s was deleted before a ref pointed at it; fetching it again", what, blob)
     result = Fetched(blob, blob.name, blob.stat().st_size, want.state, linked, name, want.revision)
     return _done(result, None, what)  # the format was checked before the rename
 
@@ -317,9 +332,10 @@ def _lookup(
         if want.git_sha1 is not None and not any(r.get("git_sha1") == want.git_sha1 for r in same):
             continue  # only a ref knows a blob's git sha1 (recorded when it was checked)
         path = cache.valid_blob(digest)
-        if path is None:
-            continue
-        size = path.lstat().st_size
+        st = fsafe.lstat_regular(path) if path is not None else None
+        if path is None or st is None:
+            continue  # missing, or deleted (`cache prune`) right after it was checked
+        size = st.st_size
         if want.size is not None and size != want.size:
             continue
         state = strongest(want.state if want.known else None, *(state_of(r) for r in same))
