@@ -101,7 +101,6 @@ class Predictor:
         score_threshold: float = 0.5,
         num_threads: int | None = None,
     ) -> None:
-        from ..data.labels import get_labels
         from ..data.resolve import resolve_data_config
         from ..data.transforms import ImageTransform
         from .device import resolve_device
@@ -136,7 +135,7 @@ class Predictor:
         if labels is not None:
             self.labels = [str(s) for s in labels]
         else:  # a copy: label sets are shared, and a replaced head relabels this one
-            self.labels = list(get_labels(card if card is not None else model))
+            self.labels = _labels(card if card is not None else model, self.task)
         self._labels_checked = False
         self.outputs_probabilities = (
             card is not None and getattr(card, "output", "") in _PROBABILITY_OUTPUTS
@@ -385,6 +384,19 @@ class Predictor:
             for _, fut in pending:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _labels(card_or_model: Any, task: str) -> list[str]:
+    """The labels of a card or model; a detection/segmentation module without a card (and
+    without num_classes) is labelled by output index."""
+    from ..data.labels import get_labels
+
+    try:
+        return list(get_labels(card_or_model))
+    except ConfigurationError:
+        if task in ("classification", "quantized_classification"):
+            raise
+        return []
 
 
 def _card_or_none(name: str) -> Any:
