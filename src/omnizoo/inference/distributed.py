@@ -38,7 +38,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ConfigurationError, DependencyError, OmnizooError
+from ..errors import (
+    ConfigurationError,
+    DependencyError,
+    InvalidNameError,
+    OmnizooError,
+    UnknownModelError,
+)
 
 __all__ = ["RayPredictor", "plan_resources", "predict_ray"]
 
@@ -68,6 +74,9 @@ class RayPredictor:
     ``predict``.
     """
 
+    #: An error raised while building the Predictor, raised again by the first batch.
+    error: Exception | None = None
+
     def __init__(
         self,
         model: Any,
@@ -78,10 +87,15 @@ class RayPredictor:
     ) -> None:
         from .predictor import Predictor
 
-        kwargs = dict(predictor_kwargs or {})
-        self.predictor = Predictor(model, **kwargs)
         self.topk = topk
         self.score_threshold = score_threshold
+        # An error while building is raised by the first batch: a task's error reaches the
+        # driver as itself (RayTaskError.cause), an actor constructor's only as text.
+        try:
+            self.predictor = Predictor(model, **dict(predictor_kwargs or {}))
+        except Exception as exc:
+            self.error = exc
+            return
         self.task = self.predictor.task
         log.info("Ray actor %d: %r, backend %s", os.getpid(), self.predictor, self.backend)
 
@@ -94,6 +108,9 @@ class RayPredictor:
         import pyarrow as pa
 
         from .writers import arrow_schema, row_for
+
+        if self.error is not None:
+            raise self.error
 
         if "image" in batch:
             images = list(batch["image"])
@@ -159,7 +176,9 @@ def _task_of(model: Any, predictor_kwargs: dict[str, Any]) -> str:
     if isinstance(model, str) and not model.lower().endswith(".onnx"):
         try:
             card = card_of(model)
-        except OmnizooError:
+        except (UnknownModelError, InvalidNameError):
+            raise  # before any actor starts
+        except OmnizooError:  # hf-hub:/local-dir: names have their card once built
             card = None
     elif not isinstance(model, (str, os.PathLike)):
         card = card_of(model)
@@ -211,7 +230,8 @@ def predict_ray(
     we_started = not ray.is_initialized()
     if we_started:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-    meter = None
+    meter = context = None
+    saved = (True, False)
     predicted = errors = 0
     try:
         resources = ray.cluster_resources()
@@ -228,7 +248,10 @@ def predict_ray(
         if gpus_per_actor <= 0:
             kwargs.setdefault("device", "cpu")
         context = ray.data.DataContext.get_current()
+        saved = (context.enable_progress_bars, context.raise_original_map_exception)
         context.enable_progress_bars = False
+        # The actor's own error, not a UserCodeException whose cause is lost on the way back.
+        context.raise_original_map_exception = True
         logging.getLogger("ray.data").setLevel(logging.WARNING)
         ds = ray.data.read_binary_files(
             [path_key(p) if "://" not in p else p for p in todo],
@@ -245,7 +268,7 @@ def predict_ray(
             },
             batch_size=int(kwargs["batch_size"]),
             batch_format="numpy",
-            concurrency=n_actors,
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
             num_cpus=cpus,
             num_gpus=gpus_per_actor or None,
         )
@@ -263,8 +286,8 @@ def predict_ray(
             if on_rows is not None:
                 on_rows(rows)
     except Exception as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, OmnizooError):  # a RayTaskError around our own error
+        cause = _user_error(exc)
+        if cause is not None:  # Ray's wrappers around the actor's own error
             raise cause from None
         raise
     finally:
@@ -273,6 +296,8 @@ def predict_ray(
         finally:
             if meter is not None:
                 meter.close()
+            if context is not None:
+                context.enable_progress_bars, context.raise_original_map_exception = saved
             if we_started:
                 ray.shutdown()
     return RunSummary(
@@ -289,3 +314,16 @@ def predict_ray(
 def _strip_scheme(path: str) -> str:
     """Ray reports local files as given; a ``local://`` prefix is dropped."""
     return path[len("local://") :] if path.startswith("local://") else path
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The first exception in ``exc``'s chain that is not one of Ray's wrappers (Ray Data's
+    UserCodeException, RayTaskError): the error the actor itself raised."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if not type(current).__module__.startswith("ray"):
+            return current if current is not exc else None
+        current = getattr(current, "cause", None) or current.__cause__
+    return None
