@@ -6,6 +6,8 @@ labels and task (classification, detection, keypoints, segmentation).
     omnizoo predict timm:convnext_tiny photos/ --json > answers.json
     omnizoo predict resnet50 'photos/**/*.jpg' --out preds.jsonl       # resumable, with progress
     omnizoo predict resnet50 photos/ --engine ray --out preds.parquet [--address HOST:6379]
+    omnizoo predict model.onnx cat.jpg          # an omnizoo export: its labels, preprocessing
+    omnizoo predict finetuned.onnx cat.jpg --labels labels.txt  # own labels, one per line
 
 IMAGE: files, directories (their image files, recursively, sorted) or glob patterns. Without
 ``--out`` the answers are printed (text, or one JSON document with ``--json``). With ``--out``
@@ -71,6 +73,12 @@ def register(subparsers: Any) -> None:
         default=None,
         help="load weights from this local file instead of the model's download",
     )
+    p.add_argument(
+        "--labels",
+        metavar="FILE",
+        default=None,
+        help="label file, one label per line in output order (instead of the model's own)",
+    )
     p.add_argument("--masks", metavar="DIR", default=None, help="segmentation: save class maps")
     p.add_argument("-v", "--verbose", action="store_true", help="say which backend and why")
     out = p.add_argument_group("writing to a file (resumable)")
@@ -114,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    from ..inference.opening import read_label_file
+
     return {
         "device": args.device,
         "batch_size": args.batch_size,
@@ -122,6 +132,7 @@ def _predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "checkpoint_path": args.checkpoint,
         "task": args.task,
         "score_threshold": args.score_threshold,
+        "labels": read_label_file(args.labels) if args.labels else None,
     }
 
 

@@ -34,11 +34,18 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, ImageLoadError, UnsupportedError
 from .auto import BackendChoice
+from .opening import (
+    as_image_list,
+    card_or_none,
+    check_label_count,
+    is_module,
+    labels_of,
+    open_model,
+)
 from .results import Prediction, PredictionResults
 
 if TYPE_CHECKING:
@@ -62,7 +69,9 @@ class Predictor:
     from ``checkpoint_path``), a model from ``create_model`` (it carries its card), the path
     of an ``.onnx`` file (omnizoo's exports carry their preprocessing and labels), or any
     ``nn.Module`` / ONNX model together with ``data_config`` (and ``labels``). The model is
-    put in eval mode.
+    put in eval mode. ``labels``: one per model output, in order (e.g. from
+    :func:`~omnizoo.inference.opening.read_label_file`); a count that does not match the
+    model's outputs is a :class:`~omnizoo.errors.ConfigurationError` naming both numbers.
 
     ``backend``: ``"auto"`` (default; see :mod:`omnizoo.inference.auto`), ``"torch"`` or
     ``"onnxruntime"`` (a torch classifier is exported once into the weights cache). The
@@ -123,8 +132,8 @@ class Predictor:
             torch.set_num_threads(self.num_threads)
 
         if isinstance(name_or_model, str) and not name_or_model.lower().endswith(".onnx"):
-            resolve_task(task, _card_or_none(name_or_model), None)  # refused before a build
-        model, card = _open_model(name_or_model, checkpoint_path, data_config)
+            resolve_task(task, card_or_none(name_or_model), None)  # refused before a build
+        model, card = open_model(name_or_model, checkpoint_path, data_config)
         self.model = model
         self.card = card
         self.task = resolve_task(task, card, model)
@@ -135,8 +144,12 @@ class Predictor:
         if labels is not None:
             self.labels = [str(s) for s in labels]
         else:  # a copy: label sets are shared, and a replaced head relabels this one
-            self.labels = _labels(card if card is not None else model, self.task)
+            self.labels = labels_of(card if card is not None else model, self.task)
+        self._labels_given = labels is not None  # checked against the outputs: an error
         self._labels_checked = False
+        detector = self.task in ("detection", "keypoints")
+        if labels is not None and detector and getattr(card, "num_classes", None):
+            check_label_count(len(self.labels), int(card.num_classes))  # with the background
         self.outputs_probabilities = (
             card is not None and getattr(card, "output", "") in _PROBABILITY_OUTPUTS
         )
@@ -210,7 +223,7 @@ class Predictor:
             return torch_runner, BackendChoice(
                 "torch", f"{self.task.replace('_', ' ')} models run on torch"
             )
-        if not nchw or not _is_module(model):
+        if not nchw or not is_module(model):
             return torch_runner, BackendChoice("torch", "not an NCHW torch module: not exported")
         return choose_cpu_backend(
             model,
@@ -253,7 +266,7 @@ class Predictor:
         items: list[Any] = []
         indices: list[int] = []
         errors: dict[int, ImageLoadError] = {}
-        images = _as_list(images)
+        images = as_image_list(images)
         stream = self.predict_iter(images, topk=topk, score_threshold=score_threshold)
         if progress:
             from .progress import Progress
@@ -278,7 +291,7 @@ class Predictor:
     ) -> Iterator[tuple[int, Any]]:
         """Stream ``(input index, entry or ImageLoadError)`` in input order."""
         threshold = self.score_threshold if score_threshold is None else float(score_threshold)
-        for indices, items, failures in self._batches(_as_list(images)):
+        for indices, items, failures in self._batches(as_image_list(images)):
             answers: dict[int, Any] = dict(failures)
             if items:
                 for index, entry in zip(indices, self._answer(items, topk, threshold), strict=True):
@@ -291,7 +304,7 @@ class Predictor:
         if self._task.kind != "classification":
             raise UnsupportedError(f"scores() is for classifiers; this is a {self.task} model")
         if not preprocessed:
-            batch = self._task.collate([self._task.prepare(img) for img in _as_list(images)])
+            batch = self._task.collate([self._task.prepare(img) for img in as_image_list(images)])
         else:
             batch = images
         out = self._run(batch)
@@ -316,6 +329,8 @@ class Predictor:
             batch = torch.stack([items[i][0] for i in group])
             out = self._run.forward(batch)
             logits = out["out"] if isinstance(out, dict) else out
+            if self._labels_given:
+                check_label_count(len(self.labels), int(logits.shape[1]))
             for row, i in enumerate(group):
                 answers[i] = task.segmentation(logits[row], items[i][1], topk)
         return answers
@@ -325,7 +340,9 @@ class Predictor:
         if self._labels_checked:
             return
         self._labels_checked = True
-        if width != len(self.labels):
+        if self._labels_given:
+            check_label_count(len(self.labels), width)
+        elif width != len(self.labels):
             log.warning(
                 "%s outputs %d classes but has %d labels (a replaced head?); predictions are "
                 "labelled by output index. Pass labels=, or reset_classifier(model, n, labels=)",
@@ -384,92 +401,3 @@ class Predictor:
             for _, fut in pending:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _labels(card_or_model: Any, task: str) -> list[str]:
-    """The labels of a card or model; a detection/segmentation module without a card (and
-    without num_classes) is labelled by output index."""
-    from ..data.labels import get_labels
-
-    try:
-        return list(get_labels(card_or_model))
-    except ConfigurationError:
-        if task in ("classification", "quantized_classification"):
-            raise
-        return []
-
-
-def _card_or_none(name: str) -> Any:
-    from ..data.resolve import card_of
-    from ..errors import OmnizooError
-
-    try:
-        return card_of(name)
-    except OmnizooError:  # hf-hub:/local-dir: names have their card only once built
-        return None
-
-
-def _is_module(model: Any) -> bool:
-    import torch
-
-    return isinstance(model, torch.nn.Module)
-
-
-def _open_model(
-    name_or_model: Any, checkpoint_path: Any, data_config: DataConfig | None
-) -> tuple[Any, Any]:
-    """``(model, card)`` for a name, an ``.onnx`` file or a model; torch models in eval mode."""
-    from ..data.resolve import card_of
-
-    if isinstance(name_or_model, os.PathLike) or (
-        isinstance(name_or_model, str) and name_or_model.lower().endswith(".onnx")
-    ):
-        path = Path(name_or_model)
-        if path.suffix.lower() != ".onnx":
-            raise ConfigurationError(
-                "give a model name, a model or an .onnx file; for a checkpoint use checkpoint_path"
-            )
-        if checkpoint_path is not None:
-            raise ConfigurationError("checkpoint_path goes with a model name, not an .onnx file")
-        from .onnxfile import open_onnx_file
-
-        model = open_onnx_file(path, data_config)
-        return model, model.omnizoo_card
-    if isinstance(name_or_model, str):
-        from ..registry.factory import create_model
-
-        if checkpoint_path is not None:
-            model = create_model(name_or_model, checkpoint_path=Path(checkpoint_path))
-        else:
-            model = create_model(name_or_model, pretrained=True)
-        card = getattr(model, "omnizoo_card", None) or card_of(name_or_model)
-    else:
-        if checkpoint_path is not None:
-            raise ConfigurationError("checkpoint_path goes with a model name, not a model")
-        model = name_or_model
-        card = card_of(model)
-    if callable(getattr(model, "eval", None)):
-        model.eval()  # create_model returns train mode, as timm and torchvision do
-    return model, card
-
-
-def _as_list(images: Any) -> Iterable[Any]:
-    """One image or many -> an iterable of single images (a 4-D tensor is a batch)."""
-    import numpy as np
-
-    try:
-        import torch
-
-        if isinstance(images, torch.Tensor):
-            return list(images.unbind(0)) if images.dim() == 4 else [images]
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)):
-        return [images]
-    from PIL import Image
-
-    if isinstance(images, Image.Image):
-        return [images]
-    if isinstance(images, Iterable):
-        return images  # consumed lazily
-    return [images]
