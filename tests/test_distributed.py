@@ -5,6 +5,7 @@ installs it)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ def cluster(session_home: Path) -> Iterator[Any]:
     """A local 2-CPU Ray cluster whose workers use the test session's (offline) home."""
     env = {"OMNIZOO_HOME": str(session_home), "OMNIZOO_OFFLINE": "1", "OMNIZOO_PROGRESS": "0"}
     ray.init(
+        address="local",  # a cluster of its own, never one another process started here
         num_cpus=2,
         include_dashboard=False,
         runtime_env={"env_vars": env},
@@ -130,3 +132,55 @@ def test_resources_leave_reading_a_cpu() -> None:
         plan_resources(2, actors=2, cpus_per_actor=1.0)  # the 2-CPU deadlock of the issue
     with pytest.raises(ConfigurationError, match="'image' or a 'bytes'"):
         RayPredictor.__call__(object.__new__(RayPredictor), {"path": ["a"]})
+
+
+@pytest.mark.slow
+def test_cli_address_reaches_a_cluster_started_with_ray_start(
+    images: list[str], checkpoint: str, session_home: Path, tmp_path: Path
+) -> None:
+    """The multi-node path of docs/inference.md on one machine: ``ray start --head`` in another
+    process, then ``omnizoo predict ... --engine ray --address`` from a fresh process."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    import omnizoo
+
+    src = str(Path(omnizoo.__file__).parents[1])  # this checkout, for the head's workers too
+    path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+    env = {
+        **os.environ,
+        "OMNIZOO_HOME": str(session_home),
+        "OMNIZOO_OFFLINE": "1",
+        "PYTHONPATH": path,
+    }
+    env.pop("RAY_ADDRESS", None)
+    ray_cli = Path(sys.executable).with_name("ray")
+    head = subprocess.Popen(
+        [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        out = tmp_path / "preds.parquet"
+        command = [
+            sys.executable, "-m", "omnizoo.cli.main", "predict", MODEL, *images[:8],
+            "--engine", "ray", "--address", f"127.0.0.1:{port}", "--out", str(out),
+            "--checkpoint", checkpoint, "--actors", "1", "--progress", "none",
+        ]  # fmt: skip
+        deadline = time.monotonic() + 120
+        while True:  # the head takes a few seconds to accept drivers
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+            if done.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(3)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert "8 images predicted (0 unreadable), 0 already in" in done.stderr
+        assert sorted(pd.read_parquet(out)["path"]) == sorted(images[:8])
+    finally:
+        head.terminate()  # ray start --block stops the processes it started
+        head.wait(timeout=60)
