@@ -55,7 +55,7 @@ def test_info_summary(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_doctables(tmp_path: Path) -> None:
-    written = doctables.write_tables(tmp_path, ["torchvision", "timm"])
+    written = doctables.write_tables(tmp_path, ["torchvision", "timm"], plot=False)
     assert {p.name for p in written} == {"torchvision.md", "timm.md", "README.md"}
     tv = (tmp_path / "torchvision.md").read_text()
     assert "121 architectures, 166 sets of weights" in tv

@@ -44,7 +44,19 @@ def _reset() -> None:
 
 
 @pytest.fixture
-def zoo_home(isolated_home: Path, monkeypatch: pytest.MonkeyPatch, weight_server: Any) -> Any:
+def no_shipped_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install without the manifest the package ships (a trimmed install): the manifest
+    must come from the cache, a local copy or the network."""
+    monkeypatch.setattr(onnx_source, "SHIPPED", tmp_path / "no-shipped-manifest.json.gz")
+
+
+@pytest.fixture
+def zoo_home(
+    isolated_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    weight_server: Any,
+    no_shipped_manifest: None,
+) -> Any:
     """An empty home whose manifest URL is the real manifest served on loopback."""
     url = weight_server.add("/raw/ONNX_HUB_MANIFEST.json", MANIFEST.read_bytes())
     monkeypatch.setenv("OMNIZOO_ONNX_MANIFEST_URL", url)
@@ -163,7 +175,7 @@ def test_cards_from_manifest_on_loopback(zoo_home: Any, monkeypatch: pytest.Monk
 
 
 def test_no_manifest_lists_nothing_and_says_how(
-    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch, no_shipped_manifest: None
 ) -> None:
     from omnizoo.registry.registry import list_models
 
@@ -187,7 +199,7 @@ def test_no_manifest_lists_nothing_and_says_how(
 
 @needs_reference
 def test_local_manifest_copy_is_verified(
-    isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_shipped_manifest: None
 ) -> None:
     good = tmp_path / "good.json"
     good.write_bytes(MANIFEST.read_bytes())

@@ -4,6 +4,9 @@ Each command group lives in its own module of this package and exposes
 ``register(subparsers) -> None``; the parser it adds sets ``func(args) -> int``.
 
     omnizoo list 'resnet*' --source timm --pretrained
+    omnizoo list --pretrained --sort top1 --columns name,top1,params,gflops,size
+    omnizoo compare resnet50 timm:resnet50.a1_in1k
+    omnizoo plot -o zoo.png
     omnizoo info resnet50
     omnizoo download torchvision:resnet50.IMAGENET1K_V2
     omnizoo lock timm:resnet18.a1_in1k -o omnizoo.lock
@@ -26,7 +29,7 @@ import traceback
 from collections.abc import Sequence
 
 # Command-group modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("models", "download", "lock", "cache", "predict", "export")
+COMMAND_MODULES = ("models", "compare", "plot", "download", "lock", "cache", "predict", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

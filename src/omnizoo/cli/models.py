@@ -2,6 +2,8 @@
 ``info --summary``, which builds the model).
 
     omnizoo list 'resnet*' --source timm --pretrained
+    omnizoo list --pretrained --sort top1 --columns name,top1,params,gflops,size --limit 20
+    omnizoo list --pretrained --min-top1 80 --max-gflops 5 --format csv
     omnizoo list --task detection --json
     omnizoo info resnet50 --json
     omnizoo info timm:resnet18.a1_in1k --summary
@@ -15,11 +17,13 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["card_lines", "register"]
+__all__ = ["add_metric_filters", "card_lines", "register"]
 
 
 def register(subparsers: Any) -> None:
     """Add the ``list``, ``info`` and ``explain`` commands."""
+    from ..registry.listing import COLUMNS
+
     p = subparsers.add_parser(
         "list",
         help="list model names (fnmatch pattern)",
@@ -47,7 +51,29 @@ def register(subparsers: Any) -> None:
         metavar="PATTERN",
         help="leave out names matching PATTERN (repeatable)",
     )
-    p.add_argument("--json", action="store_true", help="a JSON list")
+    p.add_argument("--json", action="store_true", help="a JSON list of the names")
+    add_metric_filters(p)
+    p.add_argument(
+        "--sort",
+        default=None,
+        metavar="KEY",
+        help="order by top1 or top5 (best first), params or gflops (smallest first), or name; "
+        "'-KEY' reverses (e.g. --sort=-params)",
+    )
+    p.add_argument(
+        "--columns",
+        default="name",
+        metavar="COLS",
+        help="comma list of: " + ", ".join(COLUMNS) + " (default: name)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table: aligned columns with a header (bare names when only 'name' is shown); "
+        "json: JSON Lines, one object per model; csv",
+    )
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="the first N only")
     p.set_defaults(func=run_list)
 
     p = subparsers.add_parser(
@@ -70,30 +96,58 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run_explain)
 
 
-def run_list(args: argparse.Namespace) -> int:
-    from ..registry.registry import list_models
+def add_metric_filters(p: Any) -> None:
+    """``--min-top1``, ``--max-params``, ``--max-gflops`` (shared by list and plot)."""
+    p.add_argument(
+        "--min-top1", type=float, default=None, metavar="PCT", help="ImageNet top-1 >= PCT"
+    )
+    p.add_argument(
+        "--max-params", type=float, default=None, metavar="M", help="at most M million parameters"
+    )
+    p.add_argument("--max-gflops", type=float, default=None, metavar="G", help="at most G GFLOPs")
 
+
+def run_list(args: argparse.Namespace) -> int:
+    from ..registry.listing import card_row, format_rows, parse_columns
+    from ..registry.registry import get_card, list_models
+
+    columns = parse_columns(args.columns)
     names = list_models(
         args.pattern,
         source=args.source,
         task=args.task,
         pretrained=args.pretrained,
         exclude=args.exclude,
+        sort=args.sort,
+        min_top1=args.min_top1,
+        max_params=args.max_params,
+        max_gflops=args.max_gflops,
     )
-    if not names and args.source == "onnx":
-        from ..sources.onnx.manifest import manifest_problem
+    if args.limit is not None:
+        names = names[: max(args.limit, 0)]
+    if not names and args.source is not None:
+        from ..registry.index import get_adapter
 
-        problem = manifest_problem()
-        if problem:
+        problem = get_adapter(args.source).listing_problem()
+        if problem is not None:
             print(f"omnizoo list: {problem}", file=sys.stderr)
             return 1
+    out = sys.stdout
     if args.json:
         print(json.dumps(names, indent=1))
-    else:
-        out = sys.stdout
+    elif columns == ["name"] and args.format == "table":
         for name in names:
             out.write(name + "\n")
-        out.flush()
+    else:
+        rows = []
+        for name in names:
+            row = card_row(get_card(name), columns)
+            if "name" in row:
+                row["name"] = name  # an architecture's row shows the architecture
+            rows.append(row)
+        text = format_rows(rows, columns, args.format)
+        out.write(text if text.endswith("\n") or not text else text + "\n")
+    out.flush()
     return 0
 
 
@@ -141,12 +195,18 @@ def card_lines(card: Any) -> list[str]:
         lines.append(
             f"metrics:      acc@1 {card.top1}  acc@5 {card.top5}  ({card.metrics_dataset})"
         )
+        if card.cited("top1"):
+            lines.append(f"  from:       {card.cited('top1')}")
     for key, value in card.extra_metrics:
         lines.append(f"              {key} {value}")
     if card.num_params:
-        lines.append(f"params:       {card.num_params:,}")
+        lines.append(f"params:       {card.num_params:,} ({card.num_params / 1e6:.2f} M)")
+        if card.cited("num_params"):
+            lines.append(f"  from:       {card.cited('num_params')}")
     if card.gflops is not None:
-        lines.append(f"GFLOPs:       {card.gflops}")
+        lines.append(f"GFLOPs:       {card.gflops} (multiply-adds, at {card.data.input_size})")
+        if card.cited("gflops"):
+            lines.append(f"  from:       {card.cited('gflops')}")
     for label, value in (("license", card.license), ("paper", card.paper), ("origin", card.origin)):
         if value:
             lines.append(f"{label + ':':<14}{value}")

@@ -84,7 +84,13 @@ class ModelCard:
     # Other metrics the source publishes (box_map, miou, epe, ...), name -> value.
     extra_metrics: tuple[tuple[str, float], ...] = ()
     num_params: int | None = None
+    # Billions of multiply-accumulates for one image at ``data.input_size``: the convention of
+    # torchvision's ``_ops``, timm's GMACs and most papers' "FLOPs" (one fused multiply-add
+    # counts once; torch.utils.flop_counter counts it twice and is halved).
     gflops: float | None = None
+    # Where each metric came from: (field, source), e.g. ("top1", "timm results-imagenet.csv
+    # ..."), ("gflops", "counted: ..."). Every metric a card carries is cited here.
+    provenance: tuple[tuple[str, str], ...] = ()
     license: str | None = None
     paper: str | None = None
     origin: str | None = None
@@ -101,6 +107,28 @@ class ModelCard:
     def name(self) -> str:
         """Fully qualified ``source:arch[.tag]``."""
         return f"{self.source}:{self.arch}" + (f".{self.tag}" if self.tag else "")
+
+    def cited(self, field_name: str) -> str | None:
+        """Where the value of ``field_name`` (``"top1"``, ``"num_params"``, ...) came from.
+
+        >>> ModelCard(source="timm", arch="x", provenance=(("top1", "a table"),)).cited("top1")
+        'a table'
+        """
+        return dict(self.provenance).get(field_name)
+
+    def metric(self, key: str) -> float | None:
+        """One metric by name: ``top1``, ``top5``, ``params`` (millions), ``gflops``, or a key
+        of ``extra_metrics`` (``"imagenet-real:top1"``, ``"box_map"``, ...).
+
+        >>> ModelCard(source="timm", arch="x", num_params=25_557_032).metric("params")
+        25.557032
+        """
+        if key in ("top1", "top5", "gflops"):
+            value = getattr(self, key)
+            return None if value is None else float(value)
+        if key == "params":
+            return None if self.num_params is None else self.num_params / 1e6
+        return dict(self.extra_metrics).get(key)
 
     @property
     def pretrained(self) -> bool:
@@ -121,7 +149,7 @@ class ModelCard:
                 }
             elif f.name == "extra":
                 value = dict(value)
-            elif f.name == "extra_metrics":
+            elif f.name in ("extra_metrics", "provenance"):
                 value = [list(p) for p in value]
             elif isinstance(value, tuple):
                 value = list(value)
@@ -146,6 +174,7 @@ class ModelCard:
         kwargs["extra_metrics"] = tuple(
             (str(k), float(v)) for k, v in kwargs.get("extra_metrics") or ()
         )
+        kwargs["provenance"] = tuple((str(k), str(v)) for k, v in kwargs.get("provenance") or ())
         kwargs["extra"] = dict(kwargs.get("extra") or {})
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in kwargs.items() if k in names})

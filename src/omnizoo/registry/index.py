@@ -1,10 +1,16 @@
 """The on-disk card index: one JSON file per (source, library version, card schema).
 
-Building cards imports the source library (timm, torchvision, ...); this cache makes every
-later ``list_models()`` / ``get_card()`` a JSON read. The file name is the adapter's
+Building cards imports the source library (timm, torchvision, ...) and counts the parameters
+and GFLOPs no source publishes (:func:`omnizoo.sources.counting.fill_stats`); this cache makes
+every later ``list_models()`` / ``get_card()`` a JSON read. The file name is the adapter's
 :meth:`~omnizoo.sources.base.SourceAdapter.index_key`, so upgrading a library (or bumping
 ``INDEX_SCHEMA``) builds a fresh index. Writes are atomic (temp file + rename), so concurrent
 processes never see half a file.
+
+Where to find an index, in order: this process's memory, ``$OMNIZOO_HOME/index/<key>.json``,
+the prebuilt index shipped in the package for the pinned library versions
+(``omnizoo/data/prebuilt/<key>.json.gz``, made by ``scripts/build_prebuilt.py`` and tested to
+equal a fresh build; copied into the home), else a build, announced on stderr, and saved.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,8 +36,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SourceIndex",
+    "build_payload",
     "get_adapter",
     "load_index",
+    "prebuilt_path",
     "reset_indexes",
     "stale_index_files",
 ]
@@ -92,18 +102,26 @@ class _LazyCards(Mapping[str, dict[str, Any]]):
         return len(self._items)
 
 
-# One row per card in the index file: what listing and name resolution need without decoding
-# the card itself.
-_Entry = tuple[str, str | None, bool, str, bool]  # arch, tag, is_default, task, has_weights
+# One row per card in the index file: what listing, sorting, filtering and name resolution
+# need without decoding the card itself: arch, tag, is_default, task, has_weights, then the
+# metrics (top1, top5, num_params, gflops; None when unknown).
+_Entry = tuple[Any, ...]
+#: metric name -> position in an entry row
+METRIC_FIELDS = {"top1": 5, "top5": 6, "params": 7, "gflops": 8}
 
 
 def _entry(card: Mapping[str, Any]) -> _Entry:
+    params = card.get("num_params")
     return (
         str(card["arch"]),
         card.get("tag"),
         bool(card.get("is_default")),
         str(card.get("task") or "classification"),
         card.get("weights") is not None,
+        card.get("top1"),
+        card.get("top5"),
+        None if params is None else params / 1e6,
+        card.get("gflops"),
     )
 
 
@@ -118,6 +136,8 @@ class SourceIndex:
     archs: dict[str, tuple[tuple[str, ...], str | None, str]] = field(default_factory=dict)
     # card name -> task, for every card with a tag and a weights file (list_models(pretrained))
     weighted: dict[str, str] = field(default_factory=dict)
+    # card name -> (top1, top5, params in millions, gflops), for sorting and filtering
+    metrics: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     _cards: dict[str, ModelCard] = field(default_factory=dict, repr=False)
     # lower-cased arch -> arch, for case-insensitive lookups
     _lower: dict[str, str] = field(default_factory=dict, repr=False)
@@ -142,11 +162,12 @@ class SourceIndex:
         default: dict[str, str | None] = {}
         task: dict[str, str] = {}
         weighted: dict[str, str] = {}
-        for (arch, tag, is_default, card_task, has_weights), card in zip(
-            entries, cards, strict=True
-        ):
+        metrics: dict[str, tuple[Any, ...]] = {}
+        for row, card in zip(entries, cards, strict=True):
+            arch, tag, is_default, card_task, has_weights = row[:5]
             name = f"{source}:{arch}" + (f".{tag}" if tag else "")
             items[name] = card
+            metrics[name] = tuple(row[5:9])
             tags.setdefault(arch, [])
             if tag:
                 tags[arch].append(tag)
@@ -159,7 +180,7 @@ class SourceIndex:
         archs = {
             a: (tuple(t), default.get(a, t[0] if t else None), task[a]) for a, t in tags.items()
         }
-        idx = cls(source, key, _LazyCards(items), archs, weighted)
+        idx = cls(source, key, _LazyCards(items), archs, weighted, metrics)
         idx._lower = {a.lower(): a for a in archs}
         return idx
 
@@ -191,7 +212,21 @@ class SourceIndex:
         )
         fresh = _rebuild_index(self.source, path)
         self.raw, self.archs, self.weighted = fresh.raw, fresh.archs, fresh.weighted
+        self.metrics = fresh.metrics
         self._lower, self._cards = fresh._lower, {}
+
+    def default_name(self, arch: str) -> str:
+        """The card an architecture resolves to (its default weights, or the bare card)."""
+        _tags, default, _task = self.archs[arch]
+        return f"{self.source}:{arch}" + (f".{default}" if default else "")
+
+    def metric(self, name: str, key: str) -> float | None:
+        """``top1``/``top5``/``params`` (millions)/``gflops`` of a card, from the index row."""
+        row = self.metrics.get(name)
+        if row is None or key not in METRIC_FIELDS:
+            return None
+        value = row[METRIC_FIELDS[key] - 5]
+        return None if value is None else float(value)
 
     def find_arch(self, arch: str) -> str | None:
         if arch in self.archs:
@@ -203,9 +238,12 @@ class SourceIndex:
             yield self.card(name)
 
 
+def _safe(key: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in key)
+
+
 def _index_path(source: str, key: str) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in key)
-    return get_settings().index_dir / f"{safe}.json"
+    return get_settings().index_dir / f"{_safe(key)}.json"
 
 
 def _write_atomic(path: Path, payload: Mapping[str, Any]) -> None:
@@ -241,9 +279,75 @@ def _compact(card: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def build_payload(
+    adapter: SourceAdapter, *, stream: Any = None, key: str | None = None
+) -> dict[str, Any]:
+    """Build ``adapter``'s cards, count what no source publishes, and return the index file's
+    content (what ``load_index`` saves and ``scripts/build_prebuilt.py`` ships), under ``key``
+    (default: the adapter's key before the build; building may change it, e.g. by fetching
+    the ONNX manifest). Torch's, numpy's and Python's global random states are left as they
+    were."""
+    from ..sources.counting import fill_stats
+
+    key = adapter.index_key() if key is None else key
+    with _rng_untouched():
+        built = adapter.build_cards()
+        built = fill_stats(adapter, built, stream=stream)
+    cards = [_compact(c.to_dict()) for c in built]
+    return {
+        "key": key,
+        "source": adapter.name,
+        "entries": [_entry(c) for c in cards],
+        "cards": [json.dumps(c, separators=(",", ":"), sort_keys=True) for c in cards],
+    }
+
+
+def _own_adapter(source: str, adapter: SourceAdapter) -> bool:
+    """Whether ``adapter`` is omnizoo's own for ``source`` (prebuilt indexes are for those)."""
+    from ..sources.table import adapter_path
+
+    cls = type(adapter)
+    return adapter_path(source) == f"{cls.__module__}:{cls.__qualname__}"
+
+
+def prebuilt_path(key: str) -> Path:
+    """Where the package keeps the prebuilt index of ``key`` (it may not exist)."""
+    from ..sources.packaged import PREBUILT_DIR
+
+    return PREBUILT_DIR / f"{_safe(key)}.json.gz"
+
+
+def _read_prebuilt(source: str, key: str, path: Path) -> SourceIndex | None:
+    """The shipped index of ``key``, copied to ``path`` (the home's index file) so that later
+    processes read it as any other saved index (a home that cannot be written keeps it in
+    memory only)."""
+    shipped = prebuilt_path(key)
+    if not shipped.is_file():
+        return None
+    import gzip
+
+    try:
+        raw = gzip.decompress(shipped.read_bytes())
+        data = json.loads(raw)
+    except (OSError, ValueError, EOFError):
+        warnings.warn(f"omnizoo: the prebuilt card index {shipped} is unreadable", stacklevel=3)
+        return None
+    idx = _from_payload(data, source, key)
+    if idx is None:
+        return None
+    from ..weights.fsafe import write_atomic
+
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, raw)  # the same bytes _write_atomic would write
+        idx.path = path
+    return idx
+
+
 def load_index(source: str, *, rebuild: bool = False) -> SourceIndex:
-    """The card index of ``source``: from memory, else from disk, else built (and saved).
-    ``rebuild``: build it (and save it) whatever memory and disk hold."""
+    """The card index of ``source``: from memory, else from disk, else the package's prebuilt
+    index, else built (announced on stderr) and saved. ``rebuild``: build it (and save it)
+    whatever memory, disk and the package hold."""
     settings = get_settings()
     adapter = get_adapter(source)
     key = adapter.index_key()
@@ -253,25 +357,40 @@ def load_index(source: str, *, rebuild: bool = False) -> SourceIndex:
         if idx is not None and idx.key == key and not rebuild:
             return idx
         path = _index_path(source, key)
-        idx = _read_index(path, source, key) if settings.card_cache and not rebuild else None
+        idx = None
+        if settings.card_cache and not rebuild:
+            idx = _read_index(path, source, key)
+            if idx is None and _own_adapter(source, adapter):
+                idx = _read_prebuilt(source, key, path)
         if idx is None:
-            with _rng_untouched():
-                built = adapter.build_cards()
-            cards = [_compact(c.to_dict()) for c in built]
-            if settings.card_cache:
-                data = {
-                    "key": key,
-                    "source": source,
-                    "entries": [_entry(c) for c in cards],
-                    "cards": [json.dumps(c, separators=(",", ":")) for c in cards],
-                }
-                try:
-                    _write_atomic(path, data)
-                except OSError as exc:
-                    warnings.warn(f"omnizoo: cannot write card index {path}: {exc}", stacklevel=2)
-            idx = SourceIndex.from_cards(source, key, cards)
+            idx = _build(adapter, source, key, path, settings.card_cache)
         _indexes[cache_key] = idx
         return idx
+
+
+def _build(adapter: SourceAdapter, source: str, key: str, path: Path, save: bool) -> SourceIndex:
+    from ..sources.counting import progress_stream
+
+    started = time.monotonic()
+    sys.stderr.write(
+        f"omnizoo: building the {source} card index ({key}): reading what the installed "
+        f"library declares, once per library version\n"
+    )
+    sys.stderr.flush()
+    data = build_payload(adapter, stream=progress_stream(), key=key)
+    if save:
+        try:
+            _write_atomic(path, data)
+        except OSError as exc:
+            warnings.warn(f"omnizoo: cannot write card index {path}: {exc}", stacklevel=3)
+    sys.stderr.write(
+        f"omnizoo: {source} card index built in {time.monotonic() - started:.1f} s "
+        f"({len(data['cards'])} cards)" + (f", saved to {path}" if save else "") + "\n"
+    )
+    sys.stderr.flush()
+    idx = _from_payload(data, source, key)
+    assert idx is not None
+    return idx
 
 
 @contextlib.contextmanager
@@ -305,6 +424,23 @@ def _rebuild_index(source: str, damaged: Path | None) -> SourceIndex:
         return load_index(source, rebuild=True)
 
 
+def _from_payload(data: Any, source: str, key: str) -> SourceIndex | None:
+    """The index of a parsed index file; None when it is stale or malformed."""
+    try:
+        entries, cards = data.get("entries"), data.get("cards")
+        if data.get("key") != key or not isinstance(cards, list) or not isinstance(entries, list):
+            return None
+        if not all(isinstance(c, str) for c in cards):
+            return None
+        if not all(
+            isinstance(e, (list, tuple)) and len(e) == len(METRIC_FIELDS) + 5 for e in entries
+        ):
+            return None
+        return SourceIndex.from_entries(source, key, [tuple(e) for e in entries], cards)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
 def _read_index(path: Path, source: str, key: str) -> SourceIndex | None:
     """The index in ``path``; None when it is missing, stale or corrupt (then it is rebuilt)."""
     if not path.is_file():
@@ -312,16 +448,12 @@ def _read_index(path: Path, source: str, key: str) -> SourceIndex | None:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-        entries, cards = data.get("entries"), data.get("cards")
-        if data.get("key") != key or not isinstance(cards, list) or not isinstance(entries, list):
-            return None
-        if not all(isinstance(c, str) for c in cards):
-            return None
-        idx = SourceIndex.from_entries(source, key, [tuple(e) for e in entries], cards)
-        idx.path = path
-        return idx
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError):
         return None  # corrupt or unreadable: rebuild
+    idx = _from_payload(data, source, key)
+    if idx is not None:
+        idx.path = path
+    return idx
 
 
 def stale_index_files() -> list[Path]:

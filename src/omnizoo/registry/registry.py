@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import (
+    ConfigurationError,
     NoPretrainedWeightsError,
     OmnizooError,
     UnknownModelError,
@@ -38,6 +39,7 @@ from .index import SourceIndex, load_index
 from .names import format_name, parse_name, split_body
 
 __all__ = [
+    "SORT_KEYS",
     "Candidate",
     "Resolution",
     "explain",
@@ -132,6 +134,29 @@ def _match(name: str, patterns: Iterable[str]) -> bool:
     return False
 
 
+#: sort keys of :func:`list_models`, and whether larger is better (listed first)
+SORT_KEYS: dict[str, bool] = {
+    "name": False,
+    "top1": True,
+    "top5": True,
+    "params": False,
+    "gflops": False,
+}
+
+
+def _sort_spec(sort: str) -> tuple[str, bool]:
+    """(metric, descending) of a ``sort`` argument: a key of :data:`SORT_KEYS`, optionally
+    prefixed with ``-`` (reverse its natural order) or ``+``."""
+    key = sort.strip().lower()
+    flip = key.startswith("-")
+    key = key.lstrip("+-")
+    if key not in SORT_KEYS:
+        raise ConfigurationError(
+            f"sort={sort!r}: sort by one of {', '.join(SORT_KEYS)} (a leading '-' reverses)"
+        )
+    return key, SORT_KEYS[key] != flip
+
+
 def list_models(
     pattern: str | Sequence[str] = "*",
     *,
@@ -139,6 +164,10 @@ def list_models(
     task: str | None = None,
     pretrained: bool = False,
     exclude: str | Sequence[str] = (),
+    sort: str | None = None,
+    min_top1: float | None = None,
+    max_params: float | None = None,
+    max_gflops: float | None = None,
 ) -> list[str]:
     """Fully qualified model names matching ``pattern`` (fnmatch, case-insensitive).
 
@@ -146,21 +175,67 @@ def list_models(
     per set of weights. A pattern matches with or without the ``source:`` prefix. ``task``
     filters on the card's task ("classification", "detection", ...); ``exclude`` removes
     names matching any of its patterns. Sorted by source (resolution order), then name.
+
+    Metrics (an architecture's are those of its default weights; read from the index, no card
+    is decoded): ``min_top1`` keeps names whose ImageNet top-1 is at least that (percent),
+    ``max_params`` those with at most that many **millions** of parameters, ``max_gflops``
+    those with at most that many GFLOPs (billions of multiply-adds); a name without the metric
+    is left out. ``sort`` orders across sources by ``"top1"``/``"top5"`` (best first),
+    ``"params"``/``"gflops"`` (smallest first) or ``"name"``; ``"-params"`` reverses; names
+    without the metric come last.
+
+    >>> list_models("resnet50.*", source="torchvision", pretrained=True, sort="top1")
+    ['torchvision:resnet50.IMAGENET1K_V2', 'torchvision:resnet50.IMAGENET1K_V1']
+    >>> list_models("resnet50.*", source="torchvision", pretrained=True, min_top1=80)
+    ['torchvision:resnet50.IMAGENET1K_V2']
     """
     pats = _patterns(pattern)
     excl = [exclude] if isinstance(exclude, str) else list(exclude)
+    spec = _sort_spec(sort) if sort else None
+    limits = [
+        (k, v, ge)
+        for k, v, ge in (
+            ("top1", min_top1, True),
+            ("params", max_params, False),
+            ("gflops", max_gflops, False),
+        )
+        if v is not None
+    ]
     out: list[str] = []
+    keyed: list[tuple[str, float | None]] = []
     for idx in _indexes(source):
-        names: list[str] = []
+        names: list[tuple[str, str]] = []  # (listed name, card name holding its metrics)
         if pretrained:
-            names = [n for n, t in idx.weighted.items() if task is None or t == task]
+            names = [(n, n) for n, t in idx.weighted.items() if task is None or t == task]
         else:
             for arch, (_tags, _default, arch_task) in idx.archs.items():
                 if task is not None and arch_task != task:
                     continue
-                names.append(format_name(idx.source, arch))
-        names = [n for n in names if _match(n, pats) and not (excl and _match(n, excl))]
-        out.extend(sorted(names))
+                names.append((format_name(idx.source, arch), idx.default_name(arch)))
+        names = [(n, c) for n, c in names if _match(n, pats) and not (excl and _match(n, excl))]
+        for key, limit, at_least in limits:
+            names = [
+                (n, c)
+                for n, c in names
+                if (v := idx.metric(c, key)) is not None
+                and (v >= limit if at_least else v <= limit)
+            ]
+        if spec is None:
+            out.extend(sorted(n for n, _ in names))
+        else:
+            keyed.extend(
+                (n, None if spec[0] == "name" else idx.metric(c, spec[0])) for n, c in names
+            )
+    if spec is not None:
+        key, descending = spec
+        if key == "name":
+            keyed.sort(key=lambda item: item[0].split(":", 1)[1].lower(), reverse=descending)
+        else:
+            keyed.sort(key=lambda item: item[0])
+            keyed.sort(
+                key=lambda item: (item[1] is None, -(item[1] or 0) if descending else item[1] or 0)
+            )
+        out = [n for n, _ in keyed]
     return out
 
 
@@ -227,8 +302,33 @@ def resolve(name: str) -> Resolution:
         if candidates:
             lines = "; ".join(f"{c.source}: {c.reason}" for c in candidates)
             raise NoPretrainedWeightsError(f"{name!r}: no such weights ({lines})")
+        _raise_unlisted(name, parsed.source, indexes)
         raise UnknownModelError(name, _suggest(parsed.body, indexes))
     return Resolution(name, winner, tuple(candidates), reason, order)
+
+
+def _raise_unlisted(name: str, source: str | None, indexes: list[SourceIndex]) -> None:
+    """A name no source knows while a source lists nothing for a reason (the ONNX zoo without
+    its manifest): a name of that source raises that reason; a name without a source is
+    still unknown, and its message gives the reason too."""
+    from .index import get_adapter
+
+    reasons = []
+    for idx in indexes:
+        if idx.archs:
+            continue
+        problem = get_adapter(idx.source).listing_problem()
+        if problem is None:
+            continue
+        if source == idx.source:
+            raise type(problem)(f"{name!r}: the {idx.source} source lists no models: {problem}")
+        reasons.append(f"the {idx.source} source lists no models: {problem}")
+    if reasons:
+        suggestions = _suggest(parse_name(name).body, indexes)
+        message = f"unknown model {name!r}"
+        if suggestions:
+            message += "; did you mean " + ", ".join(repr(s) for s in suggestions) + "?"
+        raise UnknownModelError(name, suggestions, message=message + "; " + "; ".join(reasons))
 
 
 def _suggest(body: str, indexes: list[SourceIndex], n: int = 5) -> list[str]:

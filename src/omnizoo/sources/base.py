@@ -17,6 +17,7 @@ quirks. Adapters return models as upstream does (train mode, upstream's ``featur
 from __future__ import annotations
 
 import abc
+import functools
 import importlib.util
 import re
 from pathlib import Path
@@ -29,7 +30,9 @@ from ..registry.card import ModelCard
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CreateRequest", "LoadReport", "SourceAdapter"]
+    from ..errors import OmnizooError
+
+__all__ = ["INDEX_SCHEMA", "CreateRequest", "LoadReport", "SourceAdapter", "torch_version"]
 
 
 class SourceAdapter(abc.ABC):
@@ -39,6 +42,9 @@ class SourceAdapter(abc.ABC):
     name: ClassVar[str]
     #: The PyPI distribution whose version keys the on-disk card index.
     distribution: ClassVar[str]
+    #: Whether :meth:`meta_model` builds torch models whose parameters and GFLOPs the index
+    #: counts where the source publishes none.
+    countable: ClassVar[bool] = True
 
     def version(self) -> str:
         """Installed version of the library behind this source (no import of it)."""
@@ -53,8 +59,23 @@ class SourceAdapter(abc.ABC):
             return "not-installed"
 
     def index_key(self) -> str:
-        """What the cached card index depends on; bump ``INDEX_SCHEMA`` when card code changes."""
-        return f"{self.name}-{self.version()}-schema{INDEX_SCHEMA}"
+        """What the cached card index depends on: the library's version, torch's (parameter
+        counts and GFLOPs are counted with it) and ``INDEX_SCHEMA`` (bump it when card code
+        changes)."""
+        return f"{self.name}-{self.version()}-torch{torch_version()}-schema{INDEX_SCHEMA}"
+
+    def listing_problem(self) -> OmnizooError | None:
+        """Why this source lists nothing right now (a missing manifest), as the error a name
+        of this source should raise instead of "unknown model"; None when it lists normally."""
+        return None
+
+    def meta_model(self, card: ModelCard) -> torch.nn.Module:
+        """``card``'s architecture built on the meta device (no weights, no memory), as the
+        card's weights expect it (head size, image size), for counting parameters and GFLOPs.
+        Called inside :func:`omnizoo.sources.counting.meta_build`. Default: unsupported."""
+        from ..errors import UnsupportedError
+
+        raise UnsupportedError(f"the {self.name} source builds no torch model to count")
 
     @abc.abstractmethod
     def build_cards(self) -> list[ModelCard]:
@@ -105,17 +126,33 @@ class SourceAdapter(abc.ABC):
         return None
 
 
+def torch_version() -> str:
+    """The installed torch's version, without importing torch (a directory listing)."""
+    found = _dist_info_version("torch")
+    if found is not None:
+        return found
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return "not-installed"
+
+
 def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
+@functools.cache
 def _dist_info_version(distribution: str) -> str | None:
     """The version in the name of the ``<dist>-<version>.dist-info`` folder beside the
     installed package, or None (then ``importlib.metadata`` decides).
 
     Why: ``import importlib.metadata`` alone costs ~30 ms, a third of a fresh process's
     ``list_models()``; this reads one directory listing. Anything unusual (no such folder, two
-    of them, a namespace or zipped package) falls back to importlib.metadata.
+    of them, a namespace or zipped package) falls back to importlib.metadata. Cached for the
+    process: a listing that reads every card asks once per card (a 1,500-row table listed the
+    site-packages folder 3,000 times, 4 s), and the libraries already imported cannot change.
     """
     try:
         spec = importlib.util.find_spec(distribution.replace("-", "_"))
@@ -141,4 +178,4 @@ def _dist_info_version(distribution: str) -> str | None:
 
 
 #: Bumped whenever card-building code changes what cards contain, to invalidate disk caches.
-INDEX_SCHEMA = 3
+INDEX_SCHEMA = 4

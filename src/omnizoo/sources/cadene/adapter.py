@@ -30,6 +30,11 @@ class CadeneSource(SourceAdapter):
 
         return build_cards(self.name)
 
+    def meta_model(self, card: ModelCard) -> Any:
+        from .cards import meta_model
+
+        return meta_model(card)
+
     def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
         from .build import create
 

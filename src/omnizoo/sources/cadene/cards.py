@@ -1,18 +1,40 @@
-"""Cadene cards, one per ``pretrainedmodels.pretrained_settings`` entry."""
+"""Cadene cards, one per ``pretrainedmodels.pretrained_settings`` entry.
+
+Accuracies: the "Accuracy on validation set" table of the README that the installed
+pretrainedmodels ships (its wheel's long description). A row counts when its model cell links
+to the ported model (the plain-text rows are the original frameworks' figures, except those
+of torchvision's own weights, version "Pytorch", which pretrainedmodels loads as they are:
+ResNet152); "Our porting" wins over another row of the same model. ``_5k`` rows are the
+``imagenet+5k`` weights. A figure is put on every card whose weights are that file
+(``imagenet+background`` shares the ``imagenet`` file of inceptionv4, ...). Parameter counts
+come from a meta-device build; GFLOPs are counted when the index is built (:func:`meta_model`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from ...data.config import DataConfig
 from ...registry.card import ModelCard, WeightsFile
 from ...weights.hashing import parse_hash_prefix
-from .upstream import SQUEEZENETS, build_upstream, import_pretrainedmodels, tag_for_settings_key
+from ..counting import COUNTED
+from ..readme import distribution_readme, link_text, table_rows
+from .upstream import (
+    SQUEEZENETS,
+    build_upstream,
+    fix_quirks,
+    import_pretrainedmodels,
+    tag_for_settings_key,
+)
 
-__all__ = ["build_cards"]
+__all__ = ["build_cards", "meta_model", "readme_accuracies"]
+
+README_SECTION = "Accuracy on validation set"
 
 
 ORIGIN = "https://github.com/Cadene/pretrained-models.pytorch"
@@ -75,10 +97,59 @@ def _meta_stats(pm: Any, arch: str, num_classes: int) -> tuple[int | None, str |
     return sum(p.numel() for p in model.parameters()), first_conv, head
 
 
+def _squash(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower()).replace("dualpathnet", "dpn")
+
+
+def readme_accuracies(
+    readme: str, archs: list[str]
+) -> tuple[dict[tuple[str, str], tuple[float, float, str]], list[str]]:
+    """(``{(arch, settings key): (top1, top5, row label)}``, linked rows naming no arch) from
+    the README's accuracy table."""
+    start = readme.find(README_SECTION)
+    if start < 0:
+        return {}, []
+    section = readme[start:]
+    end = section.find("\n#", 1)
+    rows = table_rows(section if end < 0 else section[:end])
+    by_name = {_squash(a): a for a in archs}
+    found: dict[tuple[str, str], tuple[float, float, str]] = {}
+    unmatched: list[str] = []
+    for row in rows[1:]:
+        if len(row) < 4:
+            continue
+        label = link_text(row[0])
+        version = link_text(row[1]) or row[1]
+        if label is None and version != "Pytorch":
+            continue  # an original framework's figure, not the weights pretrainedmodels loads
+        label = label or row[0]
+        try:
+            top1, top5 = float(row[2]), float(row[3])
+        except ValueError:
+            continue
+        base, five_k = re.subn(r"_5k$", "", label)
+        arch = by_name.get(_squash(base))
+        if arch is None:
+            unmatched.append(label)
+            continue
+        key = (arch, "imagenet+5k" if five_k else "imagenet")
+        if key in found and (version != "Our porting" or link_text(row[0]) is None):
+            continue
+        found[key] = (top1, top5, f"{label}, {version}")
+    return found, unmatched
+
+
 def build_cards(source: str) -> list[ModelCard]:
     """One card per settings entry of every architecture."""
     pm = import_pretrainedmodels()
     settings = pm.pretrained_settings
+    readme, version = distribution_readme("pretrainedmodels")
+    accuracies, _ = readme_accuracies(readme, list(pm.model_names))
+    by_url = {
+        str(settings[arch][key]["url"]): value
+        for (arch, key), value in accuracies.items()
+        if key in settings.get(arch, {})
+    }
     cards: list[ModelCard] = []
     for arch in pm.model_names:
         entries: Mapping[str, Mapping[str, Any]] = settings[arch]
@@ -93,20 +164,36 @@ def build_cards(source: str) -> list[ModelCard]:
             if nc not in stats:
                 stats[nc] = _meta_stats(pm, arch, nc)
             num_params, first_conv, head = stats[nc]
-            cards.append(
-                _card(
-                    source,
-                    arch,
-                    key,
-                    entry,
-                    key == default_key,
-                    file_rows[entry["url"]],
-                    num_params,
-                    first_conv,
-                    head,
-                )
+            card = _card(
+                source,
+                arch,
+                key,
+                entry,
+                key == default_key,
+                file_rows[entry["url"]],
+                num_params,
+                first_conv,
+                head,
             )
+            provenance = [("num_params", COUNTED)] if num_params is not None else []
+            acc = by_url.get(str(entry["url"]))
+            if acc is not None:
+                where = f"pretrainedmodels {version} README, {README_SECTION} ({acc[2]})"
+                provenance += [("top1", where), ("top5", where)]
+                card = dataclasses.replace(
+                    card, top1=acc[0], top5=acc[1], metrics_dataset="ImageNet-1K"
+                )
+            cards.append(dataclasses.replace(card, provenance=tuple(provenance)))
     return cards
+
+
+def meta_model(card: ModelCard) -> Any:
+    """The card's architecture with its head, as omnizoo builds it (upstream's builder and
+    omnizoo's fixes of its quirks; call it inside
+    :func:`omnizoo.sources.counting.meta_build`)."""
+    model = build_upstream(import_pretrainedmodels(), card.arch, card.num_classes)
+    fix_quirks(card.arch, model)
+    return model
 
 
 def _default_key(pm: Any, arch: str, entries: Mapping[str, Any]) -> str:

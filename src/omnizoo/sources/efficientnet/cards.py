@@ -1,16 +1,25 @@
 """EfficientNet cards, from ``efficientnet_pytorch.utils`` (``VALID_MODELS``, ``url_map``,
-``url_map_advprop``, ``efficientnet_params``)."""
+``url_map_advprop``, ``efficientnet_params``).
+
+Accuracies: the model table of the README the installed efficientnet_pytorch ships (its
+wheel's long description: ``| `efficientnet-b0` | 5.3M | 76.3 | ✓ |``), top-1 only, on the
+standard (``imagenet``) weights; the README gives none for the AdvProp weights. Parameter
+counts and GFLOPs are counted on a meta-device build.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from ...data.config import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, DataConfig
 from ...registry.card import ModelCard, WeightsFile
 from ...weights.hashing import parse_hash_prefix
+from ..counting import COUNTED
+from ..readme import distribution_readme, table_rows
 
-__all__ = ["build_cards", "data_config", "override_params"]
+__all__ = ["build_cards", "data_config", "meta_model", "override_params", "readme_top1"]
 
 ORIGIN = "https://github.com/lukemelas/EfficientNet-PyTorch"
 PAPER = "https://arxiv.org/abs/1905.11946"
@@ -56,9 +65,43 @@ def _num_params(arch: str) -> int | None:
         return None
 
 
+def readme_top1(readme: str) -> dict[str, float]:
+    """arch -> top-1 from the README's model table (``*Top-1 Acc.*`` column)."""
+    out: dict[str, float] = {}
+    column = None
+    for row in table_rows(readme):
+        heads = [c.strip("*").strip() for c in row]
+        if "Top-1 Acc." in heads:
+            column = heads.index("Top-1 Acc.")
+            continue
+        if column is None or len(row) <= column:
+            continue
+        name = row[0].strip("`").strip()
+        try:
+            value = float(row[column])
+        except ValueError:
+            continue
+        if re.fullmatch(r"efficientnet-[a-z0-9]+", name):
+            out[name] = value
+    return out
+
+
+def meta_model(card: ModelCard) -> Any:
+    """The card's architecture (``EfficientNet.from_name``, plain swish as omnizoo builds it;
+    call it inside :func:`omnizoo.sources.counting.meta_build`)."""
+    from efficientnet_pytorch import EfficientNet
+
+    model = EfficientNet.from_name(card.arch, num_classes=card.num_classes)
+    model.set_swish(memory_efficient=False)
+    return model
+
+
 def build_cards(source: str) -> list[ModelCard]:
     """One card per weights URL of every architecture (an architecture-only card for L2)."""
     utils, valid_models = _import_efficientnet()
+    readme, version = distribution_readme("efficientnet_pytorch")
+    top1 = readme_top1(readme)
+    cited = f"efficientnet_pytorch {version} README (model table, Top-1 Acc.)"
     cards: list[ModelCard] = []
     for arch in valid_models:
         resolution = int(utils.efficientnet_params(arch)[2])
@@ -78,6 +121,7 @@ def build_cards(source: str) -> list[ModelCard]:
             "origin": ORIGIN,
             "first_conv": "_conv_stem",
             "classifier": ("_fc",),
+            "provenance": (("num_params", COUNTED),) if num_params is not None else (),
         }
         if not weights:
             cards.append(
@@ -104,6 +148,13 @@ def build_cards(source: str) -> list[ModelCard]:
                 notes.append("AdvProp weights expect x*2-1 input (mean = std = 0.5)")
             if arch not in utils.url_map:
                 notes.append("no standard (AutoAugment) weights for this variant; AdvProp only")
+            metrics: dict[str, Any] = {}
+            if tag == "imagenet" and arch in top1:
+                metrics = {
+                    "top1": top1[arch],
+                    "metrics_dataset": "ImageNet-1K",
+                    "provenance": (*common["provenance"], ("top1", cited)),
+                }
             cards.append(
                 ModelCard(
                     tag=tag,
@@ -118,7 +169,7 @@ def build_cards(source: str) -> list[ModelCard]:
                     paper=PAPER_ADVPROP if advprop else PAPER,
                     notes=tuple(notes),
                     extra={"resolution": resolution, "advprop": advprop},
-                    **common,
+                    **{**common, **metrics},
                 )
             )
     return cards

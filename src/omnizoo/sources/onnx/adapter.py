@@ -7,7 +7,14 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendError, UnsupportedError
+from ...errors import (
+    BackendError,
+    DownloadError,
+    HashMismatchError,
+    OfflineError,
+    OmnizooError,
+    UnsupportedError,
+)
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
 from ...registry.card import ModelCard
@@ -26,12 +33,13 @@ class OnnxZooSource(SourceAdapter):
 
     name = "onnx"
     distribution = "onnxruntime"
+    countable = False  # fixed graphs, not torch models: nothing is built to count
 
     def index_key(self) -> str:
         # The cards depend on the (pinned) manifest, not on the onnxruntime version. While the
         # manifest is missing the key names the source URL and the day, so an empty listing is
         # cached at most for a day per URL before another fetch is tried.
-        if manifest.cached_manifest_path() is not None:
+        if manifest.manifest_available():
             state = "ok"
         else:
             source = get_settings().onnx_manifest_url
@@ -46,6 +54,18 @@ class OnnxZooSource(SourceAdapter):
         from .cards import build_cards
 
         return build_cards()
+
+    def listing_problem(self) -> OmnizooError | None:
+        """Why this source lists nothing: the manifest is missing (the error to raise for an
+        ``onnx:`` name then), else None."""
+        problem = manifest.manifest_problem()
+        if problem is None:
+            return None
+        if "sha256" in problem and "not the pinned" in problem:
+            return HashMismatchError(problem)
+        if get_settings().offline:
+            return OfflineError(problem)
+        return DownloadError(problem)
 
     def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
         self.check_request(card, request)

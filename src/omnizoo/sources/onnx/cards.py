@@ -1,12 +1,26 @@
-"""ONNX zoo cards: one per classifier file of the manifest, with its family's preprocessing."""
+"""ONNX zoo cards: one per classifier file of the manifest, with its family's preprocessing.
+
+Accuracies: the top-1/top-5 the zoo's READMEs publish per model file, shipped as
+``omnizoo/data/onnx_zoo_metrics.json`` (derived by ``scripts/derive_onnx_metrics.py`` from the
+READMEs at onnx/models b1eeaa1a, each README's sha256 recorded), cited on the card. The READMEs
+give figures for 53 of the 113 files (none for the opset 3-9 duplicates of the Caffe models,
+the Caffe2 conversions, Inception-2 and R-CNN).
+
+Parameter counts and GFLOPs: not on ONNX cards. The zoo publishes neither, and counting them
+needs the graph itself (hundreds of MB each, not in the manifest); see docs/models/README.md.
+"""
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from ...registry.card import ModelCard, WeightsFile
+from ..packaged import package_data, read_json
 from .families import FAMILIES, ZooEntry, classify_manifest
 from .manifest import HF_REPO, model_urls, try_manifest
 
-__all__ = ["build_cards", "card_for"]
+__all__ = ["build_cards", "card_for", "readme_metrics"]
 
 _ZOO_TREE = "https://github.com/onnx/models/tree/main/"
 
@@ -17,6 +31,34 @@ def build_cards() -> list[ModelCard]:
     if manifest is None:
         return []
     return [card_for(entry) for entry in classify_manifest(manifest)]
+
+
+@functools.lru_cache(maxsize=1)
+def readme_metrics() -> dict[str, Any]:
+    """The shipped README figures (``{"provenance": ..., "metrics": {model_path: ...}}``;
+    empty metrics when the file is missing from the install)."""
+    path = package_data("onnx_zoo_metrics.json")
+    if not path.is_file():
+        return {"provenance": {}, "metrics": {}}
+    data: dict[str, Any] = read_json(path)
+    return data
+
+
+def _metric_fields(model_path: str) -> dict[str, Any]:
+    data = readme_metrics()
+    found = data["metrics"].get(model_path)
+    if not found:
+        return {}
+    commit = str(data["provenance"].get("commit", ""))[:8]
+    where = f"onnx/models @ {commit} {found['readme']} (row {found['row']!r})"
+    fields: dict[str, Any] = {"metrics_dataset": "ImageNet-1K"}
+    provenance = []
+    for key in ("top1", "top5"):
+        if found.get(key) is not None:
+            fields[key] = float(found[key])
+            provenance.append((key, where))
+    fields["provenance"] = tuple(provenance)
+    return fields
 
 
 def card_for(entry: ZooEntry) -> ModelCard:
@@ -43,6 +85,10 @@ def card_for(entry: ZooEntry) -> ModelCard:
         notes.append(f"graph output {list(entry.output_shape)} is flattened to [N, classes]")
     if entry.fixed_batch:
         notes.append("graph has a fixed batch of 1: batches run one sample at a time")
+    notes.append(
+        "no parameter count or GFLOPs: the zoo publishes none, and the graph is not read when "
+        "the cards are built"
+    )
     imagenet = entry.num_classes == 1000
     if not imagenet:
         notes.append(
@@ -79,6 +125,7 @@ def card_for(entry: ZooEntry) -> ModelCard:
         output="probabilities" if entry.softmax_in_graph else "logits",
         license="apache-2.0",
         origin=_ZOO_TREE + directory,
+        **_metric_fields(entry.model_path),
         notes=tuple(notes),
         extra={
             "zoo_model": entry.model,

@@ -1,5 +1,7 @@
-"""The pinned ONNX zoo manifest: fetched once through the verified cache (or read from a local
-copy), checked against :data:`MANIFEST_SHA256`, and why the source lists nothing without it."""
+"""The pinned ONNX zoo manifest: shipped with the package (``omnizoo/data/
+onnx_hub_manifest.json.gz``, put there by ``scripts/build_prebuilt.py``), else fetched once
+through the verified cache (or read from a local copy); always checked against
+:data:`MANIFEST_SHA256`; and why the source lists nothing without it."""
 
 from __future__ import annotations
 
@@ -11,17 +13,21 @@ from typing import Any
 
 from ...errors import DownloadError, HashMismatchError, IntegrityError, OfflineError
 from ...settings import get_settings
+from ..packaged import package_data
 
 __all__ = [
     "HF_MIRROR",
     "HF_REPO",
     "LFS_HOST",
     "MANIFEST_SHA256",
+    "SHIPPED",
     "cached_manifest_path",
     "fetch_manifest",
     "load_manifest",
+    "manifest_available",
     "manifest_problem",
     "model_urls",
+    "shipped_manifest",
     "try_manifest",
 ]
 
@@ -42,6 +48,38 @@ LFS_HOST = "https://media.githubusercontent.com/media/onnx/models/main/"
 
 
 _problem: str | None = None
+
+#: The copy shipped in the package (gzip); a trimmed install may lack it.
+SHIPPED = package_data("onnx_hub_manifest.json.gz")
+# (path, pinned sha256) -> verified bytes (None: missing or not the pinned file)
+_shipped: dict[tuple[Path, str], bytes | None] = {}
+
+
+def shipped_manifest() -> bytes | None:
+    """The manifest shipped in the package, verified (None when missing or not the pinned
+    file; a damaged copy is reported once)."""
+    path = SHIPPED
+    memo = (path, MANIFEST_SHA256)
+    if memo not in _shipped:
+        data: bytes | None = None
+        if path.is_file():
+            import gzip
+
+            try:
+                data = gzip.decompress(path.read_bytes())
+            except (OSError, EOFError):
+                data = None
+            if data is not None and hashlib.sha256(data).hexdigest() != MANIFEST_SHA256:
+                data = None
+            if data is None:
+                log.warning("the ONNX zoo manifest shipped at %s is not the pinned file", path)
+        _shipped[memo] = data
+    return _shipped[memo]
+
+
+def manifest_available() -> bool:
+    """Whether the manifest can be read without the network (shipped, cached or local)."""
+    return shipped_manifest() is not None or cached_manifest_path() is not None
 
 
 _tried: set[str] = set()  # manifest sources already tried (and failed) in this process
@@ -73,6 +111,8 @@ def _how_to_fetch(source: str) -> str:
 
 def manifest_problem() -> str | None:
     """Why the onnx source lists nothing (None when the manifest is available)."""
+    if shipped_manifest() is not None:
+        return None
     if _problem is not None:
         return _problem
     if cached_manifest_path() is not None:
@@ -120,13 +160,19 @@ def load_manifest(*, fetch: bool = True) -> list[dict[str, Any]]:
     Raises :class:`OfflineError` / :class:`DownloadError` when it is unavailable and
     :class:`HashMismatchError` when a local copy is not the pinned file.
     """
+    shipped = shipped_manifest()
+    if shipped is not None:
+        return _parse(shipped, SHIPPED)
     path = cached_manifest_path()
     if path is None:
         local = _local_manifest(get_settings().onnx_manifest_url)
         if not fetch and local is None:
             raise OfflineError(_how_to_fetch(get_settings().onnx_manifest_url))
         path = fetch_manifest()  # a local copy is read (and checked) even when offline
-    data = path.read_bytes()
+    return _parse(path.read_bytes(), path)
+
+
+def _parse(data: bytes, path: Path) -> list[dict[str, Any]]:
     digest = hashlib.sha256(data).hexdigest()
     if digest != MANIFEST_SHA256:
         raise HashMismatchError(
@@ -148,7 +194,7 @@ def try_manifest() -> list[dict[str, Any]] | None:
     fetch = not settings.offline and source not in _tried
     _problem = None
     try:
-        if fetch and cached_manifest_path() is None:
+        if fetch and not manifest_available():
             from ... import settings as settings_module
 
             # listing must stay quick when the network is unreachable: one attempt, short waits

@@ -23,6 +23,11 @@ class TimmSource(SourceAdapter):
 
         return build_cards(self.name)
 
+    def meta_model(self, card: ModelCard) -> Any:
+        from .cards import meta_model
+
+        return meta_model(card)
+
     def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
         from .build import create
 

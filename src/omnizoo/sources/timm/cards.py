@@ -5,16 +5,32 @@ Weights: like timm with huggingface_hub installed, a tag with an ``hf_hub_id`` l
 Hugging Face repo's file (``model.safetensors``; its sha256 comes from the Hub at download
 time, see docs/cache.md); the url-only tags use their legacy URL and its sha256 file-name prefix
 where it has one.
+
+Metrics come from timm's published result tables (:mod:`.results`): accuracies, robustness
+sets, parameter counts and GMACs; what they do not cover is counted on the meta device when
+the index is built (:func:`omnizoo.sources.counting.fill_stats`, through :func:`meta_model`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from ...registry.card import ModelCard, WeightsFile
 from ...weights.hashing import parse_hash_prefix
 
-__all__ = ["HF_ENDPOINT", "HF_FILENAME", "ORIGIN", "build_cards", "card_from_cfg", "hf_url"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "HF_ENDPOINT",
+    "HF_FILENAME",
+    "ORIGIN",
+    "build_cards",
+    "card_from_cfg",
+    "hf_url",
+    "meta_model",
+]
 
 ORIGIN = "https://github.com/huggingface/pytorch-image-models"
 HF_ENDPOINT = "https://huggingface.co"  # the weights layer rewrites it to HF_ENDPOINT
@@ -42,23 +58,51 @@ def build_cards(source: str) -> list[ModelCard]:
     from timm.models import get_pretrained_cfg
     from timm.models._registry import _model_to_module, _model_with_tags
 
+    from .results import load_results
+
+    results = load_results()
+    module_of = {a: str(m).rsplit(".", 1)[-1] for a, m in _model_to_module.items()}
+    unreliable = results.unreliable_modules(module_of) if results is not None else ()
     cards: list[ModelCard] = []
     for arch in timm.list_models():
-        module = str(_model_to_module.get(arch, "")).rsplit(".", 1)[-1]
+        module = module_of.get(arch, "")
         tags = [n.partition(".")[2] for n in _model_with_tags.get(arch, []) if "." in n]
         default_cfg = get_pretrained_cfg(arch)
         default_tag = getattr(default_cfg, "tag", None)
+        default_classes = int(getattr(default_cfg, "num_classes", 1000) or 0)
         if default_tag not in tags:
             default_tag = tags[0] if tags else None
+        todo: list[tuple[str | None, dict[str, Any], bool]] = []
         if not tags:
-            cfg = default_cfg.to_dict() if default_cfg is not None else {}
-            cards.append(card_from_cfg(source, arch, None, cfg, module, True))
-            continue
-        for tag in tags:
-            tag_cfg = get_pretrained_cfg(f"{arch}.{tag}")
-            cfg = tag_cfg.to_dict() if tag_cfg is not None else {}
-            cards.append(card_from_cfg(source, arch, tag, cfg, module, tag == default_tag))
+            todo.append((None, default_cfg.to_dict() if default_cfg is not None else {}, True))
+        for name in tags:
+            tag_cfg = get_pretrained_cfg(f"{arch}.{name}")
+            todo.append(
+                (name, tag_cfg.to_dict() if tag_cfg is not None else {}, name == default_tag)
+            )
+        for tag, cfg, is_default in todo:
+            card = card_from_cfg(source, arch, tag, cfg, module, is_default)
+            if results is not None:
+                fields = results.card_fields(
+                    f"{arch}.{tag}" if tag else arch,
+                    arch,
+                    card.data.input_size,
+                    head_is_default=card.num_classes == default_classes,
+                    skip_gpu=module in unreliable,
+                )
+                card = dataclasses.replace(card, **fields)
+            cards.append(card)
     return cards
+
+
+def meta_model(card: ModelCard) -> nn.Module:
+    """The card's architecture with the card's head, as ``timm.create_model("arch.tag")``
+    builds it (call it on the meta device, inside
+    :func:`omnizoo.sources.counting.meta_build`)."""
+    import timm
+
+    name = f"{card.arch}.{card.tag}" if card.tag else card.arch
+    return timm.create_model(name, pretrained=False, num_classes=card.num_classes)
 
 
 def weights_from_cfg(cfg: dict[str, Any], revision: str = "main") -> WeightsFile | None:

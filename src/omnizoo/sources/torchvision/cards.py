@@ -27,6 +27,9 @@ _MODULES = (
 
 def build_cards(source: str) -> list[ModelCard]:
     """One card per Weights enum member, and one bare card per builder without weights."""
+    import torchvision
+
+    version = str(torchvision.__version__).split("+")[0]
     models = tvm()
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
@@ -67,6 +70,7 @@ def build_cards(source: str) -> list[ModelCard]:
                         convs,
                         heads,
                         _IMAGENET_CATEGORIES,
+                        version,
                     )
                 )
     return cards
@@ -82,6 +86,7 @@ def _card(
     first_conv: str | None,
     heads: tuple[str, ...],
     imagenet: list[str],
+    version: str,
 ) -> ModelCard:
     meta = dict(w.meta)
     url = w.url
@@ -118,6 +123,16 @@ def _card(
                 extra_metrics.append((label, float(value)))
     if dataset is None and metrics:
         dataset = next(iter(metrics))
+    where = f"torchvision {version} {type(w).__name__}.{w.name}.meta"
+    provenance = []
+    if top1 is not None:
+        provenance += [("top1", f"{where} _metrics"), ("top5", f"{where} _metrics")]
+    if extra_metrics:
+        provenance.append(("extra_metrics", f"{where} _metrics"))
+    if meta.get("num_params") is not None:
+        provenance.append(("num_params", f"{where} num_params"))
+    if meta.get("_ops") is not None:
+        provenance.append(("gflops", f"{where} _ops"))
     notes = []
     if categories is None and task != "optical_flow":
         notes.append("these weights declare no categories (feature-extraction weights)")
@@ -162,6 +177,7 @@ def _card(
         extra_metrics=tuple(extra_metrics),
         num_params=meta.get("num_params"),
         gflops=meta.get("_ops"),
+        provenance=tuple(provenance),
         license=meta.get("license") or "BSD-3-Clause (torchvision)",
         paper=None,
         origin=meta.get("recipe") or ORIGIN,

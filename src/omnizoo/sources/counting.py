@@ -1,0 +1,292 @@
+"""Parameter counts and GFLOPs of a card's architecture, counted on the meta device.
+
+Used when a source publishes no figures for a card: the architecture is built on the meta
+device (no memory; the in-place init ops, which meta tensors run through slow Python
+reference implementations, are skipped) and one image of the card's input size goes through
+it on meta tensors while a dispatch mode adds up the formulas of ``torch.utils.flop_counter``
+(matmuls, convolutions, attention). No real arithmetic runs, so a 1B-parameter model costs
+about a second.
+
+Conventions: ``gflops`` are billions of multiply-accumulates (torchvision's ``_ops``, timm's
+GMACs and the papers' "FLOPs" count one fused multiply-add once; ``torch.utils.flop_counter``
+counts it twice, so its total is halved). Operations without a formula (elementwise,
+normalisation, pooling) count nothing, as in torchvision's and timm's figures.
+
+>>> import torch
+>>> with meta_build():
+...     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(),
+...                                 torch.nn.Linear(8 * 30 * 30, 10))
+>>> count_params(model)
+72234
+>>> round(count_gflops(model, (3, 32, 32)) * 1e9)  # 8*3*3*3 MACs at 30x30, then 7200x10
+266400
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..registry.card import ModelCard
+    from .base import SourceAdapter
+
+__all__ = ["COUNTED", "count_gflops", "count_params", "fill_stats", "meta_build"]
+
+#: The provenance text of counted figures (the torch version is added where they are counted).
+COUNTED = "counted: meta-device build, torch.utils.flop_counter formulas"
+
+# In-place ops that only fill a tensor (init); on a meta tensor they return it unchanged.
+_FILL_OPS = (
+    "uniform_",
+    "normal_",
+    "erfinv_",
+    "clamp_",
+    "clamp_min_",
+    "clamp_max_",
+    "mul_",
+    "add_",
+    "sub_",
+    "div_",
+    "fill_",
+    "zero_",
+    "copy_",
+    "exponential_",
+    "bernoulli_",
+    "random_",
+    "log_normal_",
+    "cauchy_",
+    "geometric_",
+    "exp_",
+    "log_",
+    "sqrt_",
+    "neg_",
+    "abs_",
+    "addcmul_",
+    "addcdiv_",
+    "masked_fill_",
+    "fmod_",
+    "floor_",
+    "sign_",
+    "tanh_",
+)
+
+
+def _skip_fill_mode() -> Any:
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    packets = {getattr(torch.ops.aten, name) for name in _FILL_OPS}
+
+    class _SkipFill(TorchDispatchMode):
+        def __torch_dispatch__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            if (
+                func._overloadpacket in packets
+                and args
+                and isinstance(args[0], torch.Tensor)
+                and args[0].is_meta
+            ):
+                arg0 = func._schema.arguments[0]
+                if arg0.alias_info is not None and arg0.alias_info.is_write:
+                    return args[0]
+            return func(*args, **(kwargs or {}))
+
+    return _SkipFill()
+
+
+@contextlib.contextmanager
+def meta_build() -> Iterator[None]:
+    """Build models inside this block: every tensor is created on the meta device and init
+    ops are skipped (this thread only; torch's global random state is not drawn from)."""
+    import torch
+
+    with torch.device("meta"), _skip_fill_mode(), _quiet():
+        yield
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def count_params(model: nn.Module) -> int:
+    """The number of parameters (shared tensors once)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def _counting_mode() -> Any:
+    """A dispatch mode adding up ``torch.utils.flop_counter``'s formulas, as its
+    ``FlopCounterMode`` does but without its per-module tracking (whose backward hooks fail on
+    some models, e.g. timm's CaiT, and cost time)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils.flop_counter import flop_registry
+
+    aten = torch.ops.aten
+    passthrough = {
+        aten.is_contiguous.default,
+        aten.is_contiguous.memory_format,
+        aten.is_strides_like_format.default,
+        aten.is_non_overlapping_and_dense.default,
+        aten.size.default,
+        aten.sym_size.default,
+        aten.stride.default,
+        aten.sym_stride.default,
+        aten.storage_offset.default,
+        aten.sym_storage_offset.default,
+        aten.numel.default,
+        aten.sym_numel.default,
+        aten.dim.default,
+        torch.ops.prim.layout.default,
+    }
+    for name in ("sym_is_contiguous",):
+        op = getattr(aten, name, None)
+        if op is not None:
+            passthrough.add(op.default)
+
+    class _Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.flops = 0
+
+        def __torch_dispatch__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            kwargs = kwargs or {}
+            if func in passthrough:
+                return NotImplemented
+            packet = func._overloadpacket
+            if packet not in flop_registry and func is not torch.ops.prim.device.default:
+                with self:
+                    out = func.decompose(*args, **kwargs)
+                    if out is not NotImplemented:
+                        return out
+            out = func(*args, **kwargs)
+            formula = flop_registry.get(packet)
+            if formula is not None:
+                self.flops += int(formula(*args, **kwargs, out_val=out))
+            return out
+
+    return _Count()
+
+
+def count_gflops(model: nn.Module, input_size: Sequence[int]) -> float:
+    """Billions of multiply-accumulates for one image of ``input_size`` (C, H, W) through
+    ``model`` (in eval mode), on meta tensors."""
+    import torch
+
+    model.eval()
+    x = torch.empty((1, *(int(v) for v in input_size)), device="meta")
+    counter = _counting_mode()
+    with torch.no_grad(), counter, _quiet():
+        model(x)
+    return counter.flops / 2e9
+
+
+def _stats_key(card: ModelCard) -> tuple[Any, ...]:
+    return (card.arch, card.num_classes, tuple(card.data.input_size))
+
+
+def fill_stats(
+    adapter: SourceAdapter,
+    cards: list[ModelCard],
+    *,
+    key: Callable[[ModelCard], tuple[Any, ...]] | None = None,
+    stream: TextIO | None = None,
+) -> list[ModelCard]:
+    """``cards`` with ``num_params`` and ``gflops`` counted where the source published none.
+
+    ``key`` groups cards that share one build (default: arch, head size, input size);
+    each group is built once with ``adapter.meta_model``. A card that cannot be built or run
+    on the meta device keeps None and gets a note saying why: counting never fails a build.
+    Progress goes to ``stream`` (None: silent).
+    """
+    import dataclasses
+
+    todo = [c for c in cards if c.num_params is None or c.gflops is None]
+    if not todo or not adapter.countable:
+        return cards
+    group = key or _stats_key
+    groups: dict[tuple[Any, ...], list[ModelCard]] = {}
+    for card in todo:
+        groups.setdefault(group(card), []).append(card)
+    where = COUNTED
+    results: dict[str, tuple[int | None, float | None, str | None]] = {}
+    started = last = time.monotonic()
+    if stream is not None:
+        stream.write(
+            f"omnizoo: counting parameters and GFLOPs of {len(groups)} {adapter.name} "
+            "architectures on the meta device (once per library version)\n"
+        )
+        stream.flush()
+    for i, members in enumerate(groups.values(), 1):
+        first = members[0]
+        params: int | None = None
+        gflops: float | None = None
+        problem: str | None = None
+        try:
+            with meta_build():
+                # .to("meta"): a tensor some builder made on the CPU (a legacy constructor)
+                model = adapter.meta_model(first).to("meta")
+            params = count_params(model)
+            gflops = round(count_gflops(model, first.data.input_size), 6)
+        except Exception as exc:  # any builder or forward failure: no figure, a note
+            problem = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+        for card in members:
+            results[card.name] = (params, gflops, problem)
+        now = time.monotonic()
+        if stream is not None and (now - last > 5 or i == len(groups)):
+            last = now
+            stream.write(f"omnizoo:   {i}/{len(groups)} counted ({now - started:.0f} s)\n")
+            stream.flush()
+    out: list[ModelCard] = []
+    for card in cards:
+        if card.name not in results:
+            out.append(card)
+            continue
+        params, gflops, problem = results[card.name]
+        provenance = dict(card.provenance)
+        changes: dict[str, Any] = {}
+        if card.num_params is None and params is not None:
+            changes["num_params"] = params
+            provenance["num_params"] = where
+        if card.gflops is None and gflops is not None:
+            changes["gflops"] = gflops
+            provenance["gflops"] = f"{where} at {'x'.join(map(str, card.data.input_size))}"
+        if problem is not None:
+            changes["notes"] = (
+                *card.notes,
+                f"parameters/GFLOPs not counted: the meta-device build failed ({problem})",
+            )
+        if changes:
+            changes["provenance"] = tuple(provenance.items())
+            card = dataclasses.replace(card, **changes)
+        out.append(card)
+    return out
+
+
+def progress_stream() -> TextIO | None:
+    """stderr when progress lines are wanted (``OMNIZOO_PROGRESS``; auto: a terminal)."""
+    from ..settings import get_settings
+
+    wanted = get_settings().progress
+    if wanted is None:
+        wanted = sys.stderr.isatty()
+    return sys.stderr if wanted else None
