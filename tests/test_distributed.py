@@ -157,6 +157,7 @@ def test_cli_address_reaches_a_cluster_started_with_ray_start(
         "OMNIZOO_HOME": str(session_home),
         "OMNIZOO_OFFLINE": "1",
         "PYTHONPATH": path,
+        "RAY_AUTH_MODE": "disabled",  # token auth (Ray's default) is covered by Ray's own docs
     }
     env.pop("RAY_ADDRESS", None)
     ray_cli = Path(sys.executable).with_name("ray")
