@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
 # Both install omnizoo with every optional source ([all]) and the dev tools ([dev]).
-# Both create/refresh .venv only when pyproject.toml changed (a stamp file records it).
+# Both create/refresh .venv only when pyproject.toml changed (a stamp file records it), with
+# every dependency at exactly its declared lower bound (scripts/lower_bounds.py).
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -14,7 +15,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" -e ".[all,dev]"
+	$(PYTHON) scripts/lower_bounds.py > $(VENV)/lower-bounds.txt
+	$(PY) -m pip install -q -c $(VENV)/lower-bounds.txt "torch==2.14.1" "torchvision==0.29.1" -e ".[all,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_predict.py               # ~200 JPEGs, CPU
     .venv/bin/python benchmarks/bench_predict.py --images 96 --models mobilenet_v3_large
+    .venv/bin/python benchmarks/bench_predict.py --models resnet50 --ray-actors 1 2
 
 For each model (random init: speed does not depend on the weights' values) it times, over the
 same ~200 real JPEGs (scikit-image's sample photographs, randomly cropped and resized to
@@ -16,7 +17,13 @@ varied sizes around 500x375, written to a temporary directory):
 * forward alone: the model as given on ready, preprocessed tensors (inference_mode,
   channels_last) — the ceiling for a pipeline that hides decoding entirely;
 * forward alone, BN folded: the same through the Predictor's own runner, which folds BatchNorm
-  into the convolutions (``fold_bn=True``, the default): the Predictor's real ceiling.
+  into the convolutions (``fold_bn=True``, the default): the Predictor's real ceiling;
+* Predictor (auto): ``backend="auto"``, the default (the choice and its reason are printed);
+* onnxruntime forward alone: the exported graph on the ready tensors, the onnxruntime ceiling;
+* Ray, N actors (``--ray-actors 1 2``): ``omnizoo.inference.distributed.predict_ray`` on a
+  local Ray cluster started beforehand (its start is not counted; the actors' start is), the
+  model pickled to each actor, ``backend="auto"``, rows written to a Parquet file. Printed: the
+  whole run, and the rate after the first rows arrived (the actors' steady state).
 
 Each timing is the best of ``--repeats`` runs after one warm-up batch. Besides images per
 second (wall clock), it prints images per CPU-second of the process: on a shared machine the
@@ -150,8 +157,9 @@ def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[
         forward_runner, args.repeats, "forward alone, BN folded"
     )
     if not args.no_onnx:
+        ort_model = torchvision.models.get_model(name, weights=None).eval()
         ort = Predictor(
-            torchvision.models.get_model(name, weights=None).eval(),
+            ort_model,
             data_config=config,
             labels=labels,
             device="cpu",
@@ -163,7 +171,64 @@ def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[
         results["Predictor (onnxruntime)"] = n / best_of(
             lambda: ort.predict(paths), args.repeats, "Predictor (onnxruntime)"
         )
+        ort_run = ort._run
+
+        def ort_forward() -> None:
+            for x in ready:
+                ort_run(x)
+
+        results["onnxruntime forward alone"] = n / best_of(
+            ort_forward, args.repeats, "onnxruntime forward alone"
+        )
+        auto = Predictor(
+            ort_model,  # the same weights: the export cached above is reused
+            data_config=config,
+            labels=labels,
+            device="cpu",
+            batch_size=bs,
+            num_workers=args.workers,
+        )
+        print(f"{name}: backend='auto' chose {auto.backend_choice}")
+        auto.predict(paths[:bs])
+        results["Predictor (auto)"] = n / best_of(
+            lambda: auto.predict(paths), args.repeats, "Predictor (auto)"
+        )
+        for actors in args.ray_actors:
+            total, steady = bench_ray(ort_model, config, labels, paths, actors, bs)
+            results[f"Ray, {actors} actor(s), whole run"] = total
+            results[f"Ray, {actors} actor(s), steady"] = steady
     return results
+
+
+def bench_ray(
+    model: Any, config: Any, labels: list[str], paths: list[Path], actors: int, bs: int
+) -> tuple[float, float]:
+    """(images/s of the whole run, images/s after the first rows arrived) on Ray."""
+    import ray
+
+    from omnizoo.inference.distributed import predict_ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    arrivals: list[tuple[float, int]] = []
+    with tempfile.TemporaryDirectory(prefix="omnizoo-bench-ray-") as out:
+        start = time.perf_counter()
+        summary = predict_ray(
+            model,
+            [str(p) for p in paths],
+            Path(out) / "preds.parquet",
+            actors=actors,
+            batch_size=bs,
+            predictor_kwargs={"data_config": config, "labels": labels},
+            progress="none",
+            on_rows=lambda rows: arrivals.append((time.perf_counter(), len(rows))),
+        )
+        total = time.perf_counter() - start
+    assert summary.predicted == len(paths) and summary.errors == 0, summary
+    first_t, first_n = arrivals[0]
+    steady_s = arrivals[-1][0] - first_t
+    steady = (len(paths) - first_n) / steady_s if steady_s > 0 else 0.0
+    return len(paths) / total, steady
 
 
 def main() -> None:
@@ -174,6 +239,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="Predictor decode threads")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument(
+        "--ray-actors", type=int, nargs="*", default=[], help="also run on Ray with N actors"
+    )
     args = parser.parse_args()
 
     import torch
@@ -193,10 +261,17 @@ def main() -> None:
             for label, ips in res.items():
                 extra = f"{ips / plain:5.2f}x plain loop, {ips / ceiling:5.2f}x forward alone"
                 per_cpu = len(paths) / CPU_SECONDS[label] if CPU_SECONDS.get(label) else 0.0
+                if label.startswith("Ray"):  # the work is in the actors: no CPU figure
+                    extra += f", {ips / res['Predictor (auto)']:5.2f}x Predictor (auto)"
                 print(f"  {label:<26} {ips:8.1f} img/s {per_cpu:8.1f} img/CPU-s   {extra}")
             if "Predictor (onnxruntime)" in res:
                 ratio = res["Predictor (onnxruntime)"] / res["Predictor (torch)"]
                 print(f"  onnxruntime / torch backend: {ratio:.2f}x")
+                best = max(res["forward alone, BN folded"], res["onnxruntime forward alone"])
+                print(
+                    f"  auto: {res['Predictor (auto)'] / plain:.2f}x plain loop, "
+                    f"{res['Predictor (auto)'] / best:.2f}x the faster forward-only ceiling"
+                )
             print()
 
 

@@ -192,8 +192,10 @@ def test_models_without_batchnorm_come_back_as_they_are() -> None:
 def test_predictor_folds_on_real_weights_without_touching_the_model() -> None:
     model = lite0_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    folded = Predictor(model, device="cpu", batch_size=2, num_workers=1)
-    plain = Predictor(lite0_model(), device="cpu", batch_size=2, num_workers=1, fold_bn=False)
+    folded = Predictor(model, device="cpu", batch_size=2, num_workers=1, backend="torch")
+    plain = Predictor(
+        lite0_model(), device="cpu", batch_size=2, num_workers=1, fold_bn=False, backend="torch"
+    )
     assert folded._run.folded > 40 and plain._run.folded == 0
     images: list[Any] = [IMAGES / "cat.jpg", IMAGES / "coffee.jpg"]
     a, b = folded.scores(images), plain.scores(images)

@@ -37,6 +37,7 @@ EXTRA_MODULES = {
     "onnx": ("onnx", "onnxruntime"),
     "export": ("onnxscript",),
     "plot": ("matplotlib",),
+    "ray": ("ray", "pyarrow"),
 }
 
 BLOCKER = """

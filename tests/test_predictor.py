@@ -23,7 +23,7 @@ COFFEE = IMAGES / "coffee.jpg"
 
 @pytest.fixture(scope="module")
 def predictor() -> Predictor:
-    return Predictor(lite0_model(), device="cpu", batch_size=4, num_workers=2)
+    return Predictor(lite0_model(), device="cpu", batch_size=4, num_workers=2, backend="torch")
 
 
 def test_real_weights_give_real_answers(predictor: Predictor) -> None:
@@ -67,7 +67,9 @@ def test_bad_images_do_not_sink_the_batch(predictor: Predictor, tmp_path: Path) 
 
 
 def test_order_is_kept_across_many_small_batches() -> None:
-    p = Predictor(lite0_model(), device="cpu", batch_size=3, num_workers=3, prefetch=1)
+    p = Predictor(
+        lite0_model(), device="cpu", batch_size=3, num_workers=3, prefetch=1, backend="torch"
+    )
     photos = sorted(IMAGES.glob("*.jpg"))
     inputs = [photos[i % len(photos)] for i in range(11)]
     results = p.predict(inputs, topk=1)
@@ -77,15 +79,19 @@ def test_order_is_kept_across_many_small_batches() -> None:
     assert streamed == list(range(11))
 
 
-def test_onnxruntime_backend_matches_torch(predictor: Predictor) -> None:
+def test_real_weights_same_top5_under_auto_torch_and_onnxruntime(predictor: Predictor) -> None:
+    auto = Predictor(lite0_model(), device="cpu", batch_size=4)
     ort = Predictor(lite0_model(), device="cpu", backend="onnxruntime")
-    assert ort.backend == "onnxruntime"
+    assert predictor.backend == "torch" and ort.backend == "onnxruntime"
+    assert auto.backend in ("torch", "onnxruntime") and auto.backend_choice.parity is not None
+    assert auto.backend_choice.parity < 1e-3 and auto.backend_choice.export is not None
     photos = sorted(IMAGES.glob("*.jpg"))
     a = predictor.predict(photos, topk=5)
-    b = ort.predict(photos, topk=5)
-    for x, y in zip(a, b, strict=True):
-        assert [p.index for p in x] == [p.index for p in y]
-        assert np.allclose([p.score for p in x], [p.score for p in y], atol=1e-4)
+    for other in (auto, ort):
+        for x, y in zip(a, other.predict(photos, topk=5), strict=True):
+            assert [p.index for p in x] == [p.index for p in y]
+            assert np.allclose([p.score for p in x], [p.score for p in y], atol=1e-4)
+    assert a[1][0].label in CAT_CLASSES and a[2][0].label == "espresso"
 
 
 def test_probability_outputs_are_not_softmaxed_again() -> None:
@@ -99,8 +105,8 @@ def test_probability_outputs_are_not_softmaxed_again() -> None:
         label_set="imagenet-1k",
     )
     model.omnizoo_card = card  # type: ignore[assignment]
-    p = Predictor(model, device="cpu")
-    plain = Predictor(lite0_model(), device="cpu")
+    p = Predictor(model, device="cpu", backend="torch")
+    plain = Predictor(lite0_model(), device="cpu", backend="torch")
     assert p.outputs_probabilities
     assert p.predict(CAT, topk=3)[0] == plain.predict(CAT, topk=3)[0]
 
@@ -112,7 +118,11 @@ def test_module_without_card_needs_data_config_and_labels() -> None:
     with pytest.raises(ConfigurationError):
         Predictor(model, device="cpu")
     p = Predictor(
-        model, device="cpu", data_config=resolve_data_config("resnet50"), labels=["a", "b", "c"]
+        model,
+        device="cpu",
+        data_config=resolve_data_config("resnet50"),
+        labels=["a", "b", "c"],
+        backend="torch",
     )
     preds = p.predict(CAT, topk=5)[0]
     assert len(preds) == 3 and {x.label for x in preds} == {"a", "b", "c"}
@@ -122,6 +132,7 @@ def test_named_model_with_a_local_checkpoint(tmp_path: Path) -> None:
     ckpt = tmp_path / "lite0_timm.pth"
     torch.save(timm_state_dict(), ckpt)
     p = Predictor("timm:tf_efficientnet_lite0", checkpoint_path=ckpt, device="cpu")
+    assert p.backend in ("torch", "onnxruntime")  # auto: the same graph as lite0_model()'s
     assert p.card is not None and p.card.source == "timm"
     assert p.predict(CAT, topk=1)[0][0].label in CAT_CLASSES
 
@@ -148,6 +159,8 @@ def test_scores_of_an_image_batch(predictor: Predictor) -> None:
 @pytest.mark.cuda
 def test_cuda_autocast_agrees_with_cpu(predictor: Predictor) -> None:
     gpu = Predictor(lite0_model(), device="cuda")
+    assert gpu.backend == "torch" and "CUDA" in gpu.backend_choice.reason
+    assert gpu._run.channels_last and gpu._run.autocast is not None
     photos = sorted(IMAGES.glob("*.jpg"))
     for a, b in zip(predictor.predict(photos, topk=1), gpu.predict(photos, topk=1), strict=True):
         assert a[0].index == b[0].index

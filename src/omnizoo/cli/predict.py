@@ -1,19 +1,29 @@
-"""``omnizoo predict MODEL IMAGE...``: classify image files with a model's own preprocessing.
+"""``omnizoo predict MODEL IMAGE...``: run a model on images, with its own preprocessing,
+labels and task (classification, detection, keypoints, segmentation).
 
     omnizoo predict resnet50 cat.jpg dog.png --topk 3
+    omnizoo predict ssdlite320_mobilenet_v3_large street.jpg --score-threshold 0.6
     omnizoo predict timm:convnext_tiny photos/ --json > answers.json
-    omnizoo predict timm:tf_efficientnet_lite0 cat.jpg --checkpoint lite0.pth
+    omnizoo predict resnet50 'photos/**/*.jpg' --out preds.jsonl       # resumable, with progress
+    omnizoo predict resnet50 photos/ --engine ray --out preds.parquet [--address HOST:6379]
+    omnizoo predict model.onnx cat.jpg          # an omnizoo export: its labels, preprocessing
+    omnizoo predict finetuned.onnx cat.jpg --labels labels.txt  # own labels, one per line
 
-A directory argument stands for the image files inside it (recursively, sorted). Images that
-cannot be read are reported (one ``omnizoo: error: <file>: <cause>`` line each on stderr, or
-as ``"error"`` in ``--json``) and the others are still classified; the exit code is then 1
-(0 when every image was classified).
+IMAGE: files, directories (their image files, recursively, sorted) or glob patterns. Without
+``--out`` the answers are printed (text, or one JSON document with ``--json``). With ``--out``
+(``.jsonl``, ``.csv`` or ``.parquet``) rows are written as they come, images already in the
+file are skipped (an interrupted run resumes), and progress goes to stderr. ``--engine ray``
+runs on a Ray cluster (``--address`` or ``RAY_ADDRESS``; else the cluster started on this
+machine by ``ray start --head``, or a local one for the run); it needs ``--out``.
+
+Images that cannot be read are reported (one ``omnizoo: error: <file>: <cause>`` line each on
+stderr, or as ``"error"`` in ``--json`` and the output files) and the others are still
+predicted; the exit code is then 1 (0 when every image was predicted).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,19 +35,37 @@ def register(subparsers: Any) -> None:
     """Add the ``predict`` command."""
     p = subparsers.add_parser(
         "predict",
-        help="classify images with a pretrained model",
+        help="predict with a pretrained model (classes, boxes, masks) on images",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="\n\n".join(__doc__.split("\n\n")[1:]) if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", metavar="MODEL", help="model name, e.g. resnet50 or timm:convnext_tiny")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files or directories")
-    p.add_argument("--topk", type=int, default=5, help="answers per image (default 5)")
+    p.add_argument(
+        "model", metavar="MODEL", help="model name (resnet50, timm:convnext_tiny) or .onnx file"
+    )
+    p.add_argument("images", metavar="IMAGE", nargs="+", help="files, directories or globs")
+    p.add_argument(
+        "--topk",
+        type=int,
+        default=None,
+        help="classes per image (default 5); for detection/segmentation: the most kept",
+    )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
     p.add_argument(
-        "--backend", choices=("torch", "onnxruntime"), default="torch", help="inference engine"
+        "--backend",
+        choices=("auto", "torch", "onnxruntime"),
+        default="auto",
+        help="inference engine (default auto: the fastest that matches torch; see --verbose)",
     )
     p.add_argument("--num-workers", type=int, default=None, help="decoding threads")
+    p.add_argument("--task", default=None, help="override the card's task")
+    p.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.5,
+        help="detection: drop detections scoring less (default 0.5)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument(
         "--checkpoint",
@@ -45,59 +73,144 @@ def register(subparsers: Any) -> None:
         default=None,
         help="load weights from this local file instead of the model's download",
     )
+    p.add_argument(
+        "--labels",
+        metavar="FILE",
+        default=None,
+        help="label file, one label per line in output order (instead of the model's own)",
+    )
+    p.add_argument("--masks", metavar="DIR", default=None, help="segmentation: save class maps")
+    p.add_argument("-v", "--verbose", action="store_true", help="say which backend and why")
+    out = p.add_argument_group("writing to a file (resumable)")
+    out.add_argument("--out", metavar="FILE", default=None, help="preds.jsonl|.csv|.parquet")
+    out.add_argument("--format", choices=("jsonl", "csv", "parquet"), default=None)
+    out.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    out.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "none"),
+        default="auto",
+        help="auto: a bar on a terminal, else a line per 1000 images",
+    )
+    ray = p.add_argument_group("Ray (--engine ray)")
+    ray.add_argument("--engine", choices=("local", "ray"), default="local")
+    ray.add_argument("--address", default=None, help="Ray cluster address (else RAY_ADDRESS)")
+    ray.add_argument("--actors", type=int, default=None, help="model replicas (default CPUs/4)")
+    ray.add_argument("--cpus-per-actor", type=float, default=None)
+    ray.add_argument("--gpus-per-actor", type=float, default=0.0)
     p.set_defaults(func=run)
 
 
-def _expand(paths: list[str]) -> list[str]:
-    from ..data.stats import iter_image_files
-
-    out: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            out.extend(str(p) for p in iter_image_files(path))
-        else:
-            out.append(raw)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    """Build the Predictor, classify, print."""
-    from ..inference.predictor import Predictor
-    from .main import error_line
+    """Build the Predictor (or the Ray run), predict, print or write."""
+    from ..errors import ConfigurationError
+    from ..inference.runs import expand_images
 
-    images = _expand(args.images)
-    predictor = Predictor(
-        args.model,
-        device=args.device,
-        batch_size=args.batch_size,
-        backend=args.backend,
-        num_workers=args.num_workers,
-        checkpoint_path=args.checkpoint,
-    )
-    results = predictor.predict(images, topk=args.topk, on_error="return")
+    images = expand_images(args.images)
+    if args.engine == "ray":
+        if not args.out:
+            raise ConfigurationError("--engine ray writes its results: give --out preds.parquet")
+        return _run_ray(args, images)
+    predictor = _predictor(args)
+    if args.verbose:
+        print(f"omnizoo: {predictor!r}", file=sys.stderr)
+        print(f"omnizoo: backend {predictor.backend_choice}", file=sys.stderr)
+        if predictor.backend_choice.export:
+            print(f"omnizoo: {predictor.backend_choice.export}", file=sys.stderr)
+    if args.out:
+        return _run_to_file(args, predictor, images)
+    return _run_print(args, predictor, images)
+
+
+def _predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    from ..inference.opening import read_label_file
+
+    return {
+        "device": args.device,
+        "batch_size": args.batch_size,
+        "backend": args.backend,
+        "num_workers": args.num_workers,
+        "checkpoint_path": args.checkpoint,
+        "task": args.task,
+        "score_threshold": args.score_threshold,
+        "labels": read_label_file(args.labels) if args.labels else None,
+    }
+
+
+def _predictor(args: argparse.Namespace) -> Any:
+    from ..inference.predictor import Predictor
+
+    return Predictor(args.model, **_predictor_kwargs(args))
+
+
+def _run_print(args: argparse.Namespace, predictor: Any, images: list[str]) -> int:
+    from .main import error_line
+    from .predict_output import dump_json, json_document, print_entry, save_mask
+
+    progress = args.progress != "none" and len(images) >= 1000
+    results = predictor.predict(images, topk=args.topk, on_error="return", progress=progress)
+    used: set[str] = set()
+    if args.masks and predictor.task == "segmentation":
+        for i, (image, entry) in enumerate(zip(images, results, strict=True)):
+            if i not in results.errors:
+                name = Path(image).stem
+                stem, n = name, 1
+                while stem in used:
+                    n += 1
+                    stem = f"{name}-{n}"
+                used.add(stem)
+                save_mask(entry, stem, Path(args.masks))
     if args.json:
-        doc = {
-            "model": getattr(predictor.card, "name", args.model),
-            "device": str(predictor.device),
-            "backend": predictor.backend,
-            "results": [
-                {
-                    "image": image,
-                    "predictions": [p.to_dict() for p in preds],
-                    "error": str(results.errors[i]) if i in results.errors else None,
-                }
-                for i, (image, preds) in enumerate(zip(images, results, strict=True))
-            ],
-        }
-        json.dump(doc, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        dump_json(json_document(predictor, args.model, images, results))
     else:
-        for i, (image, preds) in enumerate(zip(images, results, strict=True)):
+        for i, (image, entry) in enumerate(zip(images, results, strict=True)):
             if i in results.errors:  # one line; the message names the file
                 print(f"omnizoo: error: {error_line(results.errors[i])}", file=sys.stderr)
                 continue
-            print(f"{image}:")
-            for p in preds:
-                print(f"  {p.score:7.4f}  {p.label} ({p.index})")
+            print_entry(image, entry, predictor.task)
     return 1 if results.errors else 0
+
+
+def _run_to_file(args: argparse.Namespace, predictor: Any, images: list[str]) -> int:
+    from ..inference.runs import predict_to_file
+
+    summary = predict_to_file(
+        predictor,
+        images,
+        args.out,
+        topk=args.topk,
+        format=args.format,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    print(f"omnizoo: {summary}", file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
+def _run_ray(args: argparse.Namespace, images: list[str]) -> int:
+    from ..inference.distributed import predict_ray
+
+    kwargs = _predictor_kwargs(args)
+    batch_size = kwargs.pop("batch_size")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if kwargs.get("device") == "auto":
+        kwargs.pop("device")  # each actor: CPU, or its GPU with --gpus-per-actor
+    if kwargs.get("checkpoint_path"):
+        kwargs["checkpoint_path"] = str(Path(kwargs["checkpoint_path"]).resolve())
+    summary = predict_ray(
+        args.model,
+        images,
+        args.out,
+        topk=args.topk,
+        score_threshold=args.score_threshold,
+        predictor_kwargs=kwargs,
+        actors=args.actors,
+        cpus_per_actor=args.cpus_per_actor,
+        gpus_per_actor=args.gpus_per_actor,
+        batch_size=batch_size,
+        address=args.address,
+        format=args.format,
+        overwrite=args.overwrite,
+        progress=args.progress,
+    )
+    print(f"omnizoo: {summary}", file=sys.stderr)
+    return 1 if summary.errors else 0

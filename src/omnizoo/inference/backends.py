@@ -6,18 +6,16 @@ exports) on the CPU and return a float32 ``(N, num_outputs)`` CPU tensor of raw 
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, ConfigurationError
+from ..errors import BackendError, ConfigurationError, UnsupportedError
 
 if TYPE_CHECKING:
     import torch
 
-    from ..data.config import DataConfig
 
-__all__ = ["OrtRunner", "TorchRunner", "export_for_onnxruntime", "is_onnx_model"]
+__all__ = ["OrtRunner", "TorchRunner", "is_onnx_model"]
 
 
 def _first_tensor(out: Any) -> Any:
@@ -45,10 +43,16 @@ def _as_2d_float(out: Any) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise BackendError(f"the model returned a {type(out).__name__}, not a tensor")
     out = out.detach().float().cpu()
-    if out.dim() > 2:
+    if out.dim() > 2 and all(int(d) == 1 for d in out.shape[2:]):
         out = out.flatten(1)  # [N, C, 1, 1] heads (Cadene squeezenet, Caffe2 densenet)
     if out.dim() == 1:
         out = out.unsqueeze(0)
+    if out.dim() != 2:
+        raise UnsupportedError(
+            f"the model returns {tuple(out.shape)} outputs, not (batch, classes) scores: it is "
+            "not a classifier. Pass task='detection' or task='segmentation' for torchvision "
+            "detection/segmentation models, or run the model directly"
+        )
     return out
 
 
@@ -108,34 +112,56 @@ class TorchRunner:
             return False
         return any(isinstance(m, torch.nn.Conv2d) for m in modules())
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
         import torch
 
-        x = batch
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         elif x.device != self.device:
             x = x.to(self.device)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, batch: Any) -> Any:
+        """The model's raw output for a batch tensor, or for a list of image tensors
+        (detection models); under inference_mode and autocast."""
+        import torch
+
+        if isinstance(batch, (list, tuple)):
+            x: Any = [self._to_device(t) for t in batch]
+        else:
+            x = self._to_device(batch)
         with torch.inference_mode():
             if self.autocast is not None:
                 with torch.autocast(device_type=self.device.type, dtype=self.autocast):
-                    out = self.model(x)
-            else:
-                out = self.model(x)
-            return _as_2d_float(out)
+                    return self.model(x)
+            return self.model(x)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """``(N, classes)`` float32 CPU scores."""
+        return _as_2d_float(self.forward(batch))
 
 
 class OrtRunner:
     """onnxruntime through omnizoo's OnnxModel (layout, [N,C,1,1] outputs, fixed batches)."""
 
-    def __init__(self, model_or_path: Any, device: torch.device) -> None:
+    def __init__(
+        self,
+        model_or_path: Any,
+        device: torch.device,
+        *,
+        threads: int | None = None,
+        card: Any = None,
+    ) -> None:
         from ..sources.onnx.model import OnnxModel
 
         self.device = device
+        self.folded = 0
         if isinstance(model_or_path, (str, Path)):
-            self.model = OnnxModel(Path(model_or_path), device=_ort_device(device))
+            self.model = OnnxModel(
+                Path(model_or_path), device=_ort_device(device), intra_op_threads=threads, card=card
+            )
         else:
             model = model_or_path
             current = str(getattr(model, "device", "cpu"))
@@ -151,20 +177,3 @@ def _ort_device(device: torch.device) -> str:
     if device.type not in ("cpu", "cuda"):
         raise ConfigurationError(f"backend='onnxruntime' runs on cpu or cuda, not {device}")
     return str(device)
-
-
-def export_for_onnxruntime(model: Any, data_config: DataConfig, directory: Path) -> Path:
-    """Export a torch module to ONNX (dynamic batch) in ``directory``; returns the file.
-
-    Uses :func:`omnizoo.export.onnx.export_onnx` (TorchScript exporter: seconds, not the
-    dynamo exporter's tens of seconds); parity with torch is checked by the tests, not here.
-    """
-    from ..export.onnx import export_onnx
-
-    path = directory / "model.onnx"
-    model = model.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return Path(
-            export_onnx(model, path, verify=False, dynamic_batch=True, data_config=data_config)
-        )

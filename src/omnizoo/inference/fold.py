@@ -187,6 +187,9 @@ def _probe_matches(a: nn.Module, b: nn.Module, example: torch.Tensor) -> tuple[b
 
     with torch.inference_mode():
         ya, yb = a(example), b(example)
+    if isinstance(ya, dict) and isinstance(yb, dict):  # segmentation models: {"out", "aux"}
+        key = "out" if "out" in ya else next(iter(ya), None)
+        ya, yb = ya.get(key), yb.get(key)
     if isinstance(ya, (tuple, list)):
         ya, yb = ya[0], yb[0]
     if not isinstance(ya, torch.Tensor) or not isinstance(yb, torch.Tensor):

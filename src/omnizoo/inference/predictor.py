@@ -1,22 +1,28 @@
-"""``Predictor``: images in, top-k labels out, with decoding overlapped with the model.
+"""``Predictor``: images in, answers out, for the model's own task, with decoding overlapped
+with the model.
 
     >>> from omnizoo import Predictor                                   # doctest: +SKIP
     >>> p = Predictor("resnet50")                                        # doctest: +SKIP
     >>> p.predict(["cat.jpg", "dog.png"], topk=3)[0][0]                  # doctest: +SKIP
     Prediction(label='tabby', index=281, score=0.61)
+    >>> Predictor("ssdlite320_mobilenet_v3_large").predict("street.jpg")[0][0]  # doctest: +SKIP
+    Detection(label='car', index=3, score=0.93, box=(412.0, 201.5, 598.2, 330.9), keypoints=())
+
+The task (classification, detection, keypoints, segmentation) comes from the model's card
+(:mod:`omnizoo.inference.tasks`); the backend from ``backend="auto"`` (:mod:`.auto`): on the
+CPU a classifier runs on onnxruntime when its exported graph matches torch and is faster.
 
 How it runs: a thread pool decodes and preprocesses images (Pillow releases the GIL while it
 decodes and resizes, torch while it converts and normalises) into a bounded window of
 ``batch_size * (prefetch + 1)`` pending images, while the calling thread stacks finished
-images into batches and runs the model (``torch.inference_mode``; channels_last for conv nets;
-bf16/fp16 autocast on CUDA). So decoding batch k+1 overlaps the forward pass of batch k and
-memory stays bounded however many images are given.
+images into batches and runs the model. So decoding batch k+1 overlaps the forward pass of
+batch k and memory stays bounded however many images are given.
 
 Bad images do not sink the batch: each file that cannot be decoded becomes an
 :class:`~omnizoo.errors.ImageLoadError` naming it. ``on_error`` decides what happens:
 
-* ``"return"`` (default): its entry in the result is an empty list and the error is in
-  ``result.errors[i]``; every other image is predicted;
+* ``"return"`` (default): its entry in the result is empty (``[]``; ``None`` for
+  segmentation) and the error is in ``result.errors[i]``; every other image is predicted;
 * ``"skip"``: its entry is left out (``result.indices`` maps entries back to inputs);
 * ``"raise"``: the first error is raised.
 """
@@ -25,74 +31,58 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, ImageLoadError
+from ..errors import ConfigurationError, ImageLoadError, UnsupportedError
+from .auto import BackendChoice
+from .opening import (
+    as_image_list,
+    card_or_none,
+    check_label_count,
+    is_module,
+    labels_of,
+    open_model,
+)
+from .results import Prediction, PredictionResults
 
 if TYPE_CHECKING:
     import torch
 
     from ..data.config import DataConfig
 
-__all__ = ["Prediction", "PredictionResults", "Predictor"]
+__all__ = ["BackendChoice", "Prediction", "PredictionResults", "Predictor"]
 
 log = logging.getLogger("omnizoo.predict")
 
-_BACKENDS = ("torch", "onnxruntime")
+_BACKENDS = ("auto", "torch", "onnxruntime")
 _ON_ERROR = ("return", "skip", "raise")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One of the top-k answers for one image: class name, output index and score.
-
-    ``score`` is a softmax probability (or the model's own probability output).
-    """
-
-    label: str
-    index: int
-    score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "index": self.index, "score": self.score}
-
-
-class PredictionResults(list):  # type: ignore[type-arg,unused-ignore]
-    """``list[list[Prediction]]``, one entry per input image, plus what went wrong.
-
-    ``errors``: input index -> ImageLoadError for images that could not be read.
-    ``indices``: the input index of each entry (differs from ``range(len)`` with on_error='skip').
-    """
-
-    def __init__(
-        self,
-        items: Iterable[list[Prediction]] = (),
-        *,
-        errors: dict[int, ImageLoadError] | None = None,
-        indices: list[int] | None = None,
-    ) -> None:
-        super().__init__(items)
-        self.errors: dict[int, ImageLoadError] = dict(errors or {})
-        self.indices: list[int] = list(indices) if indices is not None else list(range(len(self)))
+_PROBABILITY_OUTPUTS = ("probabilities", "probs", "softmax")
 
 
 class Predictor:
-    """Classify images with a model and its exact preprocessing and labels.
+    """Predict with a model, its exact preprocessing, its labels and its task.
 
     ``name_or_model``: a model name (built with ``create_model(name, pretrained=True)``, or
-    from ``checkpoint_path``), a model from ``create_model`` (it carries its card), or any
-    ``nn.Module`` / ONNX model together with ``data_config`` (and ``labels``).
+    from ``checkpoint_path``), a model from ``create_model`` (it carries its card), the path
+    of an ``.onnx`` file (omnizoo's exports carry their preprocessing and labels), or any
+    ``nn.Module`` / ONNX model together with ``data_config`` (and ``labels``). The model is
+    put in eval mode. ``labels``: one per model output, in order (e.g. from
+    :func:`~omnizoo.inference.opening.read_label_file`); a count that does not match the
+    model's outputs is a :class:`~omnizoo.errors.ConfigurationError` naming both numbers.
 
+    ``backend``: ``"auto"`` (default; see :mod:`omnizoo.inference.auto`), ``"torch"`` or
+    ``"onnxruntime"`` (a torch classifier is exported once into the weights cache). The
+    choice and its reason are ``backend`` and ``backend_choice``.
     ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda[:N]"``.
-    ``backend``: ``"torch"``, or ``"onnxruntime"`` (a torch model is exported to ONNX once,
-    in a temporary directory; ONNX-zoo models always run on onnxruntime).
-    ``num_workers``: decoding threads (default: CPU count, at most 8).
+    ``task``: override the card's task (``"classification"``, ``"detection"``,
+    ``"keypoints"``, ``"segmentation"``); needed only for modules without a card that are not
+    torchvision's. ``score_threshold``: detections scoring less are dropped (default 0.5).
+    ``num_workers``: decoding threads (default: CPU count, at most 8). ``num_threads``: threads
+    of the forward pass (``torch.set_num_threads``, process-wide, and onnxruntime's intra-op
+    threads); default: the libraries' own.
     ``precision``: autocast dtype: ``"auto"`` (bf16/fp16 on CUDA, fp32 on CPU), ``"fp32"``,
     ``"bf16"``, ``"fp16"``. ``channels_last``: default on for conv nets (torch backend).
     ``fold_bn``: fold eval-mode BatchNorm layers into the convolutions before them (torch
@@ -107,7 +97,7 @@ class Predictor:
         *,
         device: Any = "auto",
         batch_size: int = 32,
-        backend: str = "torch",
+        backend: str = "auto",
         num_workers: int | None = None,
         data_config: DataConfig | None = None,
         labels: Sequence[str] | None = None,
@@ -116,12 +106,14 @@ class Predictor:
         channels_last: bool = True,
         prefetch: int = 2,
         fold_bn: bool = True,
+        task: str | None = None,
+        score_threshold: float = 0.5,
+        num_threads: int | None = None,
     ) -> None:
-        from ..data.labels import get_labels
-        from ..data.resolve import card_of, resolve_data_config
+        from ..data.resolve import resolve_data_config
         from ..data.transforms import ImageTransform
-        from .backends import OrtRunner, TorchRunner, export_for_onnxruntime, is_onnx_model
-        from .device import autocast_dtype, resolve_device
+        from .device import resolve_device
+        from .tasks import ClassificationTask, DetectionTask, SegmentationTask, resolve_task
 
         if backend not in _BACKENDS:
             raise ConfigurationError(f"backend={backend!r}; use one of {', '.join(_BACKENDS)}")
@@ -132,85 +124,156 @@ class Predictor:
         cpu = os.cpu_count() or 2
         self.num_workers = max(1, int(num_workers) if num_workers is not None else min(8, cpu))
         self.prefetch = max(0, int(prefetch))
+        self.score_threshold = float(score_threshold)
+        self.num_threads = int(num_threads) if num_threads else None
+        if self.num_threads:
+            import torch
 
-        if isinstance(name_or_model, (str, os.PathLike)) and not isinstance(name_or_model, str):
-            raise ConfigurationError("give a model name or a model; for a file use checkpoint_path")
-        if isinstance(name_or_model, str):
-            from ..registry.factory import create_model
+            torch.set_num_threads(self.num_threads)
 
-            if checkpoint_path is not None:
-                model = create_model(name_or_model, checkpoint_path=Path(checkpoint_path))
-            else:
-                model = create_model(name_or_model, pretrained=True)
-            card = getattr(model, "omnizoo_card", None) or card_of(name_or_model)
-        else:
-            if checkpoint_path is not None:
-                raise ConfigurationError("checkpoint_path goes with a model name, not a model")
-            model = name_or_model
-            card = card_of(model)
+        if isinstance(name_or_model, str) and not name_or_model.lower().endswith(".onnx"):
+            resolve_task(task, card_or_none(name_or_model), None)  # refused before a build
+        model, card = open_model(name_or_model, checkpoint_path, data_config)
         self.model = model
         self.card = card
+        self.task = resolve_task(task, card, model)
         if data_config is not None:
             self.data_config = resolve_data_config(data_config)
         else:
             self.data_config = resolve_data_config(card if card is not None else model)
         if labels is not None:
             self.labels = [str(s) for s in labels]
-        elif card is not None:
-            self.labels = get_labels(card)
-        else:
-            self.labels = get_labels(model)
-        self.outputs_probabilities = card is not None and getattr(card, "output", "") in (
-            "probabilities",
-            "probs",
-            "softmax",
+        else:  # a copy: label sets are shared, and a replaced head relabels this one
+            self.labels = labels_of(card if card is not None else model, self.task)
+        self._labels_given = labels is not None  # checked against the outputs: an error
+        self._labels_checked = False
+        detector = self.task in ("detection", "keypoints")
+        if labels is not None and detector and getattr(card, "num_classes", None):
+            check_label_count(len(self.labels), int(card.num_classes))  # with the background
+        self.outputs_probabilities = (
+            card is not None and getattr(card, "output", "") in _PROBABILITY_OUTPUTS
         )
         self.transform = ImageTransform(self.data_config)
-
-        onnx_native = is_onnx_model(model)
-        self.backend = "onnxruntime" if onnx_native else backend
-        if onnx_native:
-            self._run: Any = OrtRunner(model, self.device)
-        elif backend == "onnxruntime":
-            if self.data_config.layout != "NCHW":
-                raise ConfigurationError("exporting a torch model needs an NCHW data_config")
-            with tempfile.TemporaryDirectory(prefix="omnizoo-ort-") as tmp:
-                path = export_for_onnxruntime(model, self.data_config, Path(tmp))
-                self._run = OrtRunner(path, self.device)
+        self._task: Any
+        if self.task in ("detection", "keypoints"):
+            extra = getattr(card, "extra", None) or {}
+            self._task = DetectionTask(self.labels, extra.get("keypoint_names") or ())
+        elif self.task == "segmentation":
+            self._task = SegmentationTask(self.data_config, self.labels)
         else:
-            self._run = TorchRunner(
-                model,
-                self.device,
-                autocast=autocast_dtype(self.device, precision),
-                channels_last=channels_last,
-                fold_bn=fold_bn,
-                input_size=tuple(self.data_config.input_size)
-                if self.data_config.layout == "NCHW"
-                else None,
+            self._task = ClassificationTask(self.transform, self.labels)
+        self._run, self.backend_choice = self._select_backend(
+            backend, precision=precision, channels_last=channels_last, fold_bn=fold_bn
+        )
+        self.backend = self.backend_choice.backend
+
+    def _select_backend(
+        self, backend: str, *, precision: str, channels_last: bool, fold_bn: bool
+    ) -> tuple[Any, BackendChoice]:
+        from .auto import choose_cpu_backend
+        from .backends import OrtRunner, TorchRunner, is_onnx_model
+        from .device import autocast_dtype
+
+        model, device = self.model, self.device
+        if is_onnx_model(model):
+            if self.task not in ("classification", "quantized_classification"):
+                raise UnsupportedError("the Predictor runs ONNX graphs as classifiers only")
+            return OrtRunner(model, device), BackendChoice("onnxruntime", "an ONNX graph")
+        classifier = self.task in ("classification", "quantized_classification")
+        if backend == "onnxruntime" and not classifier:
+            raise UnsupportedError(
+                f"backend='onnxruntime' runs classifiers; {self.task} models run on torch "
+                "(backend='auto' or 'torch')"
             )
+        nchw = self.data_config.layout == "NCHW"
+        if backend == "onnxruntime":
+            from ..export.cached import cached_export
+
+            if not nchw:
+                raise ConfigurationError("exporting a torch model needs an NCHW data_config")
+            model.eval()
+            export = cached_export(model, self.data_config)
+            runner = OrtRunner(export.path, device, threads=self.num_threads)
+            return runner, BackendChoice("onnxruntime", "asked for", export=export.describe())
+        probe_size: tuple[int, ...] | None = None
+        if self.task == "segmentation":
+            probe_size = (self.data_config.input_size[0], 96, 96)
+        elif classifier and nchw:
+            probe_size = tuple(self.data_config.input_size)
+        amp = autocast_dtype(device, precision)
+        torch_runner = TorchRunner(
+            model,
+            device,
+            autocast=amp,
+            channels_last=channels_last and self.task != "detection" and self.task != "keypoints",
+            fold_bn=fold_bn,
+            input_size=probe_size,
+        )
+        if backend == "torch":
+            return torch_runner, BackendChoice("torch", "asked for")
+        if device.type == "cuda":
+            amp_name = str(amp).replace("torch.", "") if amp is not None else "float32"
+            layout = "channels_last and " if torch_runner.channels_last else ""
+            return torch_runner, BackendChoice(
+                "torch", f"on CUDA: torch with {layout}{amp_name} autocast"
+            )
+        if device.type != "cpu":
+            return torch_runner, BackendChoice("torch", f"on {device.type}: torch")
+        if not classifier or self.task == "quantized_classification":
+            return torch_runner, BackendChoice(
+                "torch", f"{self.task.replace('_', ' ')} models run on torch"
+            )
+        if not nchw or not is_module(model):
+            return torch_runner, BackendChoice("torch", "not an NCHW torch module: not exported")
+        return choose_cpu_backend(
+            model,
+            torch_runner,
+            self.data_config,
+            device,
+            batch_size=self.batch_size,
+            threads=self.num_threads,
+        )
 
     def __repr__(self) -> str:
         name = getattr(self.card, "name", type(self.model).__name__)
         return (
-            f"Predictor({name}, device={self.device}, backend={self.backend}, "
+            f"Predictor({name}, task={self.task}, device={self.device}, backend={self.backend}, "
             f"batch_size={self.batch_size}, num_workers={self.num_workers})"
         )
 
     # -- public -------------------------------------------------------------------------------
 
-    def predict(self, images: Any, topk: int = 5, *, on_error: str = "return") -> PredictionResults:
-        """Top-``topk`` predictions per image; see the module docstring for ``on_error``.
+    def predict(
+        self,
+        images: Any,
+        topk: int | None = None,
+        *,
+        on_error: str = "return",
+        score_threshold: float | None = None,
+        progress: bool = False,
+    ) -> PredictionResults:
+        """One entry per image; see the module docstring for ``on_error``.
 
         ``images``: one image or a sequence of them — file paths, bytes, PIL images, ``(C, H,
         W)`` tensors (uint8 0-255 or float 0-1; a 4-D tensor is a batch of them) or ``(H, W,
-        C)`` uint8 arrays.
+        C)`` uint8 arrays. ``topk``: classes per image for classification (default 5); the
+        most detections or segmentation classes kept (default all). ``score_threshold``:
+        overrides the Predictor's for detection. ``progress=True``: a progress bar on stderr
+        when it is a terminal, else a line every 1000 images.
         """
         if on_error not in _ON_ERROR:
             raise ConfigurationError(f"on_error={on_error!r}; use one of {', '.join(_ON_ERROR)}")
-        items: list[list[Prediction]] = []
+        items: list[Any] = []
         indices: list[int] = []
         errors: dict[int, ImageLoadError] = {}
-        for index, outcome in self.predict_iter(images, topk=topk):
+        images = as_image_list(images)
+        stream = self.predict_iter(images, topk=topk, score_threshold=score_threshold)
+        if progress:
+            from .progress import Progress
+
+            total = len(images) if isinstance(images, Sequence) else None
+            stream = Progress(total).wrap(stream)
+        for index, outcome in stream:
             if isinstance(outcome, ImageLoadError):
                 if on_error == "raise":
                     raise outcome
@@ -218,71 +281,89 @@ class Predictor:
                 log.warning("skipped image %d: %s", index, outcome)
                 if on_error == "skip":
                     continue
-                outcome = []
+                outcome = None if self.task == "segmentation" else []
             items.append(outcome)
             indices.append(index)
         return PredictionResults(items, errors=errors, indices=indices)
 
     def predict_iter(
-        self, images: Any, topk: int = 5
-    ) -> Iterator[tuple[int, list[Prediction] | ImageLoadError]]:
-        """Stream ``(input index, predictions or ImageLoadError)`` in input order."""
-        import torch
-
-        k = max(1, min(int(topk), len(self.labels) if self.labels else int(topk)))
-        for indices, batch, failures in self._batches(_as_list(images)):
-            answers: dict[int, list[Prediction] | ImageLoadError] = dict(failures)
-            if batch is not None:
-                scores = self.scores(batch, preprocessed=True)
-                values, idx = torch.topk(scores, k=min(k, scores.shape[1]), dim=1)
-                for row, index in enumerate(indices):
-                    answers[index] = [
-                        Prediction(self._label(int(j)), int(j), float(v))
-                        for v, j in zip(values[row].tolist(), idx[row].tolist(), strict=True)
-                    ]
+        self, images: Any, topk: int | None = None, *, score_threshold: float | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """Stream ``(input index, entry or ImageLoadError)`` in input order."""
+        threshold = self.score_threshold if score_threshold is None else float(score_threshold)
+        for indices, items, failures in self._batches(as_image_list(images)):
+            answers: dict[int, Any] = dict(failures)
+            if items:
+                for index, entry in zip(indices, self._answer(items, topk, threshold), strict=True):
+                    answers[index] = entry
             yield from sorted(answers.items(), key=lambda item: item[0])
 
     def scores(self, images: Any, *, preprocessed: bool = False) -> torch.Tensor:
-        """Class probabilities ``(N, num_outputs)`` (float32, CPU) for images or a ready batch."""
+        """Class probabilities ``(N, num_outputs)`` (float32, CPU) for images or a ready batch
+        (classifiers only)."""
+        if self._task.kind != "classification":
+            raise UnsupportedError(f"scores() is for classifiers; this is a {self.task} model")
         if not preprocessed:
-            batch = self._stack([self._prepare_one(img) for img in _as_list(images)])
+            batch = self._task.collate([self._task.prepare(img) for img in as_image_list(images)])
         else:
             batch = images
         out = self._run(batch)
+        self._check_labels(int(out.shape[1]))
         if self.outputs_probabilities:
             return out
         return out.softmax(dim=1)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _label(self, index: int) -> str:
-        return self.labels[index] if 0 <= index < len(self.labels) else str(index)
-
-    def _prepare_one(self, img: Any) -> torch.Tensor:
-        from ..data.images import load_image
-
-        if isinstance(img, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(
-            img, "read"
-        ):
-            img = load_image(img)
-        return self.transform(img)
-
-    def _stack(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+    def _answer(self, items: list[Any], topk: int | None, threshold: float) -> list[Any]:
         import torch
 
-        return torch.stack(tensors)
+        task = self._task
+        if task.kind == "classification":
+            return task.top(self.scores(task.collate(items), preprocessed=True), topk or 5)
+        if task.kind == "detection":
+            outputs = self._run.forward(task.collate(items))
+            return task.detections(outputs, threshold, topk)
+        answers: list[Any] = [None] * len(items)
+        for group in task.groups(items):
+            batch = torch.stack([items[i][0] for i in group])
+            out = self._run.forward(batch)
+            logits = out["out"] if isinstance(out, dict) else out
+            if self._labels_given:
+                check_label_count(len(self.labels), int(logits.shape[1]))
+            for row, i in enumerate(group):
+                answers[i] = task.segmentation(logits[row], items[i][1], topk)
+        return answers
+
+    def _check_labels(self, width: int) -> None:
+        """A model whose head no longer matches its labels gets index labels, with a warning."""
+        if self._labels_checked:
+            return
+        self._labels_checked = True
+        if self._labels_given:
+            check_label_count(len(self.labels), width)
+        elif width != len(self.labels):
+            log.warning(
+                "%s outputs %d classes but has %d labels (a replaced head?); predictions are "
+                "labelled by output index. Pass labels=, or reset_classifier(model, n, labels=)",
+                getattr(self.card, "name", type(self.model).__name__),
+                width,
+                len(self.labels),
+            )
+            self.labels[:] = [str(i) for i in range(width)]
 
     def _batches(
         self, images: Iterable[Any]
-    ) -> Iterator[tuple[list[int], torch.Tensor | None, list[tuple[int, ImageLoadError]]]]:
-        """(input indices, stacked batch, failures) in input order; decoding runs ahead."""
+    ) -> Iterator[tuple[list[int], list[Any], list[tuple[int, ImageLoadError]]]]:
+        """(input indices, prepared items, failures) in input order; decoding runs ahead."""
         window = self.batch_size * (self.prefetch + 1)
         pending: deque[tuple[int, Future[Any]]] = deque()
         pool = ThreadPoolExecutor(max_workers=self.num_workers, thread_name_prefix="omnizoo-io")
+        prepare = self._task.prepare
 
         def work(img: Any) -> Any:
             try:
-                return self._prepare_one(img)
+                return prepare(img)
             except ImageLoadError as exc:
                 return exc
 
@@ -299,46 +380,24 @@ class Predictor:
                 if not pending:
                     return
                 indices: list[int] = []
-                tensors: list[torch.Tensor] = []
+                items: list[Any] = []
                 failures: list[tuple[int, ImageLoadError]] = []
-                while pending and len(tensors) < self.batch_size:
+                while pending and len(items) < self.batch_size:
                     index, fut = pending.popleft()
                     result = fut.result()
                     if isinstance(result, ImageLoadError):
                         failures.append((index, result))
                     else:
                         indices.append(index)
-                        tensors.append(result)
+                        items.append(result)
                     # keep the window full while this batch is being assembled
                     nxt = None if done else next(feed, None)
                     if nxt is None:
                         done = True
                     else:
                         pending.append((nxt[0], pool.submit(work, nxt[1])))
-                yield indices, (self._stack(tensors) if tensors else None), failures
+                yield indices, items, failures
         finally:
             for _, fut in pending:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _as_list(images: Any) -> Iterable[Any]:
-    """One image or many -> an iterable of single images (a 4-D tensor is a batch)."""
-    import numpy as np
-
-    try:
-        import torch
-
-        if isinstance(images, torch.Tensor):
-            return list(images.unbind(0)) if images.dim() == 4 else [images]
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview, np.ndarray)):
-        return [images]
-    from PIL import Image
-
-    if isinstance(images, Image.Image):
-        return [images]
-    if isinstance(images, Iterable):
-        return images  # consumed lazily
-    return [images]
