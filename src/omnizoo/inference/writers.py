@@ -19,12 +19,12 @@ ends with every image predicted once. Rows of images that could not be read coun
 (their error is recorded); delete those rows to retry them. ``overwrite=True`` starts afresh.
 
 >>> import tempfile, os
->>> out = os.path.join(tempfile.mkdtemp(), "preds.jsonl")
+>>> out = os.path.join(tempfile.mkdtemp(), "preds.jsonl")  # rows keyed by absolute path
 >>> with open_writer(out) as w:
-...     w.write([{"path": "a.jpg", "labels": ["tabby"], "indices": [281], "scores": [0.6],
+...     w.write([{"path": "/data/a.jpg", "labels": ["tabby"], "indices": [281], "scores": [0.6],
 ...               "error": None}])
 >>> sorted(open_writer(out).done)
-['a.jpg']
+['/data/a.jpg']
 """
 
 from __future__ import annotations
