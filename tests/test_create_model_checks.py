@@ -63,17 +63,19 @@ def test_unloadable_onnx_opset_fails_before_download(
     assert not any((isolated_home / "weights").rglob("*.onnx"))
 
 
-def test_list_onnx_without_manifest_says_how_to_fetch(
+def test_list_onnx_offline_on_an_empty_home_uses_the_shipped_manifest(
     monkeypatch: pytest.MonkeyPatch, isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The pinned ONNX zoo manifest ships with the package (issue 12); an install without it
+    # fails with the cause: tests/test_sources_onnx.py (no_shipped_manifest).
     from omnizoo import settings
     from omnizoo.cli.main import main
 
     monkeypatch.setenv("OMNIZOO_OFFLINE", "1")
     settings.reset()
-    assert main(["list", "--source", "onnx"]) == 1
-    err = capsys.readouterr().err
-    assert "ONNX zoo manifest is not cached" in err and "OMNIZOO_ONNX_MANIFEST_URL" in err
+    assert main(["list", "--source", "onnx"]) == 0
+    out = capsys.readouterr().out.split()
+    assert "onnx:squeezenet1.0-12" in out and all(n.startswith("onnx:") for n in out)
 
 
 def test_pre_0_4_checkpoint_without_num_batches_tracked_loads_cleanly(tmp_path: Path) -> None:
