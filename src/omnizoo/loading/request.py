@@ -42,3 +42,14 @@ class CreateRequest:
     def has_weights(self) -> bool:
         """Whether anything is to be loaded (a file or an in-memory state dict)."""
         return self.weights_path is not None or self.state_dict is not None
+
+    def read_weights(self) -> dict[str, Any]:
+        """The state dict to load: the one handed over in memory (a copy), else
+        ``weights_path`` read safely (:func:`omnizoo.loading.checkpoint.load_checkpoint`)."""
+        if self.state_dict is not None:
+            return dict(self.state_dict)
+        if self.weights_path is None:
+            raise ValueError("read_weights() on a request without weights (see has_weights)")
+        from .checkpoint import load_checkpoint
+
+        return load_checkpoint(self.weights_path, verified=self.verified)

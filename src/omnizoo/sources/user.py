@@ -32,7 +32,6 @@ from typing import Any
 
 from ..data.config import DataConfig
 from ..errors import ConfigurationError, UnknownModelError, UnsupportedError
-from ..loading.checkpoint import load_checkpoint
 from ..loading.fit import fit_state_dict, head_size
 from ..loading.meta import materialize_, meta_params
 from ..loading.report import LoadReport
@@ -192,10 +191,7 @@ class UserSource(SourceAdapter):
             model = _build(entry, card, wanted, request)
             return model, LoadReport(notes=["random init (no weights requested)"])
         path = request.weights_path
-        if request.state_dict is not None:
-            sd = dict(request.state_dict)
-        else:
-            sd = load_checkpoint(path, verified=request.verified)  # type: ignore[arg-type]
+        sd = request.read_weights()
         with meta_params():
             model = _build(entry, card, None, request)
         heads = card.classifier or _find_head(model)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import CheckpointError, UnsupportedError
-from ...loading.checkpoint import load_checkpoint
 from ...loading.fit import fit_state_dict, head_size
 from ...loading.meta import materialize_, meta_params
 from ...loading.report import LoadReport
@@ -111,10 +110,7 @@ def _pretrained(
     in_chans: int | None,
 ) -> tuple[Any, LoadReport]:
     path = request.weights_path
-    if request.state_dict is not None:
-        sd = dict(request.state_dict)
-    else:
-        sd = load_checkpoint(path, verified=request.verified)  # type: ignore[arg-type]
+    sd = request.read_weights()
     with meta_params():
         model = build_upstream(pm, card.arch, built)
     sd = translate_checkpoint_keys(card.arch, sd, set(model.state_dict().keys()))

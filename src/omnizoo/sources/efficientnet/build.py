@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import UnsupportedError
-from ...loading.checkpoint import load_checkpoint
 from ...loading.fit import fit_state_dict, head_size
 from ...loading.meta import meta_params
 from ...loading.report import LoadReport
@@ -41,10 +40,7 @@ def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
             report = LoadReport(notes=["random init (no weights requested)"])
     else:
         path = request.weights_path
-        if request.state_dict is not None:
-            sd = dict(request.state_dict)
-        else:
-            sd = load_checkpoint(path, verified=request.verified)  # type: ignore[arg-type]
+        sd = request.read_weights()
         num_classes = head_size(card, request, sd, classifier="_fc")
         with meta_params():
             # upstream's own stem constructor (Conv2dStaticSamePadding); fit adapts the

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ...loading.checkpoint import load_checkpoint, sniff_format
+from ...loading.checkpoint import sniff_format
 from ...loading.fit import fit_state_dict, head_size
 from ...loading.meta import meta_params
 from ...loading.report import LoadReport
@@ -87,10 +87,7 @@ def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
         report.loaded.extend(model.state_dict().keys())
         return model, report
 
-    if request.state_dict is not None:
-        state_dict = dict(request.state_dict)
-    else:
-        state_dict = load_checkpoint(path, verified=request.verified)  # type: ignore[arg-type]
+    state_dict = request.read_weights()
     if request.user_checkpoint and "efficientnet" in name:
         from ...loading.lukemelas import convert_lukemelas_to_timm, is_lukemelas_state_dict
 

@@ -9,7 +9,6 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ...errors import CheckpointError, UnsupportedError
-from ...loading.checkpoint import load_checkpoint
 from ...loading.fit import check_strict, fit_state_dict, head_size
 from ...loading.meta import materialize_, meta_params
 from ...loading.report import LoadReport
@@ -108,11 +107,7 @@ def _pretrained(
     quantized: bool,
 ) -> tuple[Any, LoadReport]:
     path = request.weights_path
-    state_dict = (
-        request.state_dict
-        if request.state_dict is not None
-        else load_checkpoint(path, verified=request.verified)  # type: ignore[arg-type]
-    )
+    state_dict = request.read_weights()
     report = LoadReport(source_file=str(path) if path is not None else None)
     num_classes = head_size(card, request, state_dict, classifier=card.classifier[-1:])
     want_head = num_classes is not None and num_classes != card.num_classes
