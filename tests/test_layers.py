@@ -20,6 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: tuple[tuple[str, int], ...] = (
     ("omnizoo.errors", 0),
     ("omnizoo.settings", 0),
+    ("omnizoo.schema", 0),
     ("omnizoo.data.config", 1),
     ("omnizoo.registry.card", 2),
     ("omnizoo.registry.names", 2),

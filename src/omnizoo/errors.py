@@ -24,6 +24,8 @@ or ``except OSError`` keeps working around omnizoo calls::
     │       └── NotInLockError                 a lock file is in force and does not list it
     ├── CacheError(OSError)                    the cache directory is unusable / corrupted
     ├── CheckpointError(ValueError)            a checkpoint does not fit the model
+    ├── MetadataError(ValueError)              a field read from a file (card.json, .onnx
+    │                                          metadata, a timing record) breaks the schema
     │   └── UnsafeCheckpointError              needs arbitrary unpickling; refused
     ├── ImageLoadError(OSError)                one image could not be decoded (per image)
     ├── BackendError(RuntimeError)             onnxruntime could not load/run a model
@@ -48,6 +50,7 @@ __all__ = [
     "IntegrityError",
     "InvalidNameError",
     "LockFileError",
+    "MetadataError",
     "NoPretrainedWeightsError",
     "NotAWeightsFileError",
     "NotInLockError",
@@ -191,6 +194,26 @@ class CacheError(OmnizooError, OSError):
 
 class CheckpointError(OmnizooError, ValueError):
     """A checkpoint cannot be read or does not fit the model it is loaded into."""
+
+
+class MetadataError(OmnizooError, ValueError):
+    """A file's content (a field of a card.json, .onnx metadata, a label file, a timing
+    record) is malformed, of the wrong type or out of range. ``path`` names the file and
+    ``field`` the offending field (None when the file as a whole is unreadable)."""
+
+    def __init__(self, path: str, field: str | None, problem: str):
+        self.path = path
+        self.field = field
+        self.problem = problem
+        where = f"{path}: field {field!r}" if field else path
+        super().__init__(f"{where}: {problem}")
+
+    def __reduce__(self) -> tuple[type, tuple[str, str | None, str]]:
+        # Survives pickling (a Ray worker's error reaches the driver as itself).
+        return (type(self), (self.path, self.field, self.problem))
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class UnsafeCheckpointError(CheckpointError):

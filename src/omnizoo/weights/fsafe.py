@@ -1,4 +1,10 @@
-"""File operations that never follow a symlink, for everything inside ``OMNIZOO_HOME``.
+"""The one safe way omnizoo opens a file: inside ``OMNIZOO_HOME`` and for every user input.
+
+Every input is opened through :func:`open_regular` / :func:`read_regular`: a regular file
+only (a FIFO, device, socket or directory is refused without blocking), and whatever is read
+whole is size-capped. Inputs the user names (a label file, a saved folder's card.json, an
+.onnx file, an output being resumed) may be symlinks the user made on purpose, so those
+callers pass ``follow=True``; inside the cache a symlink is never followed.
 
 The cache may be shared (a team directory, a copied or mounted cache), so any entry in it may
 have been planted by someone else: a symlink in ``tmp/`` posing as a dead process's partial
@@ -42,6 +48,7 @@ __all__ = [
     "lstat_regular",
     "make_readonly",
     "open_regular",
+    "read_input",
     "read_regular",
     "remove",
     "temp_owner",
@@ -60,14 +67,18 @@ class NotRegularFileError(OSError):
     """A cache entry that is a directory, FIFO, device or socket where a file was expected."""
 
 
-def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY) -> int:
-    """Open ``path`` without following a symlink and return the descriptor, or raise.
+def open_regular(
+    path: str | os.PathLike[str], flags: int = os.O_RDONLY, *, follow: bool = False
+) -> int:
+    """Open ``path`` and return the descriptor when it is a regular file, or raise.
 
-    Raises ``OSError`` (``ELOOP``) for a symlink, :class:`NotRegularFileError` for anything
-    but a regular file, ``FileNotFoundError`` when it is missing. A FIFO is opened
-    non-blocking, so this never hangs.
+    Raises ``OSError`` (``ELOOP``) for a symlink unless ``follow`` (then the link's target
+    must be a regular file), :class:`NotRegularFileError` for anything but a regular file,
+    ``FileNotFoundError`` when it is missing. A FIFO is opened non-blocking, so this never
+    hangs.
     """
-    fd = os.open(path, flags | _NOFOLLOW | _NONBLOCK | _CLOEXEC | _BINARY)
+    nofollow = 0 if follow else _NOFOLLOW
+    fd = os.open(path, flags | nofollow | _NONBLOCK | _CLOEXEC | _BINARY)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -78,9 +89,12 @@ def open_regular(path: str | os.PathLike[str], flags: int = os.O_RDONLY) -> int:
     return fd
 
 
-def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
-    """The bytes of a small regular file (no symlink followed); ``ValueError`` over ``limit``."""
-    fd = open_regular(path)
+def read_regular(path: str | os.PathLike[str], limit: int, *, follow: bool = False) -> bytes:
+    """The bytes of a small regular file; ``ValueError`` over ``limit`` bytes.
+
+    No symlink is followed unless ``follow`` (see :func:`open_regular`).
+    """
+    fd = open_regular(path, follow=follow)
     try:
         chunks: list[bytes] = []
         size = 0
@@ -92,6 +106,35 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def read_input(path: str | os.PathLike[str], limit: int) -> bytes:
+    """The bytes of a file the user named (a label file, a card.json, an output being resumed).
+
+    A symlink the user made is followed; the file itself must be regular and at most
+    ``limit`` bytes. Anything else is one :class:`~omnizoo.errors.MetadataError` naming the
+    path (``FileNotFoundError`` stays itself)::
+
+        >>> read_input("/dev/zero", 10)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        omnizoo.errors.MetadataError: /dev/zero: not a regular file (a FIFO, device, ...
+    """
+    from ..errors import MetadataError
+
+    where = os.fspath(path)
+    try:
+        return read_regular(path, limit, follow=True)
+    except FileNotFoundError:
+        raise
+    except (NotRegularFileError, IsADirectoryError):
+        raise MetadataError(
+            where, None, "not a regular file (a FIFO, device, socket or directory); give a file"
+        ) from None
+    except ValueError:
+        raise MetadataError(where, None, f"larger than {limit:,} bytes; not read") from None
+    except OSError as exc:
+        raise MetadataError(where, None, f"cannot be read: {exc.strerror or exc}") from None
 
 
 def hash_regular(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> tuple[str, int]:
