@@ -38,7 +38,7 @@ from .errors import (
     UnsupportedError,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> module that defines it (imported on first attribute access)
 _LAZY: dict[str, str] = {

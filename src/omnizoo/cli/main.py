@@ -39,7 +39,7 @@ COMMAND_MODULES = ("models", "compare", "plot", "download", "lock", "cache", "pr
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (every command group registered)."""
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="omnizoo",

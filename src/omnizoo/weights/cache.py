@@ -40,6 +40,7 @@ from .fsafe import HOST as _HOST
 from .guard import cache_guard
 from .maintenance import BlobInfo, CacheMaintenance
 from .processes import STALE_FOREIGN_TEMP_S, partial_info, pid_alive
+from .prune import DEFAULT_GRACE_S, prune_cache
 from .records import clean_ref, read_json, size_of, write_json
 from .records import is_digest as _is_digest
 
@@ -69,6 +70,14 @@ class Cache(CacheMaintenance):
         self.refs = self.root / "refs"
         self.tmp = self.root / "tmp"
         self.locks = self.root / "locks"
+
+    def prune(self, *, dry_run: bool = False, grace: float | None = None) -> dict[str, list[str]]:
+        """Delete leftovers: dead partial downloads, stray temp files, refs whose blob is gone,
+        meta without a blob, blobs no ref points at, and unused lock files; nothing younger
+        than ``grace`` seconds (default an hour) and nothing a live download needs. See
+        :mod:`omnizoo.weights.prune`."""
+        grace = DEFAULT_GRACE_S if grace is None else grace
+        return prune_cache(self, dry_run=dry_run, grace=grace)
 
     def ensure(self) -> None:
         """Create the directories (writable check included)."""

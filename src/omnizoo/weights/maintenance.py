@@ -160,16 +160,6 @@ class CacheMaintenance:
                 out.append(ref["sha256"])
         return sorted(set(out))
 
-    def prune(self, *, dry_run: bool = False, grace: float | None = None) -> dict[str, list[str]]:
-        """Delete leftovers: dead partial downloads, stray temp files, refs whose blob is gone,
-        meta without a blob, blobs no ref points at, and unused lock files; nothing younger
-        than ``grace`` seconds (default an hour) and nothing a live download needs. See
-        :mod:`omnizoo.weights.prune`."""
-        from .prune import DEFAULT_GRACE_S, prune_cache
-
-        grace = DEFAULT_GRACE_S if grace is None else grace
-        return prune_cache(self, dry_run=dry_run, grace=grace)
-
     def info(self) -> dict[str, Any]:
         """Root, counts and total size."""
         blobs = self.blobs_info() if self.blobs.is_dir() else []

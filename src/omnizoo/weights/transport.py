@@ -111,7 +111,7 @@ def get_client(settings: Settings) -> httpx.Client:
     with _client_lock:
         if _client is not None and _client[0] == os.getpid() and _client[1] == key:
             return _client[2]
-        from .. import __version__
+        from .._version import __version__
 
         timeout = httpx.Timeout(
             connect=settings.connect_timeout,
