@@ -26,7 +26,7 @@ from omnizoo.errors import (
 )
 from omnizoo.weights.cache import Cache
 from omnizoo.weights.download import fetch_weights
-from omnizoo.weights.transport import candidate_urls
+from omnizoo.weights.verification import plan_candidates
 from weightserver import WeightServer
 
 DATA = os.urandom(300_000)
@@ -303,7 +303,7 @@ def test_mirrors_in_order_with_dead_mirror(
     with settings.override(backoff=0.01, retries=2):
         assert download_weights(url).read_bytes() == DATA
     assert cache_of(fast).ref(url)["fetched_from"] == good + NAME.removeprefix("/models/")  # type: ignore[index]
-    assert candidate_urls([url], settings.get_settings()) == [
+    assert [c.url for c in plan_candidates([url], settings.get_settings())] == [
         dead + NAME.removeprefix("/models/"),
         good + NAME.removeprefix("/models/"),
         url,
@@ -342,7 +342,7 @@ def test_hf_endpoint_rewrites_huggingface_urls(
     assert weight_server.route(path).bodies == 1 and origin.bodies(DATA) == 0
     # Other hosts are left alone.
     other = "https://example.invalid/huggingface.co/x"
-    assert candidate_urls([other], settings.get_settings()) == [other]
+    assert [c.url for c in plan_candidates([other], settings.get_settings())] == [other]
 
 
 def test_name_form_resolves_the_card(

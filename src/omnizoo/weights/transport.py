@@ -16,8 +16,8 @@
 * every httpx exception (a redirect loop, an invalid URL, a protocol error) becomes a
   :class:`DownloadError` naming the URL, so a mirror chain moves on to its next URL.
 
-``candidate_urls`` turns a mirror chain into the URLs actually tried (OMNIZOO_MIRRORS first,
-then the original with HF_ENDPOINT applied).
+``mirror_urls`` is the one OMNIZOO_MIRRORS rewrite rule; ``verification.plan_candidates``
+orders the mirrors, then the original (HF_ENDPOINT applied), each marked mirror or origin.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .hashing import SNIFF_BYTES, HashingWriter, reject_if_not_weights
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-__all__ = ["BATCH_BYTES", "auth_headers", "candidate_urls", "get_client", "stream_to"]
+__all__ = ["BATCH_BYTES", "auth_headers", "get_client", "mirror_urls", "stream_to"]
 
 BATCH_BYTES = 1 << 20  # hand the hasher ~1 MiB at a time
 _NOT_FOUND = (403, 404, 410)
@@ -47,21 +47,16 @@ _client_lock = threading.Lock()
 _client: tuple[int, tuple[float, float], Any] | None = None  # (pid, timeouts, httpx.Client)
 
 
-def candidate_urls(urls: Iterable[str], settings: Settings) -> list[str]:
-    """The URLs to try, in order: for each URL of the chain, its OMNIZOO_MIRRORS rewrites
-    (longest matching prefix first, each prefix's mirrors in order), then the URL itself
-    (with huggingface.co replaced by HF_ENDPOINT). Duplicates are dropped."""
+def mirror_urls(url: str, settings: Settings) -> list[str]:
+    """The OMNIZOO_MIRRORS rewrites of ``url``: the longest matching prefix's mirrors in order,
+    then shorter prefixes' (the one place the rewrite rule lives)."""
     out: list[str] = []
-    for url in urls:
-        for prefix in sorted(settings.mirrors, key=len, reverse=True):
-            if url.startswith(prefix):
-                rest = url[len(prefix) :]
-                for mirror in settings.mirrors[prefix]:
-                    joined = mirror if not rest else mirror.rstrip("/") + "/" + rest.lstrip("/")
-                    out.append(joined)
-        out.append(apply_hf_endpoint(url, settings.hf_endpoint))
-    seen: set[str] = set()
-    return [u for u in out if not (u in seen or seen.add(u))]  # type: ignore[func-returns-value]
+    for prefix in sorted(settings.mirrors, key=len, reverse=True):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            for mirror in settings.mirrors[prefix]:
+                out.append(mirror if not rest else mirror.rstrip("/") + "/" + rest.lstrip("/"))
+    return out
 
 
 def apply_hf_endpoint(url: str, endpoint: str) -> str:

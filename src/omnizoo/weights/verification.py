@@ -145,16 +145,11 @@ def plan_candidates(
     (``pin``), on HF_ENDPOINT when that rewrites it (a mirror), else on its origin
     (``origin``: OMNIZOO_HF_ORIGIN for Hub URLs). Duplicates are dropped.
     """
-    from .transport import apply_hf_endpoint
+    from .transport import apply_hf_endpoint, mirror_urls
 
     out: list[Candidate] = []
     for url in urls:
-        for prefix in sorted(settings.mirrors, key=len, reverse=True):
-            if url.startswith(prefix):
-                rest = url[len(prefix) :]
-                for mirror in settings.mirrors[prefix]:
-                    joined = mirror if not rest else mirror.rstrip("/") + "/" + rest.lstrip("/")
-                    out.append(Candidate(joined, mirror=True))
+        out.extend(Candidate(m, mirror=True) for m in mirror_urls(url, settings))
         direct = pin(url)
         endpoint = apply_hf_endpoint(direct, settings.hf_endpoint)
         if endpoint != direct:
