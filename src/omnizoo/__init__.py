@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import (
     BackendError,
     CacheError,
@@ -37,8 +38,6 @@ from .errors import (
     UnsafeCheckpointError,
     UnsupportedError,
 )
-
-from ._version import __version__
 
 # public name -> module that defines it (imported on first attribute access)
 _LAZY: dict[str, str] = {

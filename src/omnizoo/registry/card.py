@@ -18,13 +18,25 @@ from typing import Any
 
 from ..data.config import DataConfig
 
-__all__ = ["GENERIC_LABELS", "ModelCard", "WeightsFile"]
+__all__ = ["GENERIC_LABELS", "ModelCard", "WeightsFile", "format_of_name"]
 
 #: The ``label_set`` of a model whose classes have no names (a head of another size, with no
 #: labels given): ``get_labels`` says ``class_0 .. class_{n-1}``.
 GENERIC_LABELS = "generic"
 
 WEIGHT_FORMATS = ("pickle", "safetensors", "onnx", "npz")
+_SUFFIX_FORMATS = ((".safetensors", "safetensors"), (".npz", "npz"), (".onnx", "onnx"))
+
+
+def format_of_name(filename: str) -> str:
+    """The weights format a file name declares (``pickle`` unless its suffix says otherwise).
+
+    >>> format_of_name("model.safetensors"), format_of_name("resnet50-0676ba61.pth")
+    ('safetensors', 'pickle')
+    """
+    lower = filename.lower()
+    return next((fmt for suffix, fmt in _SUFFIX_FORMATS if lower.endswith(suffix)), "pickle")
+
 TASKS = (
     "classification",
     "detection",

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..data.config import DataConfig
 from ..errors import ConfigurationError
-from ..registry.card import TASKS, WEIGHT_FORMATS, ModelCard, WeightsFile
+from ..registry.card import TASKS, WEIGHT_FORMATS, ModelCard, WeightsFile, format_of_name
 from ..weights.hashing import normalize_sha256, parse_hash_prefix
 from ..weights.local import file_url
 from .table import USER_SOURCE
@@ -221,7 +221,7 @@ def _weights_file(spec: Mapping[str, Any], where: str) -> WeightsFile:
                 f"{where}: not http(s) URLs: {bad}; use file= for a local file"
             )
     filename = str(spec.get("filename") or urls[0].split("?", 1)[0].rsplit("/", 1)[-1])
-    fmt = str(spec.get("format") or _format_of(filename))
+    fmt = str(spec.get("format") or format_of_name(filename))
     if fmt not in WEIGHT_FORMATS:
         raise ConfigurationError(f"{where}: format={fmt!r}; one of {', '.join(WEIGHT_FORMATS)}")
     size = spec.get("size")
@@ -235,8 +235,3 @@ def _weights_file(spec: Mapping[str, Any], where: str) -> WeightsFile:
     )
 
 
-def _format_of(filename: str) -> str:
-    for suffix, fmt in ((".safetensors", "safetensors"), (".npz", "npz"), (".onnx", "onnx")):
-        if filename.endswith(suffix):
-            return fmt
-    return "pickle"

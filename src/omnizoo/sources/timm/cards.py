@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from ...registry.card import ModelCard, WeightsFile
+from ...registry.card import ModelCard, WeightsFile, format_of_name
 from ...weights.hashing import parse_hash_prefix
 
 if TYPE_CHECKING:
@@ -43,15 +43,6 @@ HF_FILENAME = "model.safetensors"
 def hf_url(hf_hub_id: str, filename: str = HF_FILENAME, revision: str = "main") -> str:
     """The resolve URL of a file in a Hugging Face model repo."""
     return f"{HF_ENDPOINT}/{hf_hub_id}/resolve/{revision}/{filename}"
-
-
-def format_of(filename: str) -> str:
-    """The weights format a file name declares."""
-    if filename.endswith(".safetensors"):
-        return "safetensors"
-    if filename.endswith(".npz"):
-        return "npz"
-    return "pickle"
 
 
 def build_cards(source: str) -> list[ModelCard]:
@@ -152,7 +143,7 @@ def weights_from_cfg(cfg: dict[str, Any], revision: str = "main") -> WeightsFile
         return WeightsFile(
             urls=(hf_url(hub, filename, revision),),
             filename=filename,
-            format=format_of(filename),
+            format=format_of_name(filename),
             hf_hub_id=hub,
         )
     if url:
@@ -161,7 +152,7 @@ def weights_from_cfg(cfg: dict[str, Any], revision: str = "main") -> WeightsFile
             urls=(url,),
             filename=filename,
             hash_prefix=parse_hash_prefix(filename),
-            format=format_of(filename),
+            format=format_of_name(filename),
         )
     return None
 

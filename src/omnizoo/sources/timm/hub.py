@@ -18,8 +18,8 @@ from typing import Any
 
 from ...errors import CheckpointError, ConfigurationError, NoPretrainedWeightsError
 from ...loading.request import CreateRequest
-from ...registry.card import ModelCard, WeightsFile
-from .cards import HF_FILENAME, card_from_cfg, format_of, hf_url
+from ...registry.card import ModelCard, WeightsFile, format_of_name
+from .cards import HF_FILENAME, card_from_cfg, hf_url
 
 __all__ = ["external_card", "local_checkpoint", "resolve_weights_source"]
 
@@ -107,7 +107,7 @@ def external_card(scheme: str, identifier: str) -> ModelCard:
         weights = WeightsFile(
             urls=(hf_url(repo, filename, revision),),
             filename=filename,
-            format=format_of(filename),
+            format=format_of_name(filename),
             hf_hub_id=repo,
         )
     else:
@@ -195,7 +195,7 @@ def resolve_weights_source(
         weights = WeightsFile(
             urls=(hf_url(repo, filename, revision or "main"),),
             filename=filename,
-            format=format_of(filename),
+            format=format_of_name(filename),
             hf_hub_id=repo,
         )
     elif kind == "url":
