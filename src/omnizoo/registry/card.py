@@ -18,7 +18,14 @@ from typing import Any
 
 from ..data.config import DataConfig
 
-__all__ = ["GENERIC_LABELS", "ModelCard", "WeightsFile", "format_of_name"]
+__all__ = [
+    "CLASSIFICATION_TASKS",
+    "GENERIC_LABELS",
+    "ModelCard",
+    "WeightsFile",
+    "format_of_name",
+    "is_classification",
+]
 
 #: The ``label_set`` of a model whose classes have no names (a head of another size, with no
 #: labels given): ``get_labels`` says ``class_0 .. class_{n-1}``.
@@ -26,6 +33,19 @@ GENERIC_LABELS = "generic"
 
 WEIGHT_FORMATS = ("pickle", "safetensors", "onnx", "npz")
 _SUFFIX_FORMATS = ((".safetensors", "safetensors"), (".npz", "npz"), (".onnx", "onnx"))
+
+
+#: The tasks whose output is one score per class (labels, top-k, heads apply).
+CLASSIFICATION_TASKS = ("classification", "quantized_classification")
+
+
+def is_classification(task: str | None) -> bool:
+    """Whether ``task`` scores classes (the one place this is decided).
+
+    >>> is_classification("quantized_classification"), is_classification("detection")
+    (True, False)
+    """
+    return task in CLASSIFICATION_TASKS
 
 
 def format_of_name(filename: str) -> str:
@@ -36,6 +56,7 @@ def format_of_name(filename: str) -> str:
     """
     lower = filename.lower()
     return next((fmt for suffix, fmt in _SUFFIX_FORMATS if lower.endswith(suffix)), "pickle")
+
 
 TASKS = (
     "classification",
