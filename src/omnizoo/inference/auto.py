@@ -17,12 +17,20 @@ segmentation models, quantized models, models over 2 GB and models that do not e
 torch. :class:`BackendChoice` says which and why (``Predictor.backend_choice``, ``omnizoo
 predict --verbose``).
 
+The default path degrades, it never dies: whatever goes wrong with the export cache (a graph
+this onnxruntime cannot load or run, an unwritable or damaged cache, a parity failure) makes
+``auto`` run on torch and say why. A timing record is untrusted input (the home may be shared):
+it is read without following a symlink, size-capped and validated with
+:class:`~omnizoo.schema.Fields`; a damaged one (not JSON, a missing or non-finite time, a FIFO
+or symlink in its place) counts as missing, so it is measured again and atomically replaced.
+
 >>> str(BackendChoice("torch", "on CUDA: torch with channels_last and bf16 autocast"))
 'torch (on CUDA: torch with channels_last and bf16 autocast)'
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -50,6 +58,10 @@ PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-3
 _TIMING_BATCH = 8
 _TIMING_ROUNDS = 2
+#: A timing record is a few hundred bytes; anything bigger is not one.
+_MAX_RECORD_BYTES = 1 << 16
+#: The longest probe time a record may state (an hour): a larger one is not a measurement.
+_MAX_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -102,13 +114,27 @@ def _record_path(key: str, machine: str, batch: int) -> Path:
     return get_settings().home / "exports" / f"{key[:32]}-{machine}-b{batch}.json"
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
-    from ..weights.records import read_json
+def _read_record(path: Path, batch: int) -> dict[str, Any] | None:
+    """The measurement recorded at ``path``, or None when there is none or it is damaged
+    (then it is measured again and replaced)."""
+    from ..errors import MetadataError
+    from ..schema import Fields, parse_json
+    from ..weights import fsafe
 
-    data = read_json(path)
-    if data is None or data.get("backend") not in ("torch", "onnxruntime"):
+    try:
+        fields = Fields(parse_json(fsafe.read_regular(path, _MAX_RECORD_BYTES), str(path)), path)
+        record = {
+            "backend": fields.choice("backend", ("torch", "onnxruntime")),
+            "torch_s": fields.number("torch_s", lo=0.0, hi=_MAX_SECONDS),
+            "onnxruntime_s": fields.number("onnxruntime_s", lo=0.0, hi=_MAX_SECONDS),
+            "batch": fields.integer("batch", lo=batch, hi=batch),
+        }
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return data
+    except (OSError, ValueError, MetadataError) as exc:  # a symlink, FIFO, torn or bad record
+        log.warning("ignoring the damaged backend measurement %s (%s); measuring again", path, exc)
+        return None
+    return record
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> None:
@@ -116,6 +142,9 @@ def _write_record(path: Path, record: dict[str, Any]) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent.is_symlink():  # planted in a shared home: never written through
+            raise NotADirectoryError(errno.ENOTDIR, "a symlink, not omnizoo's folder", path.parent)
+        # A rename replaces whatever is at ``path`` (a FIFO, a symlink: never followed).
         fsafe.write_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode())
     except OSError as exc:  # a read-only home: measured again next time
         log.debug("cannot record the backend measurement in %s: %s", path, exc)
@@ -155,25 +184,47 @@ def choose_cpu_backend(
     """``(runner, choice)`` for a torch classifier on the CPU (see the module docstring).
 
     ``torch_runner`` is the :class:`~omnizoo.inference.backends.TorchRunner` the torch backend
-    would use; it is returned when onnxruntime is not both correct and faster.
+    would use; it is returned when onnxruntime is not both correct and faster, and whenever
+    the ONNX graph cannot be had or used (the choice's reason says why). Never raises for a
+    problem of the export cache.
     """
+    try:
+        return _onnx_or_torch(
+            model, torch_runner, data_config, device, batch_size=batch_size, threads=threads
+        )
+    except (ExportError, UnsupportedError) as exc:  # this model does not export
+        return torch_runner, BackendChoice("torch", f"no ONNX graph: {_short(exc)}")
+    except Exception as exc:  # anything else of the export cache: torch still answers
+        why = f"the cached ONNX graph cannot be used here ({type(exc).__name__}: {_short(exc)})"
+        log.warning("%s; running on torch", why)
+        return torch_runner, BackendChoice("torch", why)
+
+
+def _short(exc: BaseException) -> str:
+    reason = " ".join(str(exc).split())
+    return reason[:297] + "..." if len(reason) > 300 else reason
+
+
+def _onnx_or_torch(
+    model: Any,
+    torch_runner: Any,
+    data_config: DataConfig,
+    device: torch.device,
+    *,
+    batch_size: int,
+    threads: int | None,
+) -> tuple[Any, BackendChoice]:
     import torch
 
     from ..export.cached import cached_export
     from .backends import OrtRunner
 
-    try:
-        export = cached_export(model, data_config)
-    except (ExportError, UnsupportedError) as exc:
-        reason = " ".join(str(exc).split())
-        if len(reason) > 300:
-            reason = reason[:297] + "..."
-        return torch_runner, BackendChoice("torch", f"no ONNX graph: {reason}")
+    export = cached_export(model, data_config)
     ort = OrtRunner(export.path, device, threads=threads)
     machine = machine_signature(threads)
     batch = max(1, min(int(batch_size), _TIMING_BATCH))
     record_path = _record_path(export.key, machine, batch)
-    record = _read_record(record_path)
+    record = _read_record(record_path, batch)
     gen = torch.Generator().manual_seed(0)
     probe = torch.randn((2 if record else batch, *data_config.input_size), generator=gen)
     expected = torch_runner(probe)
