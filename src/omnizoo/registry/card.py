@@ -87,6 +87,13 @@ class WeightsFile:
     format: str = "pickle"
     # Hugging Face repo the file came from (timm), for HF_ENDPOINT rewriting and docs.
     hf_hub_id: str | None = None
+    # On a card derived for a model in hand (omnizoo.registry.derive): where these bytes are
+    # ("published": at ``urls``; "local": a file the user gave, no upstream URL; "saved": the
+    # file of a save_pretrained folder) and how they were checked (a state of
+    # omnizoo.weights.verification for a download; "unverified" for a local file; "recorded":
+    # matched the sha256 save_pretrained wrote beside it). None on registry cards.
+    origin: str | None = None
+    verification: str | None = None
 
     @property
     def url(self) -> str:
@@ -137,6 +144,9 @@ class ModelCard:
     classifier: tuple[str, ...] = ()
     # Free-form facts that matter to a user: upstream quirks handled, unverified preprocessing.
     notes: tuple[str, ...] = ()
+    # Where a model in hand came from ("from", "summary", ...; see omnizoo.registry.derive);
+    # empty on registry cards. JSON-able values only.
+    lineage: Mapping[str, Any] = field(default_factory=dict)
     # Source-specific data the adapter needs to build/load (JSON-able values only).
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -184,7 +194,7 @@ class ModelCard:
                     k: list(v) if isinstance(v, tuple) else v
                     for k, v in dataclasses.asdict(value).items()
                 }
-            elif f.name == "extra":
+            elif f.name in ("extra", "lineage"):
                 value = dict(value)
             elif f.name in ("extra_metrics", "provenance"):
                 value = [list(p) for p in value]
@@ -213,5 +223,6 @@ class ModelCard:
         )
         kwargs["provenance"] = tuple((str(k), str(v)) for k, v in kwargs.get("provenance") or ())
         kwargs["extra"] = dict(kwargs.get("extra") or {})
+        kwargs["lineage"] = dict(kwargs.get("lineage") or {})
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in kwargs.items() if k in names})
