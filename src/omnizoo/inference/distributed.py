@@ -107,7 +107,8 @@ class RayPredictor:
         """Predict one batch; returns a ``pyarrow.Table`` in the batch's row order."""
         import pyarrow as pa
 
-        from .writers import arrow_schema, row_for
+        from .output_base import row_for
+        from .parquet_out import arrow_schema
 
         if self.error is not None:
             raise self.error

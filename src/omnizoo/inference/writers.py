@@ -4,19 +4,28 @@ One row per image: ``path``, the task's columns (:func:`~omnizoo.inference.resul
 task_columns`: ``labels``, ``indices``, ``scores``, plus ``boxes`` / ``keypoints`` for
 detection), and ``error`` (None, or why the image could not be read).
 
-* **JSON Lines** (``.jsonl``, ``.ndjson``, ``.json``) and **CSV** (``.csv``; list cells hold
-  JSON) are appended to and flushed after every batch, so a killed run loses at most the
-  batch in flight. A torn last line (the process died mid-write) is cut off on resume.
+* **JSON Lines** (``.jsonl``, ``.ndjson``) and **CSV** (``.csv``; list cells hold JSON) are
+  appended to and flushed after every batch, so a killed run loses at most the batch in
+  flight. A name ending in ``.json`` is refused: it promises one JSON document, which can
+  neither grow as a run goes nor be resumed (print one with ``omnizoo predict --json``).
 * **Parquet** (``.parquet``) is a *directory* of part files, the layout Spark, pandas,
-  pyarrow, DuckDB and Ray read as one table (``pandas.read_parquet("preds.parquet")``). A
-  Parquet file is only readable once complete, so rows are buffered and each part is written
-  to a hidden temporary name and renamed into place: at least every ``rows_per_part`` rows
-  and every ``seconds_per_part`` seconds, and when the run ends or is interrupted.
+  pyarrow, DuckDB and Ray read as one table (``pandas.read_parquet("preds.parquet")``); see
+  :mod:`omnizoo.inference.parquet_out`.
 
-**Resume**: opening an existing output reads the paths it holds (:attr:`ResultWriter.done`);
-the run skips those images and appends the rest, so an interrupted run, started again,
-ends with every image predicted once. Rows of images that could not be read count as done
-(their error is recorded); delete those rows to retry them. ``overwrite=True`` starts afresh.
+**Only omnizoo's own outputs are touched** (:mod:`omnizoo.inference.ownership`): each has a
+record written beside it (``.preds.jsonl.omnizoo.json``) or in it (``_omnizoo.json``). An
+existing file without one, or whose lines are not rows of the recorded columns (a
+``json.dump`` document, a CSV with ``\\r`` line ends, a file that ``--json`` was redirected
+into), is refused before a byte of it changes; a symlink at the output is refused; a torn
+last line (the process died mid-write) is cut only when omnizoo wrote it after its last
+complete write.
+
+**Resume**: opening an existing output reads the paths it holds (:attr:`ResultWriter.done`),
+streaming (memory holds the set of paths, not the file); the run skips those images and
+appends the rest, so an interrupted run, started again, ends with every image predicted
+once. Rows of images that could not be read count as done (their error is recorded); delete
+those rows to retry them. ``overwrite=True`` removes what omnizoo wrote there and starts
+afresh (and refuses, like resuming, when the output is not omnizoo's).
 
 >>> import tempfile, os
 >>> out = os.path.join(tempfile.mkdtemp(), "preds.jsonl")  # rows keyed by absolute path
@@ -31,32 +40,49 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
-import time
-import uuid
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError, DependencyError
-from .results import task_columns
+from ..errors import ConfigurationError
+from ..weights import fsafe
+from .output_base import ResultWriter, path_key, row_for
+from .ownership import (
+    Record,
+    check_not_link,
+    not_ours,
+    read_record,
+    record_path,
+    scan,
+    tail_row,
+    write_record,
+)
 
 __all__ = ["FORMATS", "ResultWriter", "open_writer", "output_format", "path_key", "row_for"]
 
 FORMATS = ("jsonl", "csv", "parquet")
-_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
-_SUFFIXES[".parquet"] = "parquet"
+_SUFFIXES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
 def output_format(path: str | os.PathLike[str], format: str | None = None) -> str:
-    """The format of an output path: ``format`` if given, else from its suffix."""
+    """The format of an output path: ``format`` if given, else from its suffix. A ``.json``
+    name is refused either way (it promises one JSON document)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".json":
+        raise ConfigurationError(
+            f"{os.fspath(path)!r}: a .json file is one JSON document, which cannot be written "
+            "as a run goes nor resumed. Name it .jsonl (JSON Lines: one JSON object per line), "
+            ".csv or .parquet; for one JSON document, print it: omnizoo predict ... --json > FILE"
+        )
     if format is not None:
         if format not in FORMATS:
             raise ConfigurationError(f"format={format!r}; use one of {', '.join(FORMATS)}")
         return format
-    suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
         raise ConfigurationError(
             f"cannot tell the output format of {os.fspath(path)!r}: name it .jsonl, .csv or "
@@ -65,72 +91,87 @@ def output_format(path: str | os.PathLike[str], format: str | None = None) -> st
     return _SUFFIXES[suffix]
 
 
-def path_key(path: str) -> str:
-    """How output rows and inputs are matched on resume: absolute, normalised local paths
-    (``photos/a.jpg`` run from its folder matches ``/data/photos/a.jpg``); URIs as they are."""
-    if "://" in path:
-        return path
-    return os.path.normpath(os.path.abspath(path))
+def _open_existing(target: Path, flags: int) -> int:
+    try:
+        return fsafe.open_regular(target, flags)
+    except fsafe.NotRegularFileError:
+        raise not_ours(target, "not a regular file") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            check_not_link(target)  # raises with the link's target named
+        raise
 
 
-def row_for(path: str, outcome: Any, task: str) -> dict[str, Any]:
-    """The output row of one image: its entry, or an empty one with the error."""
-    from ..errors import ImageLoadError
-    from .results import entry_columns
-
-    if isinstance(outcome, ImageLoadError):
-        return {"path": path, **entry_columns(None, task), "error": " ".join(str(outcome).split())}
-    return {"path": path, **entry_columns(outcome, task), "error": None}
-
-
-class ResultWriter:
-    """Base class: ``done`` (path keys already in the output), ``write(rows)``, ``close()``."""
-
-    format = ""
-
-    def __init__(self, path: Path, task: str) -> None:
-        self.path = path
-        self.task = task
-        self.columns = ("path", *task_columns(task), "error")
-        self.done: set[str] = set()
-        self.rows_written = 0
-
-    def write(self, rows: Iterable[dict[str, Any]]) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Flush what is buffered; the output is complete and readable afterwards."""
-
-    def __enter__(self) -> ResultWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _owned_record(target: Path, format: str) -> Record | None:
+    """The record of the existing line file ``target``; None for an empty file without one
+    (nothing to lose); refused otherwise."""
+    record = read_record(target, format)
+    if record is None:
+        if os.lstat(target).st_size == 0:
+            return None
+        name = record_path(target, format).name
+        raise not_ours(target, f"no record {name} beside it")
+    if record.format == "parquet":
+        raise not_ours(target, "its record is a Parquet directory's")
+    return record
 
 
 class _LineWriter(ResultWriter):
-    """JSON Lines and CSV: one line per row, appended and flushed per ``write``."""
+    """JSON Lines and CSV: one line per row, appended and flushed per ``write``; the record
+    beside the file is updated after each (see :mod:`~omnizoo.inference.ownership`)."""
 
     def __init__(self, path: Path, task: str) -> None:
         super().__init__(path, task)
-        if path.exists():
-            self._cut_torn_tail()
-            self._read_done()
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        fresh = not path.exists() or path.stat().st_size == 0
-        self._fh = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115
-        if fresh:
+        self._record = Record(self.format, task, self.columns)
+        st = check_not_link(path)
+        fd = self._create() if st is None else self._resume(st)
+        self._fh = os.fdopen(fd, "a", encoding="utf-8", newline="")
+        if os.fstat(fd).st_size == 0:
             self._start()
+        self._commit()
 
-    def _cut_torn_tail(self) -> None:
-        with open(self.path, "rb+") as fh:
-            data = fh.read()
-            if data and not data.endswith(b"\n"):
-                fh.truncate(data.rfind(b"\n") + 1)
+    def _create(self) -> int:
+        read_record(self.path, self.format)  # a stale record of ours may go, no other file
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_record(self.path, self._record)  # first: whatever is created next is ours
+        try:
+            return fsafe.create_new(self.path)
+        except FileExistsError:
+            raise ConfigurationError(f"{self.path} appeared while omnizoo opened it") from None
 
-    def _read_done(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _resume(self, st: os.stat_result) -> int:
+        if not stat.S_ISREG(st.st_mode):
+            raise not_ours(self.path, "not a regular file")
+        record = _owned_record(self.path, self.format)
+        if record is None:  # an empty file: nothing of anyone's to lose
+            return _open_existing(self.path, os.O_RDWR | os.O_APPEND)
+        if record.format != self.format or record.columns != self.columns:
+            raise ConfigurationError(
+                f"{self.path} has the columns {list(record.columns)} ({record.format}, "
+                f"{record.task}), not {list(self.columns)} ({self.format}, {self.task}): "
+                "write to another file, or overwrite it"
+            )
+        fd = _open_existing(self.path, os.O_RDWR | os.O_APPEND)
+        try:
+            size, tail = scan(fd, self.path, record, self.done, path_key)
+            if tail < size:
+                if tail >= record.bytes:  # torn by omnizoo after its last complete write
+                    os.ftruncate(fd, tail)
+                elif (key := tail_row(fd, tail, size, record)) is not None:
+                    os.write(fd, b"\n")  # a whole row whose newline went missing
+                    self.done.add(path_key(key))
+                else:
+                    raise not_ours(self.path, "its last line is not an omnizoo row")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _commit(self) -> None:
+        """Flush, then record the file's size: everything before it is complete rows."""
+        self._fh.flush()
+        self._record.bytes = os.fstat(self._fh.fileno()).st_size
+        write_record(self.path, self._record)
 
     def _start(self) -> None:
         """Write whatever a new file starts with (CSV's header)."""
@@ -143,7 +184,7 @@ class _LineWriter(ResultWriter):
         if not lines:
             return
         self._fh.write("".join(lines))
-        self._fh.flush()
+        self._commit()
         self.rows_written += len(lines)
 
     def close(self) -> None:
@@ -157,35 +198,12 @@ class _LineWriter(ResultWriter):
 class JsonlWriter(_LineWriter):
     format = "jsonl"
 
-    def _read_done(self) -> None:
-        with open(self.path, encoding="utf-8") as fh:
-            for line in fh:
-                with contextlib.suppress(ValueError):
-                    row = json.loads(line)
-                    if isinstance(row, dict) and isinstance(row.get("path"), str):
-                        self.done.add(path_key(row["path"]))
-
     def _line(self, row: dict[str, Any]) -> str:
         return json.dumps({k: row.get(k) for k in self.columns}, ensure_ascii=False) + "\n"
 
 
 class CsvWriter(_LineWriter):
     format = "csv"
-
-    def _read_done(self) -> None:
-        with open(self.path, encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                return
-            if tuple(header) != self.columns:
-                raise ConfigurationError(
-                    f"{self.path} has the columns {header}, not {list(self.columns)} "
-                    f"({self.task}): write to another file, or overwrite it"
-                )
-            for row in reader:
-                if row:
-                    self.done.add(path_key(row[0]))
 
     def _start(self) -> None:
         self._fh.write(self._csv(list(self.columns)))
@@ -206,101 +224,26 @@ class CsvWriter(_LineWriter):
         return buf.getvalue()
 
 
-def _pyarrow() -> Any:
-    try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError as exc:
-        raise DependencyError(
-            "Parquet output needs pyarrow: pip install 'omnizoo[ray]' (or pyarrow)"
-        ) from exc
-    return pyarrow
-
-
-def arrow_schema(task: str) -> Any:
-    """The Arrow schema of the Parquet output for ``task``."""
-    pa = _pyarrow()
-    floats = pa.list_(pa.float64())
-    types = {
-        "path": pa.string(),
-        "labels": pa.list_(pa.string()),
-        "indices": pa.list_(pa.int64()),
-        "scores": floats,
-        "boxes": pa.list_(floats),
-        "keypoints": pa.list_(pa.list_(floats)),
-        "error": pa.string(),
-    }
-    return pa.schema([(c, types[c]) for c in ("path", *task_columns(task), "error")])
-
-
-class ParquetWriter(ResultWriter):
-    """A directory of Parquet part files (see the module docstring)."""
-
-    format = "parquet"
-
-    def __init__(
-        self,
-        path: Path,
-        task: str,
-        *,
-        rows_per_part: int = 10_000,
-        seconds_per_part: float = 30.0,
-    ) -> None:
-        super().__init__(path, task)
-        self.schema = arrow_schema(task)
-        self.rows_per_part = max(1, int(rows_per_part))
-        self.seconds_per_part = float(seconds_per_part)
-        self._buffer: list[dict[str, Any]] = []
-        self._last = time.monotonic()
-        self._run = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._seq = 0
-        if path.exists() and not path.is_dir():
-            raise ConfigurationError(
-                f"{path} is a file; the Parquet output is a directory of part files"
-            )
-        path.mkdir(parents=True, exist_ok=True)
-        self._read_done()
-
-    def parts(self) -> list[Path]:
-        """The complete part files (hidden temporary files are not parts)."""
-        return sorted(p for p in self.path.glob("*.parquet") if not p.name.startswith((".", "_")))
-
-    def _read_done(self) -> None:
-        import pyarrow.parquet as pq
-
-        for part in self.parts():
+def _remove_line_output(target: Path, format: str) -> None:
+    """``overwrite``: delete a line file omnizoo wrote (checked as for a resume) and its
+    record; anything else is refused untouched."""
+    st = check_not_link(target)
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            raise not_ours(target, "not a regular file")
+        record = _owned_record(target, format)
+        if record is not None:
+            fd = _open_existing(target, os.O_RDONLY)
             try:
-                table = pq.read_table(part, columns=["path"])
-            except Exception as exc:
-                raise ConfigurationError(f"{part} is not a readable Parquet file: {exc}") from None
-            self.done.update(path_key(p) for p in table.column("path").to_pylist() if p)
-
-    def write(self, rows: Iterable[dict[str, Any]]) -> None:
-        self._buffer.extend(rows)
-        due = time.monotonic() - self._last >= self.seconds_per_part
-        if len(self._buffer) >= self.rows_per_part or (due and self._buffer):
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the buffered rows as one part file (atomically)."""
-        import pyarrow.parquet as pq
-
-        pa = _pyarrow()
-        self._last = time.monotonic()
-        if not self._buffer:
-            return
-        rows = [{c: row.get(c) for c in self.schema.names} for row in self._buffer]
-        table = pa.Table.from_pylist(rows, schema=self.schema)
-        name = f"part-{self._run}-{self._seq:05d}.parquet"
-        tmp = self.path / f".{name}.tmp"
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.path / name)
-        self._seq += 1
-        self.rows_written += len(rows)
-        self._buffer = []
-
-    def close(self) -> None:
-        self.flush()
+                size, tail = scan(fd, target, record, None, path_key)
+                torn = tail < size and tail < record.bytes
+                if torn and tail_row(fd, tail, size, record) is None:
+                    raise not_ours(target, "its last line is not an omnizoo row")
+            finally:
+                os.close(fd)
+        fsafe.remove(target)
+    if read_record(target, format) is not None:
+        fsafe.remove(record_path(target, format))
 
 
 def open_writer(
@@ -312,20 +255,20 @@ def open_writer(
     **options: Any,
 ) -> ResultWriter:
     """A writer for ``path`` (format from the suffix unless ``format``), resuming what is
-    there unless ``overwrite``. ``options`` go to :class:`ParquetWriter`."""
+    there unless ``overwrite`` (then what omnizoo wrote there is removed first). ``options``
+    go to :class:`~omnizoo.inference.parquet_out.ParquetWriter`. An output that omnizoo did
+    not write is refused untouched (see the module docstring)."""
     target = Path(path)
     kind = output_format(target, format)
-    if overwrite and target.exists():
-        if target.is_dir() and kind == "parquet":
-            # Only what a Parquet output holds: a directory that is something else stays.
-            for part in [*target.glob("*.parquet"), *target.glob(".*.parquet.tmp")]:
-                part.unlink()
-        elif target.is_dir():
-            raise ConfigurationError(f"{target} is a directory")
-        else:
-            target.unlink()
     if kind == "parquet":
-        return ParquetWriter(target, task, **options)
+        from .parquet_out import ParquetWriter
+
+        return ParquetWriter(target, task, overwrite=overwrite, **options)
     if options:
         raise ConfigurationError(f"{sorted(options)} only apply to Parquet output")
+    if overwrite:
+        st = check_not_link(target)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise ConfigurationError(f"{target} is a directory")
+        _remove_line_output(target, kind)
     return JsonlWriter(target, task) if kind == "jsonl" else CsvWriter(target, task)
