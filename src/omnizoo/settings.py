@@ -35,6 +35,8 @@ OMNIZOO_DOWNLOAD_TIMEOUT    seconds for one file from one URL, every      10800 
 OMNIZOO_RETRIES             attempts per URL on 5xx / connection errors   5
                             (an integer, 1 to 100)
 OMNIZOO_BACKOFF             first back-off in seconds (doubles; 0 to 300) 0.5
+OMNIZOO_RAY_CONNECT_TIMEOUT seconds to reach a Ray cluster given by       30
+                            ``--engine ray --address`` (0.1 to 3600)
 OMNIZOO_CARD_CACHE          0: rebuild the card index on every use        1
 OMNIZOO_TRUST_PICKLE        1: allow full unpickling of *verified* files  0
                             (pinned, origin or prefix; never unverified)
@@ -90,6 +92,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "OMNIZOO_DOWNLOAD_TIMEOUT": (1.0, 7 * 24 * 3600.0),
     "OMNIZOO_RETRIES": (1, 100),
     "OMNIZOO_BACKOFF": (0.0, 300.0),
+    "OMNIZOO_RAY_CONNECT_TIMEOUT": (0.1, 3600.0),
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -116,6 +119,7 @@ class Settings:
     retries: int = 5
     backoff: float = 0.5
     download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT  # per URL, every retry included
+    ray_connect_timeout: float = 30.0  # reaching a Ray cluster by address
     card_cache: bool = True
     trust_pickle: bool = False
     onnx_manifest_url: str = DEFAULT_ONNX_MANIFEST_URL
@@ -270,6 +274,7 @@ def from_environ(env: Mapping[str, str]) -> Settings:
         download_timeout=_number(env, "OMNIZOO_DOWNLOAD_TIMEOUT", DEFAULT_DOWNLOAD_TIMEOUT),
         retries=int(retries),
         backoff=_number(env, "OMNIZOO_BACKOFF", 0.5),
+        ray_connect_timeout=_number(env, "OMNIZOO_RAY_CONNECT_TIMEOUT", 30.0),
         card_cache=_flag(env, "OMNIZOO_CARD_CACHE", True),
         trust_pickle=_flag(env, "OMNIZOO_TRUST_PICKLE", False),
         onnx_manifest_url=env.get("OMNIZOO_ONNX_MANIFEST_URL") or DEFAULT_ONNX_MANIFEST_URL,
