@@ -8,8 +8,11 @@ weights cache: the first actor of a node downloads the weights, and exports the 
 column (decoded ``(H, W, C)`` uint8 arrays, as ``ray.data.read_images`` makes) or a ``bytes``
 column (encoded files, as ``ray.data.read_binary_files`` makes, decoded in the actor with
 EXIF orientation applied, exactly as the in-process Predictor does), plus an optional ``path``
-column, and returns an Arrow table: ``path``, the task's columns (``labels``, ``indices``,
-``scores``, ``boxes``...) and ``error``.
+column; or a ``path`` column alone, whose files the actor reads itself
+(:func:`~omnizoo.inference.ray_inputs.read_inputs`), so that a file that vanished, a
+dangling link or an unreadable URI becomes an error row instead of failing the whole dataset.
+It returns an Arrow table: ``path``, the task's columns (``labels``, ``indices``, ``scores``,
+``boxes``...) and ``error``: the same rows as the local engine (:func:`.output_base.row_for`).
 
     import ray
     from omnizoo.inference.distributed import RayPredictor
@@ -20,12 +23,17 @@ column, and returns an Arrow table: ``path``, the task's columns (``labels``, ``
     preds.write_parquet("s3://bucket/preds/")
 
 :func:`predict_ray` is the resumable run behind ``omnizoo predict --engine ray``: it lists the
-images, skips those already in the output, streams the rest through the actors and writes the
-rows on the driver as they arrive (:mod:`omnizoo.inference.writers`), with progress.
+images, skips those already in the output, sends the rest (as paths) through the actors and
+writes the rows on the driver as they arrive (:mod:`omnizoo.inference.writers`), with
+progress. An image that cannot be read is an error row, as with the local engine; the run
+goes on.
 
 Cluster: ``address`` (or ``RAY_ADDRESS``, read by Ray itself) connects to a running cluster;
 without either, Ray connects to the cluster last started on this machine (``ray start
---head``), or starts a local one for the run. Resources: each actor asks for
+--head``), or starts a local one for the run. An ``address`` is first reached over TCP for
+at most ``OMNIZOO_RAY_CONNECT_TIMEOUT`` seconds (30; Ray itself would retry for minutes):
+nothing listening there is one :class:`~omnizoo.errors.ConfigurationError` naming the
+address and the fix. Resources: each actor asks for
 ``cpus_per_actor`` CPUs (fractional), sized so that the file-reading tasks always find a CPU:
 on a 2-CPU machine, two 1-CPU actors would take every CPU and the reads would wait forever.
 """
@@ -41,6 +49,7 @@ from typing import Any
 from ..errors import (
     ConfigurationError,
     DependencyError,
+    ImageLoadError,
     InvalidNameError,
     OmnizooError,
     UnknownModelError,
@@ -48,9 +57,11 @@ from ..errors import (
 
 __all__ = ["RayPredictor", "plan_resources", "predict_ray"]
 
+from .ray_inputs import check_address, read_inputs
+
 log = logging.getLogger("omnizoo.predict")
 
-#: CPUs each file-reading task asks for (reading is I/O; decoding happens in the actors).
+#: CPUs kept free of actors for Ray Data's own tasks (listing, splitting the path list).
 READ_CPUS = 0.5
 
 
@@ -113,21 +124,26 @@ class RayPredictor:
         if self.error is not None:
             raise self.error
 
+        inputs: list[Any]
         if "image" in batch:
-            images = list(batch["image"])
+            inputs = list(batch["image"])
         elif "bytes" in batch:
-            images = [bytes(b) for b in batch["bytes"]]
+            inputs = [bytes(b) for b in batch["bytes"]]
+        elif "path" in batch:
+            inputs = read_inputs([str(p) for p in batch["path"]])
         else:
             raise ConfigurationError(
-                f"RayPredictor needs an 'image' or a 'bytes' column; got {sorted(batch)}"
+                f"RayPredictor needs an 'image', a 'bytes' or a 'path' column; got {sorted(batch)}"
             )
-        paths = [str(p) for p in batch["path"]] if "path" in batch else [""] * len(images)
-        rows = [
-            row_for(paths[index], outcome, self.task)
-            for index, outcome in self.predictor.predict_iter(
-                images, topk=self.topk, score_threshold=self.score_threshold
-            )
-        ]
+        paths = [str(p) for p in batch["path"]] if "path" in batch else [""] * len(inputs)
+        rows: list[dict[str, Any] | None] = [None] * len(inputs)
+        readable = [i for i, item in enumerate(inputs) if not isinstance(item, ImageLoadError)]
+        for i in set(range(len(inputs))) - set(readable):
+            rows[i] = row_for(paths[i], inputs[i], self.task)
+        for index, outcome in self.predictor.predict_iter(
+            [inputs[i] for i in readable], topk=self.topk, score_threshold=self.score_threshold
+        ):
+            rows[readable[index]] = row_for(paths[readable[index]], outcome, self.task)
         return pa.Table.from_pylist(rows, schema=arrow_schema(self.task))
 
 
@@ -230,6 +246,11 @@ def predict_ray(
         return RunSummary(os.fspath(out), len(images), 0, skipped, 0, 0.0, "ray")
     we_started = not ray.is_initialized()
     if we_started:
+        try:
+            check_address(address)
+        except BaseException:
+            writer.close()
+            raise
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
     meter = context = None
     saved = (True, False)
@@ -254,11 +275,10 @@ def predict_ray(
         # The actor's own error, not a UserCodeException whose cause is lost on the way back.
         context.raise_original_map_exception = True
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        ds = ray.data.read_binary_files(
-            [path_key(p) if "://" not in p else p for p in todo],
-            include_paths=True,
-            num_cpus=READ_CPUS,
-        )
+        # Paths, not read_binary_files: one file that vanished would fail the whole dataset
+        # (and every resume); the actors read each file and make an error row of it instead.
+        names = {path_key(p): p for p in todo}
+        ds = ray.data.from_items([{"path": key} for key in names])
         preds = ds.map_batches(
             RayPredictor,
             fn_constructor_kwargs={
@@ -273,12 +293,11 @@ def predict_ray(
             num_cpus=cpus,
             num_gpus=gpus_per_actor or None,
         )
-        names = {path_key(p) if "://" not in p else p: p for p in todo}
         meter = make_progress(progress, len(todo), every=progress_every, done=skipped)
         for table in preds.iter_batches(batch_size=None, batch_format="pyarrow"):
             rows = table.to_pylist()
             for row in rows:
-                row["path"] = names.get(_strip_scheme(row["path"]), row["path"])
+                row["path"] = names.get(row["path"], row["path"])
                 errors += row["error"] is not None
             writer.write(rows)
             predicted += len(rows)
@@ -310,11 +329,6 @@ def predict_ray(
         time.perf_counter() - started,
         "ray",
     )
-
-
-def _strip_scheme(path: str) -> str:
-    """Ray reports local files as given; a ``local://`` prefix is dropped."""
-    return path[len("local://") :] if path.startswith("local://") else path
 
 
 def _user_error(exc: BaseException) -> BaseException | None:

@@ -31,6 +31,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import ConfigurationError, MetadataError
 from ..schema import MAX_METADATA_BYTES, Fields, parse_json
@@ -155,7 +156,7 @@ def write_record(target: Path, record: Record) -> None:
     fsafe.write_atomic(record_path(target, record.format), json.dumps(doc).encode())
 
 
-def _lines(fh: io.BufferedReader, target: Path, state: dict[str, int]) -> Iterator[str]:
+def _lines(fh: BinaryIO, target: Path, state: dict[str, int]) -> Iterator[str]:
     """The complete lines of ``fh`` as text; ``state["end"]`` follows the bytes consumed,
     ``state["tail"]`` is set to the offset of a last line without its newline."""
     while line := fh.readline(MAX_LINE + 1):
@@ -205,7 +206,7 @@ def scan(
     columns = record.columns
     with os.fdopen(os.dup(fd), "rb") as fh:
         fh.seek(0)
-        lines = _lines(fh, target, state)  # type: ignore[arg-type]
+        lines = _lines(fh, target, state)
         good = 0
         if record.format == "jsonl":
             for text in lines:
