@@ -1,8 +1,9 @@
-"""Files already in the torch.hub and Hugging Face caches are verified and adopted without a
-request; files that do not verify are never adopted. ``omnizoo cache add``; ``HF_TOKEN`` to the
-Hub origin only; ``HF_HUB_OFFLINE``.
+"""Files already in the torch.hub and Hugging Face caches are verified (against a hash known in
+advance, or the one the Hub's HEAD announces) and adopted without downloading them again; files
+that do not verify are never adopted (tests/test_trust_ecosystem.py tries the attacks).
+``omnizoo cache add``; ``HF_TOKEN`` to the Hub origin only; ``HF_HUB_OFFLINE``.
 
-The loopback server counts every request (HEADs included): adoption must make none.
+The loopback server counts every request (HEADs included).
 """
 
 from __future__ import annotations
@@ -122,13 +123,14 @@ def test_adoption_can_be_turned_off(
 
 
 # -- Hugging Face --------------------------------------------------------------------------
-def test_hugging_face_cache_file_is_adopted_without_asking_the_hub(
+def test_hugging_face_cache_file_is_adopted_after_asking_the_hub(
     hub: HubRepo, hub_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The origin's HEAD (not the blob's name) says what the bytes must be; no body is sent."""
     hf_cache(tmp_path, monkeypatch, REAL)
     path = download_weights(NAME)
     assert path.read_bytes() == REAL
-    assert hub.heads("model.safetensors") == 0 and hub.bodies(REAL) == 0
+    assert hub.heads("model.safetensors") == 1 and hub.bodies(REAL) == 0
     by_url = {r["url"]: r for r in refs(hub_home)}
     assert by_url[HF_URL]["verification"] == "origin" and by_url[HF_URL]["revision"] == COMMIT
     assert NAME in by_url[HF_URL]["names"]
@@ -150,9 +152,10 @@ def test_hf_hub_offline(
     with pytest.raises(OfflineError, match="HF_HUB_OFFLINE"):
         download_weights(NAME)
     assert hub.heads("model.safetensors") == 0 and hub.bodies(REAL) == 0
-    hf_cache(tmp_path, monkeypatch, REAL)  # the Hugging Face cache is still used
+    hf_cache(tmp_path, monkeypatch, REAL)  # the Hugging Face cache is still used, unverified
     assert download_weights(NAME).read_bytes() == REAL
     assert hub.heads("model.safetensors") == 0
+    assert [r["verification"] for r in refs(hub_home)] == ["unverified"]
 
 
 def test_hf_token_goes_to_the_origin_only(

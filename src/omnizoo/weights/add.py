@@ -43,9 +43,10 @@ def add_file(
     to check it against, :class:`~omnizoo.errors.HashMismatchError` (and friends) when it is
     not that file."""
     settings = get_settings()
-    source = Path(path).expanduser()
+    # Absolute now: the ref records where the file came from (a relative path has no URI).
+    source = Path(path).expanduser().absolute()
     if not source.is_file():
-        raise CacheError(f"cache add: {source} is not a file")
+        raise CacheError(f"cache add: {source} is not a regular file (or does not exist)")
     what = name or urls[0]
     prefix = hash_prefix or parse_hash_prefix(urls[0])
     want = expected(urls, sha256, prefix, size)

@@ -31,7 +31,7 @@ from ..errors import (
 from ..settings import Settings, get_settings
 from . import fsafe
 from .cache import Cache, url_key
-from .ecosystem import adopt, find_in_ecosystem
+from .ecosystem import adopt, find_in_ecosystem, find_unverified
 from .expect import ask_origin, expected, on_origin, pinned_url, ref_urls
 from .hashing import (
     HashingWriter,
@@ -40,7 +40,7 @@ from .hashing import (
     reject_if_not_weights,
 )
 from .lockfile import WeightsLock, active_lock
-from .origin import hub_file
+from .origin import HubFile, hub_file
 from .refs import point_refs
 from .transport import stream_to
 from .verification import (
@@ -172,32 +172,17 @@ def _fetch(
         if not hit.verified and hub is not None:
             log.warning("%s: serving a cached file never checked against its origin", what)
         return _done(hit, fmt, what)
-    for other in find_in_ecosystem(urls, want, settings, hf_hub_id):
-        adopted = adopt(
-            cache,
-            other,
-            ref_urls(urls, hub, other.want.revision),
-            name=name,
-            fmt=fmt,
-            key=other.want.sha256 or url_key(urls[0]),
+    # Another tool's cache, only against a hash known independently of it (never its names).
+    adopted = _from_other_caches(cache, urls, hub, want, name, fmt, settings, hf_hub_id)
+    if adopted is not None:  # verified bytes another cache already had: no request
+        return _done(adopted, None, what)
+    if settings.offline or hub_offline:
+        adopted, why = _unverified_from_hf_cache(
+            cache, urls, hub, want, name, fmt, settings, hf_hub_id
         )
-        if adopted is not None:  # verified bytes another cache already had: no request
+        if adopted is not None:
             return _done(adopted, None, what)
-    if hub_offline and not settings.offline:
-        raise OfflineError(
-            f"{what} is a Hugging Face file, not in the weights cache ({cache.root}) nor in the "
-            f"Hugging Face cache ({settings.hf_hub_cache}), and HF_HUB_OFFLINE=1 forbids asking "
-            "the Hub; unset HF_HUB_OFFLINE, or fetch it where the Hub is reachable",
-            url=urls[0],
-        )
-    if settings.offline:
-        raise OfflineError(
-            f"{what} is not in the weights cache ({cache.root}) and OMNIZOO_OFFLINE=1 forbids "
-            f"downloading it. On a machine with network access run `omnizoo download {what}` "
-            "and copy its OMNIZOO_HOME directory here (set OMNIZOO_HOME to it), or pass "
-            "checkpoint_path= with a local copy of the file",
-            url=urls[0],
-        )
+        _raise_offline(what, urls[0], cache, settings, why)
     if hub is not None and want.sha256 is None:
         try:
             want = ask_origin(hub, want, urls, settings, what)
@@ -211,6 +196,10 @@ def _fetch(
         hit = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
         if hit is not None:  # e.g. bytes cached before, now matched to the origin's sha256
             return _done(hit, fmt, what)
+        # The Hugging Face cache's copy, if it is what the origin announced: no body needed.
+        adopted = _from_other_caches(cache, urls, hub, want, name, fmt, settings, hf_hub_id)
+        if adopted is not None:
+            return _done(adopted, None, what)
     candidates = plan_candidates(
         urls,
         settings,
@@ -293,6 +282,82 @@ def _fetch(
             log.info("%s: %s was deleted before a ref pointed at it; fetching it again", what, blob)
     result = Fetched(blob, blob.name, blob.stat().st_size, want.state, linked, name, want.revision)
     return _done(result, None, what)  # the format was checked before the rename
+
+
+def _from_other_caches(
+    cache: Cache,
+    urls: tuple[str, ...],
+    hub: HubFile | None,
+    want: Expected,
+    name: str | None,
+    fmt: str | None,
+    settings: Settings,
+    hf_hub_id: str | None,
+) -> Fetched | None:
+    """The file from the torch.hub or Hugging Face cache, checked against ``want`` (a hash
+    known in advance; nothing is looked at without one), or None."""
+    for other in find_in_ecosystem(urls, want, settings, hf_hub_id):
+        adopted = adopt(
+            cache,
+            other,
+            ref_urls(urls, hub, other.want.revision),
+            name=name,
+            fmt=fmt,
+            key=other.want.sha256 or url_key(urls[0]),
+        )
+        if adopted is not None:
+            return adopted
+    return None
+
+
+def _unverified_from_hf_cache(
+    cache: Cache,
+    urls: tuple[str, ...],
+    hub: HubFile | None,
+    want: Expected,
+    name: str | None,
+    fmt: str | None,
+    settings: Settings,
+    hf_hub_id: str | None,
+) -> tuple[Fetched | None, list[str]]:
+    """Offline, nothing pinned: the Hugging Face cache's copy as ``unverified`` (never a
+    pickle), and why each copy found was not taken."""
+    if hub is None or want.known:
+        return None, []
+    why: list[str] = []
+    for other in find_unverified(urls, want, settings, hf_hub_id):
+        try:
+            adopted = adopt(
+                cache, other, urls, name=name, fmt=fmt, key=url_key(urls[0]), strict=True
+            )
+        except (IntegrityError, CacheError) as exc:
+            why.append(str(exc))
+            continue
+        if adopted is not None:
+            return adopted, why
+    return None, why
+
+
+def _raise_offline(what: str, url: str, cache: Cache, settings: Settings, why: list[str]) -> None:
+    """The error for a file that offline mode cannot get (with why the Hugging Face cache's
+    copy, if any, was not used)."""
+    unused = (
+        " The copy in the Hugging Face cache was not used: " + "; ".join(why) + "." if why else ""
+    )
+    if not settings.offline:
+        raise OfflineError(
+            f"{what} is a Hugging Face file, not in the weights cache ({cache.root}) nor in the "
+            f"Hugging Face cache ({settings.hf_hub_cache}), and HF_HUB_OFFLINE=1 forbids asking "
+            f"the Hub; unset HF_HUB_OFFLINE, or fetch it where the Hub is reachable.{unused}",
+            url=url,
+        )
+    raise OfflineError(
+        f"{what} is not in the weights cache ({cache.root}) and OMNIZOO_OFFLINE=1 forbids "
+        f"downloading it. On a machine with network access run `omnizoo download {what}` "
+        "and copy its OMNIZOO_HOME directory here (set OMNIZOO_HOME to it), or pass "
+        f"checkpoint_path= with a local copy of the file.{unused}",
+        url=url,
+    )
 
 
 def _done(fetched: Fetched, fmt: str | None, what: str) -> Fetched:
