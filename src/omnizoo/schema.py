@@ -209,6 +209,24 @@ class Fields:
             raise self.error(key, f"expected {want}, got {_show(value)}")
         return [self._float(f"{key}[{i}]", v, lo, hi) for i, v in enumerate(value)]
 
+    def optional_integer_list(
+        self,
+        key: str,
+        *,
+        lengths: tuple[int, ...] | None = None,
+        lo: int | None = None,
+        hi: int | None = None,
+    ) -> list[int] | None:
+        """A list of integers (each in [lo, hi]) with one of ``lengths`` items, or None;
+        an item's error names it (``input_size[1]``)."""
+        value = self._get(key, False)
+        if value is None:
+            return None
+        if not isinstance(value, list) or (lengths is not None and len(value) not in lengths):
+            want = " or ".join(map(str, lengths)) if lengths else "some"
+            raise self.error(key, f"expected a list of {want} integers, got {_show(value)}")
+        return [self._int(f"{key}[{i}]", v, lo, hi) for i, v in enumerate(value)]
+
     # paths -----------------------------------------------------------------------------
     def file_inside(self, key: str, folder: str | os.PathLike[str]) -> Path:
         """A plain file name in ``folder``: no separator, no ``..``, not absolute; the

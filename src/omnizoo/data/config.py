@@ -25,15 +25,20 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigurationError
+from ..schema import MAX_IMAGE_SIDE
+
+if TYPE_CHECKING:
+    from ..schema import Fields
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INCEPTION_MEAN",
     "INCEPTION_STD",
+    "MAX_CHANNELS",
     "DataConfig",
     "data_config_from_timm",
 ]
@@ -47,6 +52,8 @@ Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "ham
 CropMode = Literal["center", "squash", "border", "none"]
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 _CROP_MODES = ("center", "squash", "border", "none")
+#: The most input channels a file may declare (hyperspectral stems have a few hundred).
+MAX_CHANNELS = 1024
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,97 @@ class DataConfig:
         """Inverse of :meth:`to_dict`."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: _normalise(k, v) for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_fields(cls, f: Fields) -> DataConfig:
+        """A DataConfig from untrusted fields (a card.json, an .onnx's metadata), every
+        field checked for type and bounds first; a violation is one
+        :class:`~omnizoo.errors.MetadataError` naming the file and the field.
+
+        Reads what :meth:`to_dict` writes (and the shorthands :meth:`from_dict` accepts: an int
+        ``input_size``, a one-element ``resize_size`` list); unknown keys are ignored and a
+        missing key takes the default. No side may exceed
+        :data:`~omnizoo.schema.MAX_IMAGE_SIDE`, resize target included, so nothing a file says
+        can make a transform allocate more than one image of that size.
+
+        >>> from omnizoo.schema import Fields
+        >>> DataConfig.from_fields(Fields({"input_size": [3, 60000, 60000]}, "card.json", "data"))
+        ... # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        omnizoo.errors.MetadataError: card.json: field 'data.input_size[1]': 60000 is out of ...
+        """
+        default = cls()
+        size = _size(f, "input_size", default.input_size)
+        channels = size[0]
+        crop_mode = f.choice("crop_mode", _CROP_MODES, default.crop_mode)
+        crop_pct = f.optional_number("crop_pct", lo=0.0, hi=1.0 if crop_mode != "none" else None)
+        if crop_pct == 0.0:
+            raise f.error("crop_pct", "must be greater than 0")
+        stats = {}
+        for key in ("mean", "std"):
+            values = f.optional_number_list(key, lo=-1e6, hi=1e6)
+            if values is not None and len(values) not in (1, channels):
+                raise f.error(key, f"{len(values)} values for {channels} input channels")
+            stats[key] = tuple(values) if values is not None else getattr(default, key)
+        if 0.0 in stats["std"]:
+            raise f.error("std", "must not contain 0")
+        value_range = f.optional_number_list("value_range", length=2)
+        if value_range is not None and tuple(value_range) not in ((0.0, 1.0), (0.0, 255.0)):
+            raise f.error("value_range", f"{value_range} is not [0, 1] or [0, 255]")
+        test = _size(f, "test_input_size", None)
+        out = cls(
+            input_size=size,
+            interpolation=f.choice("interpolation", _INTERPOLATIONS, default.interpolation),
+            mean=stats["mean"],
+            std=stats["std"],
+            crop_pct=default.crop_pct if crop_pct is None else crop_pct,
+            crop_mode=crop_mode,
+            resize_size=_resize(f),
+            color_order=f.choice("color_order", ("RGB", "BGR"), default.color_order),
+            value_range=default.value_range if value_range is None else _pair(value_range),
+            layout=f.choice("layout", ("NCHW", "NHWC"), default.layout),
+            test_input_size=test,
+            verified=_flag(f, "verified", default.verified),
+            antialias=_flag(f, "antialias", default.antialias),
+        )
+        scale = out.scale_size if crop_mode != "none" else 0
+        if max(scale if isinstance(scale, tuple) else (scale,)) > MAX_IMAGE_SIDE:
+            # e.g. a tiny crop_pct: the resize before the crop would be the huge allocation
+            raise f.error(
+                "crop_pct", f"resizes to {scale} before cropping, over {MAX_IMAGE_SIDE} pixels"
+            )
+        return out
+
+
+def _size(f: Fields, key: str, default: Any) -> Any:
+    """``(channels, height, width)``, or an int ``n`` meaning ``(3, n, n)``, bounded."""
+    if key in f and not isinstance(f.data[key], list):
+        side = f.integer(key, lo=1, hi=MAX_IMAGE_SIDE)
+        return (3, side, side)
+    values = f.optional_integer_list(key, lengths=(3,), lo=1, hi=MAX_IMAGE_SIDE)
+    if values is None:
+        return default
+    if values[0] > MAX_CHANNELS:
+        raise f.error(f"{key}[0]", f"{values[0]} channels is over {MAX_CHANNELS}")
+    return (values[0], values[1], values[2])
+
+
+def _resize(f: Fields) -> int | None:
+    """``resize_size``: an int, or torchvision's ``[256]`` (a list: its smaller side)."""
+    if "resize_size" in f and isinstance(f.data["resize_size"], list):
+        values = f.optional_integer_list("resize_size", lengths=(1, 2), lo=1, hi=MAX_IMAGE_SIDE)
+        return min(values) if values else None
+    return f.optional_integer("resize_size", lo=1, hi=MAX_IMAGE_SIDE)
+
+
+def _flag(f: Fields, key: str, default: bool) -> bool:
+    value = f.optional_flag(key)
+    return default if value is None else value
+
+
+def _pair(values: list[float]) -> tuple[float, float]:
+    return (values[0], values[1])
 
 
 def _jsonable(value: Any) -> Any:

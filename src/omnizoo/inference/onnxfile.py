@@ -1,16 +1,17 @@
 """``Predictor("model.onnx")``: an ONNX file as a model with a card, straight to onnxruntime.
 
-Files written by :func:`omnizoo.export_onnx` carry what the Predictor needs in their
-``metadata_props``: the DataConfig (``omnizoo.data_config``), the labels (``omnizoo.label_set``,
-``omnizoo.categories``, ``omnizoo.label_offset``), the output kind (``omnizoo.output``). For
-any other file, ``data_config=`` is required (and ``labels=`` names the outputs; without it
-they are numbered). A graph exported with its preprocessing folded in (uint8 input) is refused:
-the Predictor feeds float tensors.
+Files written by :func:`omnizoo.export_onnx` carry their whole card in their
+``metadata_props``; it is read by the same reader as ``omnizoo.read_card(path)``
+(:func:`omnizoo.registry.onnx_card.read_onnx`: every value checked, the class count equal to
+the graph's output width), so the Predictor and ``read_card`` see the same card. For any other
+file, ``data_config=`` is required (and ``labels=`` names the outputs; without it they are
+numbered). A graph exported with its preprocessing folded in (uint8 input) is refused: the
+Predictor feeds float tensors.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,58 +19,40 @@ from ..errors import ConfigurationError, UnsupportedError
 
 if TYPE_CHECKING:
     from ..data.config import DataConfig
+    from ..registry.card import ModelCard
 
 __all__ = ["onnx_file_card", "open_onnx_file"]
 
 
-def _num_outputs(proto: Any) -> int | None:
-    dims = proto.graph.output[0].type.tensor_type.shape.dim if proto.graph.output else []
-    last = dims[-1].dim_value if len(dims) >= 2 else 0
-    if len(dims) == 4 and dims[2].dim_value == 1 and dims[3].dim_value == 1:
-        last = dims[1].dim_value  # [N, C, 1, 1] heads
-    return int(last) if last else None
-
-
-def onnx_file_card(path: Path, data_config: DataConfig | None = None) -> Any:
-    """A :class:`~omnizoo.registry.card.ModelCard` for an ONNX file, from its metadata."""
-    import onnx
-
-    from ..data.config import DataConfig
+def onnx_file_card(path: Path, data_config: DataConfig | None = None) -> ModelCard:
+    """The :class:`~omnizoo.registry.card.ModelCard` of an ONNX file, from its metadata;
+    ``data_config`` overrides (or, for a file omnizoo did not export, supplies) its input."""
     from ..registry.card import ModelCard
+    from ..registry.onnx_card import read_onnx
 
-    if not path.is_file():
-        raise ConfigurationError(f"{path}: no such ONNX file")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:
-        raise ConfigurationError(f"{path} is not a readable ONNX file: {exc}") from None
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if meta.get("omnizoo.preprocessing_folded") == "1":
+    info = read_onnx(path)
+    if info.folded:
         raise UnsupportedError(
             f"{path} takes uint8 images with the preprocessing folded in; the Predictor feeds "
             "float tensors: export with fold_preprocessing=False for it"
         )
-    data = data_config
-    if data is None and "omnizoo.data_config" in meta:
-        data = DataConfig.from_dict(json.loads(meta["omnizoo.data_config"]))
-    if data is None:
+    card = info.card
+    if card is not None:
+        notes = (*card.notes, f"ONNX file {path}")
+        if data_config is not None:
+            return dataclasses.replace(card, data=data_config, notes=notes)
+        return dataclasses.replace(card, notes=notes)
+    if data_config is None:
         raise ConfigurationError(
             f"{path} does not say how its input is preprocessed (it was not exported by "
             "omnizoo): pass data_config= (e.g. resolve_data_config('resnet50')) and labels="
         )
-    categories = json.loads(meta["omnizoo.categories"]) if "omnizoo.categories" in meta else None
-    num_classes = meta.get("omnizoo.num_classes")
-    n = int(num_classes) if num_classes else _num_outputs(proto)
     return ModelCard(
         source="file",
         arch=path.name,
         task="classification",
-        num_classes=n if n is not None else (len(categories) if categories else 1000),
-        label_set=meta.get("omnizoo.label_set") or None,
-        categories=tuple(categories) if categories else None,
-        label_offset=int(meta.get("omnizoo.label_offset") or 0),
-        data=data,
-        output=meta.get("omnizoo.output") or "logits",
+        num_classes=info.output_width or 1000,
+        data=data_config,
         notes=(f"ONNX file {path}",),
     )
 

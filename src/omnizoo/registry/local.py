@@ -18,19 +18,31 @@ attaches the saved card, so labels and preprocessing come back with the model. T
 is in the safetensors metadata (``omnizoo.card``), so ``create_model(arch,
 checkpoint_path=".../model.safetensors")`` brings the labels too, and in an exported ``.onnx``
 (``omnizoo.card_json``): :func:`read_card` reads any of the three.
+
+Every one of them may come from someone else (a downloaded folder, a shared checkpoint), so
+each is read as hostile input: ``card.json`` through :func:`omnizoo.weights.fsafe.read_input`
+(a regular file of at most :data:`~omnizoo.schema.MAX_METADATA_BYTES`), every field checked by
+:mod:`omnizoo.schema` (:mod:`.card_schema` for the cards) before anything is built, the weights
+file a plain name inside the folder, and a violation one
+:class:`~omnizoo.errors.MetadataError` naming the file and the field. Unknown keys are ignored.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, ConfigurationError, HashMismatchError
+from ..data.config import MAX_CHANNELS, DataConfig
+from ..errors import CheckpointError, ConfigurationError, HashMismatchError, MetadataError
+from ..schema import MAX_CLASSES, MAX_METADATA_BYTES, Fields, parse_json
 from .card import ModelCard
+from .card_schema import card_from_fields, sha256_field
 from .names import local_location
+from .onnx_card import ONNX_CARD_KEY, read_onnx
 
 __all__ = [
     "CARD_FILE",
@@ -53,8 +65,20 @@ FORMAT = "omnizoo.pretrained"
 FORMAT_VERSION = 1
 #: The key of the card in a saved safetensors file's metadata, and in an exported .onnx's.
 SAFETENSORS_CARD_KEY = "omnizoo.card"
-ONNX_CARD_KEY = "omnizoo.card_json"
 _MAX_HEADER = 100_000_000
+#: The dtypes a saved model may be rebuilt in (what ``save_pretrained`` records).
+_DTYPES = (
+    "float32",
+    "float16",
+    "bfloat16",
+    "float64",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+)
+#: ``build.kwargs`` go to the upstream builder: bounded like every size a file may claim.
+_KWARGS_DEPTH = 8
 
 
 @dataclass(frozen=True)
@@ -71,7 +95,12 @@ class Saved:
 
     @property
     def weights_path(self) -> Path:
+        """The weights file (its name was checked to be a plain file name in the folder)."""
         return self.folder / str(self.weights.get("file") or WEIGHTS_FILE)
+
+    @property
+    def card_path(self) -> Path:
+        return self.folder / CARD_FILE
 
 
 def local_folder(name: Any) -> Path | None:
@@ -97,76 +126,182 @@ def local_folder(name: Any) -> Path | None:
     return None
 
 
-def _card(data: Any, where: str) -> ModelCard:
-    if not isinstance(data, dict):
-        raise ConfigurationError(f"{where}: expected a model card (a JSON object)")
-    try:
-        return ModelCard.from_dict(data)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigurationError(f"{where}: not a valid model card ({exc})") from exc
-
-
 def read_saved(folder: str | os.PathLike[str]) -> Saved:
-    """Read a folder written by ``save_pretrained`` (raises
-    :class:`~omnizoo.errors.ConfigurationError` naming what is wrong)."""
+    """Read a folder written by ``save_pretrained``: a missing ``card.json`` is a
+    :class:`~omnizoo.errors.ConfigurationError`, anything wrong inside it one
+    :class:`~omnizoo.errors.MetadataError` naming the field (nothing is built before every
+    field passed)."""
+    from ..weights import fsafe
+
     root = Path(folder).expanduser()
     path = root / CARD_FILE
-    if not path.is_file():
-        what = "no such folder" if not root.exists() else f"no {CARD_FILE} in it"
-        raise ConfigurationError(
-            f"{root}: {what}; a folder written by omnizoo.save_pretrained(model, folder) "
-            f"holds {CARD_FILE} and {WEIGHTS_FILE}"
-        )
+    missing = ConfigurationError(
+        f"{root}: {'no such folder' if not root.exists() else f'no {CARD_FILE} in it'}; a "
+        f"folder written by omnizoo.save_pretrained(model, folder) holds {CARD_FILE} and "
+        f"{WEIGHTS_FILE}"
+    )
+    if not os.path.lexists(path):
+        raise missing
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigurationError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ConfigurationError(f"{path} is not an omnizoo card (format {FORMAT!r})")
-    version = doc.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ConfigurationError(
-            f"{path}: format version {version!r}; this omnizoo reads up to {FORMAT_VERSION} "
-            "(upgrade omnizoo)"
+        raw = fsafe.read_input(path, MAX_METADATA_BYTES)
+    except FileNotFoundError:  # a dangling symlink
+        raise missing from None
+    doc = Fields(parse_json(raw, str(path)), path)
+    if doc.optional_text("format", max_len=256) != FORMAT:
+        raise doc.error("format", f"not {FORMAT!r}: this is not an omnizoo card")
+    version = doc.integer("format_version", lo=1)
+    if version > FORMAT_VERSION:
+        raise doc.error(
+            "format_version",
+            f"{version}; this omnizoo reads up to {FORMAT_VERSION} (upgrade omnizoo)",
         )
-    build = doc.get("build") or {}
-    weights = doc.get("weights") or {}
-    if not isinstance(build, dict) or not isinstance(weights, dict):
-        raise ConfigurationError(f"{path}: 'build' and 'weights' must be JSON objects")
+    card = card_from_fields(doc.object("card"))
+    base = card_from_fields(doc.object("base"))
+    build = _build(doc.optional_object("build") or Fields({}, path, "build"))
+    if build["num_classes"] is not None and build["num_classes"] != card.num_classes:
+        raise doc.error(
+            "build.num_classes",
+            f"{build['num_classes']}, but the card has {card.num_classes} classes",
+        )
+    _informational(doc)
+    lineage = doc.optional_object("lineage")
     return Saved(
         folder=root,
-        card=_card(doc.get("card"), f"{path} (card)"),
-        base=_card(doc.get("base"), f"{path} (base)"),
+        card=card,
+        base=base,
         build=build,
-        weights=weights,
-        lineage=dict(doc.get("lineage") or {}),
-        version=str(doc.get("omnizoo_version") or ""),
+        weights=_weights(doc.optional_object("weights") or Fields({}, path, "weights"), root),
+        lineage={} if lineage is None else dict(lineage.data),
+        version=doc.optional_text("omnizoo_version", max_len=256) or "",
     )
 
 
+def _build(f: Fields) -> dict[str, Any]:
+    """How the architecture is rebuilt: every size bounded before anything is allocated."""
+    out_indices: Any = None
+    if "out_indices" in f and not isinstance(f.data["out_indices"], list):
+        out_indices = f.integer("out_indices", lo=-64, hi=64)
+    else:
+        out_indices = f.optional_integer_list("out_indices", lo=-64, hi=64)
+    kwargs = f.optional_object("kwargs")
+    if kwargs is not None:
+        _check_kwargs(kwargs.data, f, "kwargs", 0)
+    dtype = f.data.get("dtype")
+    return {
+        "num_classes": f.optional_integer("num_classes", lo=0, hi=MAX_CLASSES),
+        "in_chans": f.optional_integer("in_chans", lo=1, hi=MAX_CHANNELS),
+        "features_only": bool(f.optional_flag("features_only")),
+        "out_indices": out_indices,
+        "kwargs": {} if kwargs is None else dict(kwargs.data),
+        "dtype": None if dtype is None else f.choice("dtype", _DTYPES),
+    }
+
+
+def _check_kwargs(value: Any, f: Fields, where: str, depth: int) -> None:
+    """JSON values only, nested at most a few levels, every number within the bounds a size
+    may have (``img_size=60000`` would allocate like a 60000x60000 input)."""
+    if depth > _KWARGS_DEPTH:
+        raise f.error(where, f"nested deeper than {_KWARGS_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_kwargs(item, f, f"{where}.{key}", depth + 1)
+    elif isinstance(value, list):
+        if len(value) > 4096:
+            raise f.error(where, "more than 4096 items")
+        for i, item in enumerate(value):
+            _check_kwargs(item, f, f"{where}[{i}]", depth + 1)
+    elif isinstance(value, str):
+        if len(value) > 4096:
+            raise f.error(where, "longer than 4096 characters")
+    elif (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and not -MAX_CLASSES <= value <= MAX_CLASSES  # NaN fails this too
+    ):
+        raise f.error(where, f"{value} is out of range [{-MAX_CLASSES}, {MAX_CLASSES}]")
+
+
+def _weights(f: Fields, folder: Path) -> dict[str, Any]:
+    """The weights entry: a plain file name in the folder, its sha256 and size if recorded."""
+    name = f.file_inside("file", folder).name if "file" in f else WEIGHTS_FILE
+    return {
+        "file": name,
+        "sha256": sha256_field(f, "sha256"),
+        "size": f.optional_integer("size", lo=0),
+        "format": f.optional_text("format", max_len=64),
+    }
+
+
+def _informational(doc: Fields) -> None:
+    """The top-level copies written for people and other tools: typed like the rest."""
+    doc.optional_text("source", max_len=256)
+    doc.optional_text("architecture", max_len=256)
+    doc.optional_integer("num_classes", lo=0, hi=MAX_CLASSES)
+    doc.optional_str_list("labels", max_items=MAX_CLASSES)
+    data = doc.optional_object("data_config")
+    if data is not None:
+        DataConfig.from_fields(data)
+
+
 def check_weights(saved: Saved) -> Path:
-    """The saved weights file, after checking its size and sha256 against ``card.json``."""
-    from ..weights.hashing import hash_file
+    """The saved weights file to load, after checking it against ``card.json``.
+
+    It must be a regular file in the folder. A symlink leading out of the folder is read
+    only when ``card.json`` records a sha256 and the file it leads to matches it (the path
+    returned is then that file's, so the bytes hashed are the bytes loaded); a recorded
+    sha256 is checked for every file.
+    """
+    from ..weights import fsafe
 
     path = saved.weights_path
-    if not path.is_file():
-        raise CheckpointError(f"{saved.folder}: the weights file {path.name} is missing")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{saved.folder}: the weights file {path.name} is missing") from None
     expected = saved.weights.get("sha256")
-    if expected:
-        actual, size = hash_file(path)
-        if actual != expected:
-            raise HashMismatchError(
-                f"{path}: sha256 {actual} ({size} bytes), but {CARD_FILE} records {expected}: "
-                "the weights were changed or damaged after they were saved"
+    if stat.S_ISLNK(st.st_mode):
+        target = path.resolve()
+        if not target.is_relative_to(saved.folder.resolve()) and not expected:
+            raise MetadataError(
+                str(saved.card_path),
+                "weights.file",
+                f"{path.name} is a symbolic link to {target}, outside {saved.folder}, and "
+                f"{CARD_FILE} records no sha256 to check it by; copy the file into the folder "
+                "or record its sha256",
             )
+        path = target
+    try:
+        if expected:
+            actual, size = fsafe.hash_regular(path)
+        else:
+            os.close(fsafe.open_regular(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{saved.folder}: the weights file {path.name} is missing") from None
+    except OSError as exc:  # a FIFO, a device, a directory
+        raise MetadataError(
+            str(saved.card_path),
+            "weights.file",
+            f"{path} is not a regular file ({exc.strerror or exc})",
+        ) from None
+    if expected and actual != expected:
+        raise HashMismatchError(
+            f"{path}: sha256 {actual} ({size} bytes), but {CARD_FILE} records {expected}: "
+            "the weights were changed or damaged after they were saved"
+        )
     return path
 
 
 def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``__metadata__`` of a safetensors file (its header only is read); {} for any
-    other file."""
+    other file. The file is opened as a regular file (a FIFO never blocks here)."""
+    from ..weights import fsafe
+
     try:
-        with open(path, "rb") as f:
+        fd = fsafe.open_regular(path, follow=True)
+    except OSError:
+        return {}
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
             head = f.read(8)
             if len(head) < 8:
                 return {}
@@ -174,8 +309,10 @@ def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
             if not 2 <= n < _MAX_HEADER:
                 return {}
             header = json.loads(f.read(n))
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return {}
+    finally:
+        os.close(fd)
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(meta, dict):
         return {}
@@ -183,21 +320,21 @@ def safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 
 
 def checkpoint_card(path: str | os.PathLike[str]) -> ModelCard | None:
-    """The card a weights file written by ``save_pretrained`` carries, or None."""
+    """The card a weights file written by ``save_pretrained`` carries, or None; a card that
+    is there but fails the schema is a :class:`~omnizoo.errors.MetadataError`."""
     raw = safetensors_metadata(path).get(SAFETENSORS_CARD_KEY)
     if not raw:
         return None
-    try:
-        return _card(json.loads(raw), f"{path} (metadata)")
-    except (ValueError, ConfigurationError):
-        return None
+    where = os.fspath(path)
+    doc = parse_json(raw, where, SAFETENSORS_CARD_KEY)
+    return card_from_fields(Fields(doc, where, SAFETENSORS_CARD_KEY))
 
 
 def read_card(path: str | os.PathLike[str]) -> ModelCard:
     """The card saved with a model: a ``save_pretrained`` folder (or its ``card.json``), a
     ``model.safetensors`` it wrote, or an ``.onnx`` file written by ``export_onnx`` (its
-    metadata; files from before ``omnizoo.card_json`` existed give a card rebuilt from the
-    other ``omnizoo.*`` keys).
+    metadata, read by :func:`omnizoo.registry.onnx_card.read_onnx`; files from before
+    ``omnizoo.card_json`` existed give a card rebuilt from the other ``omnizoo.*`` keys).
 
     An ONNX card's ``extra["onnx"]`` says how the file's input differs from the card's
     DataConfig (``preprocessing_folded``: uint8 images in, normalisation inside the graph).
@@ -206,7 +343,10 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
     if p.is_dir() or p.name == CARD_FILE:
         return read_saved(p if p.is_dir() else p.parent).card
     if p.suffix.lower() == ".onnx":
-        return _onnx_card(p)
+        card = read_onnx(p).card
+        if card is None:
+            raise ConfigurationError(f"{p} was not exported by omnizoo (no omnizoo.* metadata)")
+        return card
     card = checkpoint_card(p)
     if card is None:
         raise ConfigurationError(
@@ -214,69 +354,3 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
             "model.safetensors, or an .onnx file from export_onnx)"
         )
     return card
-
-
-def _onnx_card(path: Path) -> ModelCard:
-    import dataclasses
-
-    meta = _onnx_metadata(path)
-    raw = meta.get(ONNX_CARD_KEY)
-    if raw:
-        try:
-            card = _card(json.loads(raw), f"{path} ({ONNX_CARD_KEY})")
-        except ValueError as exc:
-            raise ConfigurationError(f"{path}: {ONNX_CARD_KEY} is not JSON ({exc})") from exc
-    else:
-        card = _legacy_onnx_card(path, meta)
-    extra = dict(card.extra)
-    extra["onnx"] = {
-        "path": str(path),
-        "preprocessing_folded": meta.get("omnizoo.preprocessing_folded") == "1",
-        "exporter": meta.get("omnizoo.exporter"),
-        "weights": meta.get("omnizoo.weights"),
-    }
-    return dataclasses.replace(card, extra=extra)
-
-
-def _onnx_metadata(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        raise ConfigurationError(f"{path}: no such file")
-    try:
-        import onnx
-    except ImportError as exc:
-        from ..errors import DependencyError, pip_install
-
-        raise DependencyError(f"reading {path} needs onnx: {pip_install('onnx')}") from exc
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise ConfigurationError(f"{path} is not a readable ONNX file ({exc})") from exc
-    return {p.key: p.value for p in proto.metadata_props}
-
-
-def _legacy_onnx_card(path: Path, meta: dict[str, str]) -> ModelCard:
-    """A card from the ``omnizoo.*`` keys every export has written."""
-    from ..data.config import DataConfig
-    from .names import parse_name, split_body
-
-    if "omnizoo.data_config" not in meta:
-        raise ConfigurationError(f"{path} was not exported by omnizoo (no omnizoo.* metadata)")
-    name = meta.get("omnizoo.card", "") or "onnx:exported"
-    try:
-        parsed = parse_name(name)
-        source, (arch, tag) = parsed.source or "onnx", split_body(parsed.body)[-1]
-    except Exception:
-        source, arch, tag = "onnx", path.stem, None
-    categories = meta.get("omnizoo.categories")
-    return ModelCard(
-        source=source,
-        arch=arch,
-        tag=tag,
-        num_classes=int(meta.get("omnizoo.num_classes") or 1000),
-        label_set=meta.get("omnizoo.label_set") or None,
-        categories=tuple(json.loads(categories)) if categories else None,
-        label_offset=int(meta.get("omnizoo.label_offset") or 0),
-        data=DataConfig.from_dict(json.loads(meta["omnizoo.data_config"])),
-        output=meta.get("omnizoo.output") or "logits",
-        notes=(f"card rebuilt from the metadata of {path.name}",),
-    )
