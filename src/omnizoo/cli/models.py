@@ -159,25 +159,7 @@ def card_lines(card: Any) -> list[str]:
         f"task:         {card.task}",
         f"default:      {'yes' if card.is_default else 'no'}",
     ]
-    w = card.weights
-    if w is None:
-        lines.append("weights:      none (architecture only)")
-    else:
-        check = (
-            f"sha256 {w.sha256}"
-            if w.sha256
-            else f"sha256 prefix {w.hash_prefix}"
-            if w.hash_prefix
-            else "sha256 announced by the Hugging Face Hub (origin), checked at download"
-            if w.hf_hub_id
-            else "no hash published (pin it with `omnizoo lock`)"
-        )
-        lines += [
-            f"weights:      {w.url}",
-            f"              {w.format}, {check}" + (f", {w.size} bytes" if w.size else ""),
-        ]
-        for extra_url in w.urls[1:]:
-            lines.append(f"  fallback:   {extra_url}")
+    lines += _weights_lines(card)
     labels = card.label_set or (f"{len(card.categories)} inline" if card.categories else "-")
     lines.append(
         f"classes:      {card.num_classes} ({labels})"
@@ -215,6 +197,53 @@ def card_lines(card: Any) -> list[str]:
     return lines
 
 
+def _weights_lines(card: Any) -> list[str]:
+    """The weights a card states: the published file and how it is checked, a model's own
+    file (local or saved) with its verification state, or none, with the lineage."""
+    w = card.weights
+    lineage = dict(card.lineage or {})
+    lines: list[str] = []
+    if w is None:
+        start = lineage.get("start")
+        what = (
+            "none (architecture only)"
+            if not lineage
+            else "none (random init)"
+            if start == "random" and not lineage.get("trained")
+            else "none on file (in memory: see lineage)"
+        )
+        lines.append(f"weights:      {what}")
+    elif w.origin in ("local", "saved"):
+        where = "a local file" if w.origin == "local" else "the saved folder's own file"
+        digest = f"sha256 {w.sha256}" if w.sha256 else "no sha256 recorded"
+        lines += [
+            f"weights:      {w.filename} ({where}, no upstream URL)",
+            f"              {w.format}, {digest}" + (f", {w.size} bytes" if w.size else ""),
+            f"verified:     {w.verification or 'unverified'}",
+        ]
+    else:
+        check = (
+            f"sha256 {w.sha256}"
+            if w.sha256
+            else f"sha256 prefix {w.hash_prefix}"
+            if w.hash_prefix
+            else "sha256 announced by the Hugging Face Hub (origin), checked at download"
+            if w.hf_hub_id
+            else "no hash published (pin it with `omnizoo lock`)"
+        )
+        lines += [
+            f"weights:      {w.url}",
+            f"              {w.format}, {check}" + (f", {w.size} bytes" if w.size else ""),
+        ]
+        for extra_url in w.urls[1:]:
+            lines.append(f"  fallback:   {extra_url}")
+        if w.verification:
+            lines.append(f"verified:     {w.verification} (when it was loaded)")
+    if lineage.get("summary"):
+        lines.append(f"lineage:      {lineage['summary']}")
+    return lines
+
+
 def cached_line(urls: Any) -> str:
     """Whether the weights are in the cache, and how they were verified (a JSON read)."""
     from ..weights.download import get_cache
@@ -238,13 +267,14 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(card.to_dict(), indent=1))
     else:
         print("\n".join(card_lines(card)))
-        if card.weights is not None:
+        if card.weights is not None and card.weights.urls:  # a file with a download URL
             print(cached_line(card.weights.urls))
     if args.summary:
         from ..inference.summary import layer_summary
         from ..registry.factory import create_model
 
-        model = create_model(card)
+        # a saved model is built from its folder (its card names no source to build from)
+        model = create_model(args.model if card.source == "local" else card)
         print(layer_summary(model, tuple(card.data.input_size)))
     return 0
 

@@ -25,7 +25,7 @@ _TWO_GB = 2**31 - 1
 def build_metadata(
     model: nn.Module, data: DataConfig, card: Any, folded: bool, exporter: str, shape: Any
 ) -> dict[str, str]:
-    from .. import __version__
+    from .._version import __version__
 
     name = getattr(card, "name", None) or f"{type(model).__module__}.{type(model).__qualname__}"
     c, h, w = shape

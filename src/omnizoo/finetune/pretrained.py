@@ -30,10 +30,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ConfigurationError, UnsupportedError
 from ..registry.card import ModelCard
-from ..registry.derive import with_labels
+from ..registry.derive import saved_card, with_labels, with_saved_file
 from ..registry.local import (
     CARD_FILE,
     FORMAT,
@@ -41,7 +41,6 @@ from ..registry.local import (
     SAFETENSORS_CARD_KEY,
     WEIGHTS_FILE,
 )
-from ..registry.registry import get_card
 from .heads import unwrap_model
 
 if TYPE_CHECKING:
@@ -81,13 +80,19 @@ def save_pretrained(
             f"{type(inner).__name__} does not say how it was built); for another model save "
             "its state_dict() and load it with create_model(name, checkpoint_path=...)"
         )
-    card = get_card(inner)  # the head the model has now (a head replaced by hand counts)
+    target = Path(folder).expanduser()
+    own = getattr(inner, "omnizoo_card", None)
+    # the card of the model as it is now (a head replaced by hand, weights trained in place),
+    # named for the folder: a saved fine-tune is not the model it started from
+    card = saved_card(own if isinstance(own, ModelCard) else build["base"], inner, _name(target))
     if labels is not None:
         if isinstance(labels, str) or len(labels) != card.num_classes:
             raise ConfigurationError(
                 f"labels: {len(labels)} name(s) for {card.num_classes} classes; one per class"
             )
-        card = with_labels(card, card.num_classes, labels, why="labels given to save_pretrained")
+        card = with_labels(
+            card, card.num_classes, labels, why="labels given to save_pretrained", new_head=False
+        )
     base: ModelCard = build["base"]
     kwargs = dict(build.get("kwargs") or {})
     _json_ready(kwargs, base.name)
@@ -103,16 +108,18 @@ def save_pretrained(
         "dtype": dtype,
     }
     _check_rebuildable(base, record, state)
-    target = Path(folder).expanduser()
     target.mkdir(parents=True, exist_ok=True)
-    card_dict = card.to_dict()
+    # the card inside the weights file cannot hold the file's own sha256; card.json does
+    inside = with_saved_file(card, WEIGHTS_FILE, None, None)
     metadata = {
         "format": "pt",
-        SAFETENSORS_CARD_KEY: json.dumps(card_dict, sort_keys=True),
+        SAFETENSORS_CARD_KEY: json.dumps(inside.to_dict(), sort_keys=True),
         "omnizoo.base": base.name,
         "omnizoo.version": __version__,
     }
     digest, size = _write_weights(state, target / WEIGHTS_FILE, metadata)
+    card = with_saved_file(card, WEIGHTS_FILE, digest, size)
+    card_dict = card.to_dict()
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -130,6 +137,11 @@ def save_pretrained(
     }
     _write_atomic(target / CARD_FILE, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8"))
     return target
+
+
+def _name(folder: Path) -> str:
+    """The name a saved model goes by (``local:<name>``): its folder's name."""
+    return folder.resolve().name or "saved"
 
 
 def _labels(card: ModelCard) -> list[str] | None:

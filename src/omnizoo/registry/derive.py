@@ -1,31 +1,151 @@
-"""The card a model carries, kept true to the model: when its head no longer has the card's
-number of outputs (replaced by hand, or loaded from a checkpoint with another head), the card
-no longer claims the old label set.
+"""The card of a model in hand: the one place a card is made true to the model it describes.
+
+A registry card describes published weights. The model in hand may be something else: a new
+head, random init, a local checkpoint, a saved fine-tune, parameters trained in place after
+``create_model``. Every card a model carries is made here: :func:`derive_card` when
+``create_model`` builds it, :func:`current_card` whenever its card is asked for (``get_card``,
+``get_labels``, export), :func:`saved_card` for ``save_pretrained``. The rules:
+
+* **identity**: the published name only while the weights are exactly the published file with
+  its head; otherwise ``source:arch`` (no tag), and ``local:<folder name>`` for a saved model;
+* **weights**: the file that holds exactly these weights, with where it is
+  (``WeightsFile.origin``: published / local / saved) and how it was checked
+  (``WeightsFile.verification``: the download's state, "unverified" for a user's file,
+  "recorded" for a saved folder's file); None when no file does (random init, a new head,
+  weights trained in memory);
+* **num_params**: counted from the model (the sum of its parameters' ``numel``);
+* **gflops**: dropped when the head or the stem changed;
+* **metrics** (top-1/5 and the others): only on the published weights with their own head;
+* **labels**: a new head of width n keeps the data config and has ``class_0 .. class_{n-1}``
+  (``label_set="generic"``, named by ``omnizoo.data.labels.generic_labels``) unless labels
+  are given;
+* **lineage** (``ModelCard.lineage``): ``from`` (the name it was built from: published
+  weights, an architecture, a file), ``start`` (published / random / local / saved / memory),
+  ``new_head`` (the width of a re-initialised head), ``trained`` (parameters changed in place
+  since the build), ``summary`` (one sentence), and facts such as ``base_sha256``.
+
+"Trained in place" is told from the parameters' version counters, recorded at the build
+(:func:`mark_built`): every in-place update (an optimizer step, ``load_state_dict``) bumps
+them, while ``.to()``/``.eval()``/inference do not. A deep copy counts as changed: the card
+then says less, never more.
 
 >>> import torch
->>> from omnizoo.registry.card import ModelCard
+>>> from omnizoo.registry.card import ModelCard, WeightsFile
 >>> model = torch.nn.Sequential()
 >>> model.add_module("fc", torch.nn.Linear(8, 3))
->>> card = ModelCard(source="torchvision", arch="x", num_classes=1000, label_set="imagenet-1k",
-...                  classifier=("fc",))
+>>> w = WeightsFile(urls=("https://x/w.pth",), filename="w.pth")
+>>> card = ModelCard(source="torchvision", arch="x", tag="V1", weights=w, num_classes=1000,
+...                  label_set="imagenet-1k", classifier=("fc",), top1=70.0)
 >>> head_size(model, card)
 3
 >>> fixed = current_card(model, card)
->>> fixed.num_classes, fixed.label_set
-(3, 'generic')
+>>> fixed.name, fixed.num_classes, fixed.label_set, fixed.weights, fixed.top1, fixed.num_params
+('torchvision:x', 3, 'generic', None, None, 27)
+>>> fixed.lineage["summary"]
+'weights from torchvision:x.V1, with a new 3-class head'
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .card import GENERIC_LABELS, ModelCard
+from ..errors import ConfigurationError
+from .card import GENERIC_LABELS, ModelCard, WeightsFile, format_of_name, is_classification
 
-__all__ = ["CLASSIFICATION_TASKS", "current_card", "head_size", "with_labels"]
+__all__ = [
+    "LOCAL",
+    "PUBLISHED",
+    "RECORDED",
+    "SAVED",
+    "Start",
+    "count_params",
+    "current_card",
+    "derive_card",
+    "head_size",
+    "mark_built",
+    "saved_card",
+    "with_labels",
+]
 
-CLASSIFICATION_TASKS = ("classification", "quantized_classification")
+#: ``WeightsFile.origin`` values on derived cards.
+PUBLISHED, LOCAL, SAVED = "published", "local", "saved"
+#: ``WeightsFile.verification`` of a saved folder's file: it matched the sha256 save_pretrained
+#: wrote beside it (damage is caught, a forger who edits both files is not).
+RECORDED = "recorded"
+_UNVERIFIED = "unverified"  # omnizoo.weights.verification.UNVERIFIED: a user's own file
+_COUNTED = "counted from the model in hand (sum of its parameters' numel)"
+_VERSIONS = "_omnizoo_param_versions"
+_METRIC_FIELDS = frozenset(("top1", "top5", "metrics_dataset", "gflops"))
+
+
+@dataclass(frozen=True)
+class Start:
+    """What a model's weights were when it was built: ``kind`` (published, random, local,
+    saved, memory), the name its lineage says it is ``from``, the file that holds them (None:
+    none does) and facts for the lineage (``base_sha256``, ``checkpoint``)."""
+
+    kind: str
+    name: str
+    file: WeightsFile | None = None
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def published(cls, card: ModelCard, sha256: str, verification: str) -> Start:
+        """The card's own weights file, downloaded and checked (``verification``)."""
+        if card.weights is None:
+            raise ValueError(f"{card.name} has no weights file")
+        file = dataclasses.replace(
+            card.weights, sha256=sha256, origin=PUBLISHED, verification=verification
+        )
+        return cls("published", card.name, file, {"base_sha256": sha256})
+
+    @classmethod
+    def local(cls, path: str | os.PathLike[str]) -> Start:
+        """A file the user gave (``checkpoint_path``): no upstream URL, never verified."""
+        p = Path(path)
+        try:
+            size: int | None = p.stat().st_size
+        except OSError:
+            size = None
+        file = WeightsFile(
+            urls=(),
+            filename=p.name,
+            size=size,
+            format=format_of_name(p.name),
+            origin=LOCAL,
+            verification=_UNVERIFIED,
+        )
+        return cls("local", p.name, file, {"checkpoint": p.name})
+
+    @classmethod
+    def saved(cls, card: ModelCard, filename: str, sha256: str | None, size: int | None) -> Start:
+        """The weights file of a ``save_pretrained`` folder whose card is ``card``."""
+        file = WeightsFile(
+            urls=(),
+            filename=filename,
+            sha256=sha256,
+            size=size,
+            format="safetensors",
+            origin=SAVED,
+            verification=RECORDED if sha256 else _UNVERIFIED,
+        )
+        return cls("saved", card.name, file)
+
+    @classmethod
+    def random(cls, card: ModelCard) -> Start:
+        """No weights loaded: the architecture's random init."""
+        return cls("random", f"{card.source}:{card.arch}")
+
+    @classmethod
+    def memory(cls, card: ModelCard) -> Start:
+        """Weights handed over in memory (a state dict): no file holds them."""
+        return cls("memory", f"{card.source}:{card.arch}")
 
 
 def head_size(model: Any, card: ModelCard) -> int | None:
@@ -50,16 +170,129 @@ def head_size(model: Any, card: ModelCard) -> int | None:
     return found
 
 
+def count_params(model: Any) -> int | None:
+    """The number of parameters of ``model`` (tied ones once), or None for an object without
+    ``parameters()`` (an ONNX-backed model)."""
+    params = getattr(model, "parameters", None)
+    if not callable(params):
+        return None
+    try:
+        return int(sum(p.numel() for p in params()))
+    except (TypeError, AttributeError):
+        return None
+
+
+def _versions(model: Any) -> tuple[int, ...] | None:
+    params = getattr(model, "parameters", None)
+    if not callable(params):
+        return None
+    try:
+        return tuple(int(p._version) for p in params())
+    except (TypeError, AttributeError):
+        return None
+
+
+def mark_built(model: Any) -> None:
+    """Record the parameters' version counters: :func:`current_card` compares them to tell
+    weights trained in place since the build."""
+    versions = _versions(model)
+    if versions is not None:
+        with contextlib.suppress(AttributeError):  # an object without a __dict__
+            model.__dict__[_VERSIONS] = versions
+
+
+def _trained(model: Any) -> bool:
+    before = getattr(model, _VERSIONS, None)
+    return before is not None and _versions(model) != before
+
+
+def _lineage(card: ModelCard) -> dict[str, Any]:
+    """``card.lineage``, or for a registry card (empty lineage) the one it implies."""
+    if card.lineage:
+        return dict(card.lineage)
+    w = card.weights
+    if w is None:
+        return {"from": f"{card.source}:{card.arch}", "start": "random"}
+    facts = {"base_sha256": w.sha256} if w.sha256 else {}
+    return {"from": card.name, "start": "published", **facts}
+
+
+def _summary(lineage: Mapping[str, Any]) -> str:
+    start, src = lineage.get("start"), lineage.get("from")
+    trained = bool(lineage.get("trained"))
+    if start == "random":
+        text = f"{'trained from ' if trained else ''}random init ({src} architecture)"
+    elif start == "local":
+        text = (
+            f"fine-tuned from the local file {src}"
+            if trained
+            else f"weights from the local file {src} (not verified)"
+        )
+    elif start == "memory":
+        text = f"{'trained from' if trained else 'weights from'} an in-memory state dict ({src})"
+    else:  # published, saved
+        text = f"fine-tuned from {src}" if trained else f"weights from {src}"
+    head = lineage.get("new_head")
+    if isinstance(head, int):
+        new = "" if start == "random" else "new "
+        text += f", with a {new}{head}-class head" if head else ", with its classifier removed"
+    if lineage.get("in_chans"):
+        text += f", stem adapted to {lineage['in_chans']} channels"
+    if lineage.get("features_only"):
+        text += ", feature maps only"
+    return text
+
+
+def _strip(card: ModelCard, weights: WeightsFile | None, lineage: dict[str, Any]) -> ModelCard:
+    """``card`` as a model that is not the published one: no tag, no published metrics, no
+    upstream origin; ``weights`` and ``lineage`` (with its summary) as given."""
+    lineage["summary"] = _summary(lineage)
+    drop_gflops = bool(lineage.get("new_head") is not None or lineage.get("in_chans"))
+    drop_gflops = drop_gflops or bool(lineage.get("features_only"))
+    dropped = _METRIC_FIELDS if drop_gflops else _METRIC_FIELDS - {"gflops"}
+    return dataclasses.replace(
+        card,
+        tag=None,
+        is_default=False,
+        weights=weights,
+        top1=None,
+        top5=None,
+        metrics_dataset=None,
+        extra_metrics=(),
+        gflops=None if drop_gflops else card.gflops,
+        provenance=tuple(
+            (k, v) for k, v in card.provenance if k not in dropped and "metric" not in k
+        ),
+        origin=None,
+        lineage=lineage,
+    )
+
+
+def _counted(card: ModelCard, model: Any) -> ModelCard:
+    n = count_params(model)
+    if n is None or (n == card.num_params and card.cited("num_params") == _COUNTED):
+        return card
+    provenance = tuple((k, v) for k, v in card.provenance if k != "num_params")
+    return dataclasses.replace(
+        card, num_params=n, provenance=(*provenance, ("num_params", _COUNTED))
+    )
+
+
 def with_labels(
     card: ModelCard,
     num_classes: int,
     labels: Sequence[str] | None = None,
     *,
     why: str,
+    new_head: bool = True,
 ) -> ModelCard:
     """``card`` for a head of ``num_classes`` outputs: named by ``labels``, or, without them,
     ``class_0 .. class_{n-1}`` (``label_set="generic"``); the metrics of the old head and its
-    background offset go, and a note says what happened."""
+    background offset go, and a note says what happened.
+
+    ``new_head`` (the default: ``reset_classifier``) means the classifier was re-initialised:
+    the card then also loses its weights file, its tag and its GFLOPs, and its lineage records
+    ``new_head``. ``new_head=False`` only names the classes of the head the model has."""
     if labels is not None:
         categories: tuple[str, ...] | None = tuple(str(x) for x in labels)
         label_set = None
@@ -73,7 +306,7 @@ def with_labels(
             if num_classes
             else f"{why}: no classifier (num_classes=0)"
         )
-    return dataclasses.replace(
+    out = dataclasses.replace(
         card,
         num_classes=num_classes,
         label_set=label_set,
@@ -85,14 +318,133 @@ def with_labels(
         extra_metrics=(),
         notes=(*card.notes, note),
     )
+    if not new_head:
+        return out
+    lineage = _lineage(card)
+    lineage["new_head"] = int(num_classes)
+    return dataclasses.replace(_strip(out, None, lineage), num_params=None)
+
+
+def derive_card(
+    base: ModelCard,
+    model: Any,
+    start: Start,
+    *,
+    complete: bool = True,
+    num_classes: int | None = None,
+    labels: Sequence[str] | None = None,
+    in_chans: int | None = None,
+    features_only: bool = False,
+    carried: ModelCard | None = None,
+) -> ModelCard:
+    """The card of a model ``create_model`` just built from ``base`` with weights ``start``.
+
+    ``complete``: every tensor came from ``start``'s file as it is (the load report shows
+    nothing re-initialised, adapted or missing). ``num_classes``/``labels``/``in_chans``/
+    ``features_only`` are the build's arguments; ``carried`` is the card a checkpoint written
+    by ``save_pretrained`` brings (its labels and preprocessing)."""
+    card = base
+    n = num_classes
+    if n is None and start.kind in ("local", "memory") and is_classification(card.task):
+        n = head_size(model, card)
+        if n is None:  # a model whose head the card does not name: its own count, if any
+            own = getattr(model, "num_classes", None)
+            n = own if isinstance(own, int) and not isinstance(own, bool) else None
+    if carried is not None and (n is None or n == carried.num_classes) and labels is None:
+        card = dataclasses.replace(
+            card,
+            num_classes=carried.num_classes,
+            label_set=carried.label_set,
+            categories=carried.categories,
+            label_offset=carried.label_offset,
+            data=carried.data,
+            notes=(*card.notes, "labels and preprocessing from the checkpoint's omnizoo card"),
+        )
+        n = None
+    if labels is not None:
+        count = card.num_classes if n is None else n
+        check_labels(labels, count)
+        card = with_labels(card, count, labels, why="labels given", new_head=False)
+    elif n is not None and n != card.num_classes and not features_only:
+        why = f"num_classes={n}" if num_classes is not None else f"the checkpoint's head has {n}"
+        card = with_labels(card, n, why=why, new_head=False)
+    stem = in_chans is not None and in_chans != card.data.input_size[0]
+    if stem:
+        card = dataclasses.replace(card, data=_data_for_channels(card, int(in_chans or 0)))
+    if start.kind == "local":
+        card = dataclasses.replace(card, notes=(*card.notes, "weights from a local checkpoint"))
+    fresh_head = start.kind in ("published", "random") and card.num_classes != base.num_classes
+    fresh_head = fresh_head or (not complete and num_classes is not None)
+    if start.kind == "published" and complete and not (fresh_head or stem or features_only):
+        return _counted(dataclasses.replace(card, weights=start.file), model)
+    if start.kind == "saved":
+        lineage = dict(base.lineage) or {"from": start.name, "start": "saved"}
+    else:
+        lineage = {"from": start.name, "start": start.kind, **start.facts}
+    if fresh_head:
+        lineage["new_head"] = int(card.num_classes)
+    if stem:
+        lineage["in_chans"] = int(in_chans or 0)
+    if features_only:
+        lineage["features_only"] = True
+    whole = complete and start.kind != "published"  # the file holds exactly this model
+    return _counted(_strip(card, start.file if whole else None, lineage), model)
+
+
+def _data_for_channels(card: ModelCard, c: int) -> Any:
+    d = card.data
+    mean = d.mean if len(d.mean) in (1, c) else (sum(d.mean) / len(d.mean),)
+    std = d.std if len(d.std) in (1, c) else (sum(d.std) / len(d.std),)
+    return d.replace(input_size=(c, *d.input_size[1:]), mean=mean, std=std)
+
+
+def check_labels(labels: Sequence[str] | None, count: int) -> None:
+    """Raise :class:`~omnizoo.errors.ConfigurationError` unless ``labels`` is None or one
+    name per output."""
+    if labels is None:
+        return
+    if isinstance(labels, str) or len(labels) != count:
+        got = "a string" if isinstance(labels, str) else f"{len(labels)} name(s)"
+        raise ConfigurationError(
+            f"labels: {got} for a model with {count} outputs; give a list of one name per class"
+        )
 
 
 def current_card(model: Any, card: ModelCard) -> ModelCard:
-    """``card``, or when the model's classifier no longer has ``card.num_classes`` outputs
-    (a head replaced by hand), a card for the head it has, with unnamed classes."""
-    if card.task not in CLASSIFICATION_TASKS:
-        return card
-    n = head_size(model, card)
-    if n is None or n == card.num_classes:
-        return card
-    return with_labels(card, n, why="the classifier was replaced after the card was made")
+    """``card`` made true to ``model`` as it is now: a classifier of another width than the
+    card's (replaced by hand) gets unnamed classes and a ``new_head`` lineage; parameters
+    trained in place since the build drop the weights file, the tag and the metrics
+    (lineage ``trained``); ``num_params`` is counted."""
+    if is_classification(card.task):
+        n = head_size(model, card)
+        if n is not None and n != card.num_classes:
+            card = with_labels(card, n, why="the classifier was replaced after the card was made")
+    if _trained(model) and (card.weights is not None or not card.lineage.get("trained")):
+        if card.weights is not None and card.weights.origin == SAVED:
+            # a saved model trained further: its parent is the saved one
+            lineage: dict[str, Any] = {
+                "from": card.name,
+                "start": "saved",
+                "parent": dict(card.lineage),
+            }
+        else:
+            lineage = _lineage(card)
+        lineage["trained"] = True
+        card = _strip(card, None, lineage)
+    return _counted(card, model)
+
+
+def saved_card(card: ModelCard, model: Any, name: str) -> ModelCard:
+    """The card ``save_pretrained`` writes for ``model`` (whose card is ``card``) in a folder
+    called ``name``: identity ``local:<name>``, the lineage of the model in hand, no published
+    metrics. Its weights file (with its sha256) is added by :func:`with_saved_file`."""
+    now = current_card(model, card)
+    stripped = _strip(now, None, _lineage(now))
+    return dataclasses.replace(stripped, source="local", arch=name or "saved")
+
+
+def with_saved_file(
+    card: ModelCard, filename: str, sha256: str | None, size: int | None
+) -> ModelCard:
+    """``card`` (from :func:`saved_card`) with the folder's own weights file."""
+    return dataclasses.replace(card, weights=Start.saved(card, filename, sha256, size).file)

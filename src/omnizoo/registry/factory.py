@@ -16,7 +16,7 @@ from ..errors import ConfigurationError, NoPretrainedWeightsError
 from ..loading.report import LoadReport
 from ..loading.request import CreateRequest
 from .card import ModelCard
-from .derive import CLASSIFICATION_TASKS, head_size, with_labels
+from .derive import Start, derive_card, mark_built
 from .index import get_adapter
 from .local import check_weights, checkpoint_card, local_folder, read_saved
 from .registry import get_card
@@ -121,6 +121,7 @@ def create_model(
     card = get_card(resolved) if isinstance(resolved, str) else resolved
     adapter.check_request(card, request)  # fail before downloading, not after
     on_meta = device is not None and str(device) == "meta"
+    start = Start.random(card)
     if request.pretrained and not request.has_weights and not on_meta:
         if card.weights is None:
             raise NoPretrainedWeightsError(
@@ -136,16 +137,30 @@ def create_model(
             request, weights_path=Path(fetched.path), verified=fetched.verified
         )
         lineage = {"base_weights": card.name, "base_sha256": fetched.sha256}
+        start = Start.published(card, fetched.sha256, fetched.verification)
     elif request.user_checkpoint and request.weights_path is not None:
         lineage = {"checkpoint": request.weights_path.name}
+        start = Start.local(request.weights_path)
     else:
         lineage = {}
+        if request.state_dict is not None:
+            start = Start.memory(card)
     model, report = adapter.create(card, request)
     if on_meta and request.dtype is not None:
         model = _move(model, None, request.dtype)  # free on meta; timm already built it so
     elif not on_meta and (device is not None or request.dtype is not None):
         model = _move(model, device, request.dtype)
-    derived = _derived_card(card, model, request, labels)
+    derived = derive_card(
+        card,
+        model,
+        start,
+        complete=report.ok and not report.reinitialized and not report.adapted,
+        num_classes=request.num_classes,
+        labels=labels,
+        in_chans=request.in_chans,
+        features_only=request.features_only,
+        carried=_checkpoint_card(request),
+    )
     _attach(model, derived, report, build_record(card, request, lineage))
     return model
 
@@ -186,72 +201,6 @@ def _move(model: Any, device: Any, dtype: Any) -> Any:
     return to(**kwargs)
 
 
-def _derived_card(
-    card: ModelCard, model: Any, request: CreateRequest, labels: Sequence[str] | None = None
-) -> ModelCard:
-    """The card, with the head the model really has (``num_classes``, or a checkpoint's), its
-    labels (given, brought by an omnizoo checkpoint, or ``class_i``) and ``in_chans``."""
-    changes: dict[str, Any] = {}
-    n = request.num_classes
-    if n is None and request.user_checkpoint and card.task in CLASSIFICATION_TASKS:
-        n = head_size(model, card)
-        if n is None:  # a model whose head the card does not name: its own count, if any
-            own = getattr(model, "num_classes", None)
-            n = own if isinstance(own, int) and not isinstance(own, bool) else None
-    saved = _checkpoint_card(request)
-    if saved is not None and (n is None or n == saved.num_classes) and labels is None:
-        # a checkpoint written by save_pretrained: its labels and preprocessing come with it
-        card = dataclasses.replace(
-            card,
-            num_classes=saved.num_classes,
-            label_set=saved.label_set,
-            categories=saved.categories,
-            label_offset=saved.label_offset,
-            data=saved.data,
-            notes=(*card.notes, "labels and preprocessing from the checkpoint's omnizoo card"),
-        )
-        n = None
-    if labels is not None:
-        count = card.num_classes if n is None else n
-        _check_labels(labels, count)
-        card = with_labels(card, count, labels, why="labels given to create_model")
-    elif n is not None and n != card.num_classes and not request.features_only:
-        why = (
-            f"num_classes={n}"
-            if request.num_classes is not None
-            else f"the checkpoint's head has {n} classes"
-        )
-        card = with_labels(card, n, why=why)
-    if request.in_chans is not None and request.in_chans != card.data.input_size[0]:
-        c = request.in_chans
-        mean = (
-            card.data.mean
-            if len(card.data.mean) in (1, c)
-            else (sum(card.data.mean) / len(card.data.mean),)
-        )
-        std = (
-            card.data.std
-            if len(card.data.std) in (1, c)
-            else (sum(card.data.std) / len(card.data.std),)
-        )
-        changes["data"] = card.data.replace(
-            input_size=(c, *card.data.input_size[1:]), mean=mean, std=std
-        )
-    if request.user_checkpoint:
-        changes["notes"] = (*card.notes, "weights from a local checkpoint_path")
-    return dataclasses.replace(card, **changes) if changes else card
-
-
-def _check_labels(labels: Sequence[str] | None, count: int) -> None:
-    if labels is None:
-        return
-    if isinstance(labels, str) or len(labels) != count:
-        got = "a string" if isinstance(labels, str) else f"{len(labels)} name(s)"
-        raise ConfigurationError(
-            f"labels: {got} for a model with {count} outputs; give a list of one name per class"
-        )
-
-
 def _checkpoint_card(request: CreateRequest) -> ModelCard | None:
     path = request.weights_path
     if not request.user_checkpoint or path is None:
@@ -284,6 +233,7 @@ def _attach(
             model.omnizoo_build = build
     except AttributeError:  # pragma: no cover - an object refusing attributes
         pass
+    mark_built(model)  # from here on, weights trained in place show on its card
 
 
 _LOCAL_OPTIONS = ("num_classes", "labels", "device", "dtype", "strict")
@@ -331,12 +281,21 @@ def _create_saved(
     if not on_meta and (device is not None or request.dtype is not None):
         model = _move(model, device, request.dtype)
     card = saved.card
-    count = card.num_classes if num_classes is None else num_classes
-    _check_labels(labels, count)
-    if count != card.num_classes:
-        card = with_labels(card, count, labels, why=f"num_classes={count}")
-    elif labels is not None:
-        card = with_labels(card, count, labels, why="labels given to create_model")
+    if card.source != "local":  # written before saved cards had their own identity
+        was = saved.lineage
+        origin = was.get("base_weights") or was.get("checkpoint") or f"{base.source}:{base.arch}"
+        card = dataclasses.replace(
+            card, source="local", arch=saved.folder.name, lineage={"from": str(origin)}
+        )
+    start = Start.saved(card, path.name, saved.weights.get("sha256"), path.stat().st_size)
+    card = derive_card(
+        card,
+        model,
+        start,
+        complete=report.ok and not report.reinitialized and not report.adapted,
+        num_classes=num_classes,
+        labels=labels,
+    )
     lineage = dict(saved.lineage)
     lineage["parent"] = {"folder": str(saved.folder), "sha256": saved.weights.get("sha256")}
     report.notes.append(f"saved model {saved.folder} (omnizoo {saved.version or '?'})")
