@@ -5,6 +5,7 @@ installs it)."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +116,29 @@ def test_cli_engine_ray(
     assert "give --out" in capsys.readouterr().err
 
 
+def test_an_unreadable_input_is_an_error_row_and_the_run_finishes(
+    cluster: Any, images: list[str], checkpoint: str, tmp_path: Path
+) -> None:
+    """One dangling link or vanished file used to fail the whole Ray run with 0 rows written,
+    and every resume the same way; now it is an error row, as with the local engine."""
+    dangling = tmp_path / "dangling.jpg"
+    dangling.symlink_to(tmp_path / "nowhere.jpg")
+    vanished = tmp_path / "vanished.jpg"
+    paths = [*images[:3], str(dangling), str(vanished)]
+    out = tmp_path / "preds.jsonl"
+    kwargs = {"checkpoint_path": checkpoint, "backend": "torch"}
+    summary = predict_ray(
+        MODEL, paths, out, actors=1, batch_size=8, predictor_kwargs=kwargs, progress="none"
+    )
+    assert (summary.predicted, summary.errors) == (5, 2)
+    rows = {r["path"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(rows) == sorted(paths)
+    assert "dangling.jpg" in rows[str(dangling)]["error"] and rows[str(dangling)]["labels"] == []
+    assert rows[images[0]]["error"] is None and len(rows[images[0]]["labels"]) == 5
+    again = predict_ray(MODEL, paths, out, actors=1, predictor_kwargs=kwargs, progress="none")
+    assert (again.predicted, again.skipped) == (0, 5)
+
+
 def test_errors_reach_the_driver_as_themselves(
     cluster: Any, images: list[str], tmp_path: Path
 ) -> None:
@@ -130,8 +154,8 @@ def test_resources_leave_reading_a_cpu() -> None:
     assert plan_resources(8, gpus_per_actor=1, cluster_gpus=4) == (4, 1.875)
     with pytest.raises(ConfigurationError, match="reading"):
         plan_resources(2, actors=2, cpus_per_actor=1.0)  # the 2-CPU deadlock of the issue
-    with pytest.raises(ConfigurationError, match="'image' or a 'bytes'"):
-        RayPredictor.__call__(object.__new__(RayPredictor), {"path": ["a"]})
+    with pytest.raises(ConfigurationError, match="'image', a 'bytes' or a 'path'"):
+        RayPredictor.__call__(object.__new__(RayPredictor), {"label": ["a"]})
 
 
 @pytest.mark.slow

@@ -11,14 +11,23 @@ labels and task (classification, detection, keypoints, segmentation).
 
 IMAGE: files, directories (their image files, recursively, sorted) or glob patterns. Without
 ``--out`` the answers are printed (text, or one JSON document with ``--json``). With ``--out``
-(``.jsonl``, ``.csv`` or ``.parquet``) rows are written as they come, images already in the
-file are skipped (an interrupted run resumes), and progress goes to stderr. ``--engine ray``
-runs on a Ray cluster (``--address`` or ``RAY_ADDRESS``; else the cluster started on this
-machine by ``ray start --head``, or a local one for the run); it needs ``--out``.
+(``.jsonl`` JSON Lines, ``.csv`` or a ``.parquet`` folder) rows are written as they come,
+images already in the file are skipped (an interrupted run resumes), and progress goes to
+stderr. A ``.json`` name is refused: it promises one JSON document (use ``--json > FILE``).
+
+``--out`` only ever appends to, repairs or (with ``--overwrite``) removes what omnizoo wrote
+there, known by the record it keeps beside the file (``.NAME.omnizoo.json``) or in the folder
+(``_omnizoo.json``): an existing file or folder of anyone else's, or a symlink, is refused
+untouched.
+
+``--engine ray`` runs on a Ray cluster (``--address`` or ``RAY_ADDRESS``; else the cluster
+started on this machine by ``ray start --head``, or a local one for the run); it needs
+``--out``. An ``--address`` that does not answer within ``OMNIZOO_RAY_CONNECT_TIMEOUT``
+seconds (30) is an error.
 
 Images that cannot be read are reported (one ``omnizoo: error: <file>: <cause>`` line each on
 stderr, or as ``"error"`` in ``--json`` and the output files) and the others are still
-predicted; the exit code is then 1 (0 when every image was predicted).
+predicted, by either engine; the exit code is then 1 (0 when every image was predicted).
 """
 
 from __future__ import annotations
@@ -82,9 +91,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--masks", metavar="DIR", default=None, help="segmentation: save class maps")
     p.add_argument("-v", "--verbose", action="store_true", help="say which backend and why")
     out = p.add_argument_group("writing to a file (resumable)")
-    out.add_argument("--out", metavar="FILE", default=None, help="preds.jsonl|.csv|.parquet")
-    out.add_argument("--format", choices=("jsonl", "csv", "parquet"), default=None)
-    out.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    out.add_argument(
+        "--out",
+        metavar="FILE",
+        default=None,
+        help="preds.jsonl (JSON Lines), preds.csv or preds.parquet (a folder); not .json",
+    )
+    out.add_argument(
+        "--format",
+        choices=("jsonl", "csv", "parquet"),
+        default=None,
+        help="the format of --out (default: from its suffix)",
+    )
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="remove what omnizoo wrote at --out and start afresh (never anyone else's file)",
+    )
     out.add_argument(
         "--progress",
         choices=("auto", "bar", "lines", "none"),
@@ -92,8 +115,17 @@ def register(subparsers: Any) -> None:
         help="auto: a bar on a terminal, else a line per 1000 images",
     )
     ray = p.add_argument_group("Ray (--engine ray)")
-    ray.add_argument("--engine", choices=("local", "ray"), default="local")
-    ray.add_argument("--address", default=None, help="Ray cluster address (else RAY_ADDRESS)")
+    ray.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default) or ray; both make an error row of an unreadable image",
+    )
+    ray.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster HOST:PORT (else RAY_ADDRESS); tried for OMNIZOO_RAY_CONNECT_TIMEOUT s",
+    )
     ray.add_argument("--actors", type=int, default=None, help="model replicas (default CPUs/4)")
     ray.add_argument("--cpus-per-actor", type=float, default=None)
     ray.add_argument("--gpus-per-actor", type=float, default=0.0)
@@ -104,7 +136,10 @@ def run(args: argparse.Namespace) -> int:
     """Build the Predictor (or the Ray run), predict, print or write."""
     from ..errors import ConfigurationError
     from ..inference.runs import expand_images
+    from ..inference.writers import output_format
 
+    if args.out:
+        output_format(args.out, args.format)  # a .json name is refused before any model build
     images = expand_images(args.images)
     if args.engine == "ray":
         if not args.out:
