@@ -14,8 +14,8 @@ from torch import nn
 from lite0_weights import CAT_CLASSES, IMAGES, timm_state_dict
 from omnizoo import DataConfig, Predictor, create_model, export_onnx, resolve_data_config
 from omnizoo.cli.main import main
-from omnizoo.errors import ConfigurationError
-from omnizoo.inference.opening import read_label_file
+from omnizoo.data.labels import read_label_file
+from omnizoo.errors import ConfigurationError, MetadataError
 
 CAT = IMAGES / "cat.jpg"
 
@@ -34,13 +34,13 @@ def test_label_files(tmp_path: Path) -> None:
     f = tmp_path / "labels.txt"
     f.write_text("\ufeffcat \r\ndog\n\n\n", encoding="utf-8")  # BOM, CRLF, trailing blanks
     assert read_label_file(f) == ["cat", "dog"]
-    f.write_text("cat\n\ndog\n")
-    with pytest.raises(ConfigurationError, match="blank line 2"):
+    f.write_text("cat\n\ndog\n")  # a problem of the file is a MetadataError naming it
+    with pytest.raises(MetadataError, match=r"labels\.txt: blank line 2"):
         read_label_file(f)
     f.write_text("\n\n")
-    with pytest.raises(ConfigurationError, match="no labels"):
+    with pytest.raises(MetadataError, match="no labels"):
         read_label_file(f)
-    with pytest.raises(ConfigurationError, match="cannot read"):
+    with pytest.raises(MetadataError, match="cannot read"):
         read_label_file(tmp_path / "missing.txt")
 
 

@@ -13,8 +13,12 @@ Label sets are data the installed libraries already ship; omnizoo copies none by
   ``create_model(..., num_classes=3)``, a checkpoint with a 3-way head and a head replaced by
   hand all give 3 generic names (:mod:`omnizoo.registry.derive`).
 
-:func:`read_labels_file` reads a labels file (one name per line, or JSON), as
-``omnizoo predict --labels FILE`` takes it.
+Everything about labels lives here, once: :func:`read_label_file` is the one reader of a
+label file (``labels=`` in the API, ``omnizoo predict --labels FILE``), :func:`check_label_count`
+the one check of a count against the model's outputs, and :func:`labels_for` /
+:func:`generic_labels` the one fallback for a head whose width differs from the card's label
+set (the Predictor, :func:`get_labels`, ``save_pretrained`` and the CLI all say
+``class_0 .. class_{n-1}``).
 
 The first call writes the list as JSON under ``OMNIZOO_HOME/index/labels/``; later calls read
 that file and import neither torch nor torchvision nor timm.
@@ -29,19 +33,24 @@ import json
 import os
 import re
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, MetadataError
 from ..registry.card import GENERIC_LABELS
+from ..schema import MAX_CLASSES, MAX_LABEL_BYTES, Fields, parse_json
 
 __all__ = [
     "BACKGROUND",
+    "check_label_count",
+    "generic_label",
     "generic_labels",
     "get_labels",
     "label_set_for",
+    "labels_for",
     "load_label_set",
-    "read_labels_file",
+    "read_label_file",
 ]
 
 BACKGROUND = "background"
@@ -64,6 +73,8 @@ _TIMM_SUBSETS = {
     "imagenet21kmiil",
     "imagenet22kms",
 }
+#: The longest single label a label file may hold (ImageNet-21k's longest is under 300).
+MAX_LABEL_LENGTH = 4096
 _lock = threading.Lock()
 _memory: dict[str, list[str]] = {}
 
@@ -80,7 +91,7 @@ def get_labels(name_or_model: Any) -> list[str]:
 
     Accepts a model name, a ModelCard, a model from ``create_model`` (``.omnizoo_card``), or a
     module with a ``num_classes`` attribute (timm models; ImageNet sets inferred from it).
-    Outputs with no known names get their index as a string.
+    Outputs with no known names are ``class_0 .. class_{n-1}`` (:func:`generic_labels`).
     """
     from .resolve import card_of
 
@@ -99,73 +110,165 @@ def get_labels(name_or_model: Any) -> list[str]:
     return _labels_for_card(card)
 
 
+def generic_label(index: int) -> str:
+    """The name of output ``index`` when nobody named it.
+
+    >>> generic_label(7)
+    'class_7'
+    """
+    return f"class_{int(index)}"
+
+
 def generic_labels(n: int) -> list[str]:
-    """Names for outputs nobody named.
+    """Names for ``n`` outputs nobody named.
 
     >>> generic_labels(3)
     ['class_0', 'class_1', 'class_2']
     """
-    return [f"class_{i}" for i in range(int(n))]
+    return [generic_label(i) for i in range(int(n))]
 
 
-def read_labels_file(path: str | os.PathLike[str], num_classes: int | None = None) -> list[str]:
-    """The class names in a labels file, ``labels[i]`` naming output ``i``:
+def labels_for(name_or_model: Any, width: int) -> list[str]:
+    """Names of the ``width`` outputs a model really has: its labels (:func:`get_labels`)
+    when they are ``width`` of them, else ``class_0 .. class_{width-1}`` (a head replaced in a
+    way its card cannot see, a module with no card).
+
+    >>> import torch
+    >>> labels_for(torch.nn.Linear(4, 3), 3)  # no card, no num_classes
+    ['class_0', 'class_1', 'class_2']
+    """
+    try:
+        labels = get_labels(name_or_model)
+    except ConfigurationError:  # no card, no num_classes: nobody named the outputs
+        return generic_labels(width)
+    return labels if len(labels) == int(width) else generic_labels(width)
+
+
+def check_label_count(
+    given: int, outputs: int, what: str = "classes", *, source: str | None = None
+) -> None:
+    """Refuse labels whose count does not match the model's output size (``source``: the
+    label file they came from, named in the message).
+
+    >>> check_label_count(3, 3)
+    >>> check_label_count(2, 1000)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    omnizoo.errors.ConfigurationError: 2 labels given, but the model outputs 1000 classes: ...
+    """
+    if int(given) != int(outputs):
+        where = f"{source}: " if source else ""
+        raise ConfigurationError(
+            f"{where}{given} labels given, but the model outputs {outputs} {what}: give one "
+            "label per output, in order"
+        )
+
+
+def read_label_file(path: str | os.PathLike[str], num_classes: int | None = None) -> list[str]:
+    """The class names in a label file, ``labels[i]`` naming output ``i``:
 
     * ``.json``: a list of names, or an object mapping indices to names (Hugging Face's
       ``id2label``; every index from 0 to n-1 must be there), or an object with such a
       ``"labels"`` list or ``"id2label"`` object;
-    * anything else: UTF-8 text, one name per line (surrounding whitespace and blank lines
-      ignored).
+    * anything else: UTF-8 text, one label per line in output order (surrounding whitespace,
+      a BOM and blank lines at the end are ignored; a blank line before the last label is an
+      error, since it would shift every later label).
 
-    ``num_classes``: the number the model has; another count raises
-    :class:`~omnizoo.errors.ConfigurationError`, as does an empty or malformed file.
+    The file is read as every user input is (:func:`omnizoo.weights.fsafe.read_input`): a
+    regular file (a symlink the user made is followed; a FIFO, device or directory is refused
+    without blocking), at most :data:`~omnizoo.schema.MAX_LABEL_BYTES` bytes, at most
+    :data:`~omnizoo.schema.MAX_CLASSES` labels. Any problem with the file is one
+    :class:`~omnizoo.errors.MetadataError` naming it. ``num_classes``: the number of outputs
+    the model has; another count is a :class:`~omnizoo.errors.ConfigurationError`
+    (:func:`check_label_count`).
 
     >>> import tempfile, pathlib
     >>> f = pathlib.Path(tempfile.mkdtemp(), "labels.txt")
     >>> _ = f.write_text("cat\\ndog\\n\\n")
-    >>> read_labels_file(f, num_classes=2)
+    >>> read_label_file(f, num_classes=2)
     ['cat', 'dog']
     """
+    from ..weights import fsafe
+
     where = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"cannot read the labels file {where}: {exc}") from exc
-    if where.endswith(".json"):
-        try:
-            data: Any = json.loads(text)
-        except ValueError as exc:
-            raise ConfigurationError(f"{where} is not valid JSON: {exc}") from exc
-        labels = _json_labels(data, where)
+        data = fsafe.read_input(path, MAX_LABEL_BYTES)
+    except (FileNotFoundError, NotADirectoryError):
+        raise MetadataError(where, None, "cannot read the label file: no such file") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MetadataError(
+            where, None, f"not a UTF-8 text file of labels (byte {exc.start} is not UTF-8)"
+        ) from None
+    if where.lower().endswith(".json"):
+        labels = _json_labels(parse_json(text, where), where)
     else:
-        labels = [line.strip() for line in text.splitlines() if line.strip()]
+        labels = _text_labels(text, where)
     if not labels:
-        raise ConfigurationError(f"the labels file {where} holds no names")
-    if num_classes is not None and len(labels) != int(num_classes):
-        raise ConfigurationError(
-            f"the labels file {where} has {len(labels)} names but the model has "
-            f"{num_classes} outputs"
-        )
+        raise MetadataError(where, None, "the label file holds no labels")
+    if num_classes is not None:
+        check_label_count(len(labels), num_classes, source=where)
     return labels
 
 
+def _text_labels(text: str, where: str) -> list[str]:
+    text = text.replace("\r\n", "\n").replace("\r", "\n").rstrip()
+    if text.count("\n") >= MAX_CLASSES:  # counted before any list is built
+        raise MetadataError(where, None, f"more than {MAX_CLASSES:,} labels")
+    lines = [line.strip() for line in text.split("\n")] if text else []
+    for number, line in enumerate(lines, 1):
+        if not line:
+            raise MetadataError(
+                where,
+                None,
+                f"blank line {number}: one label per line, in the model's output order",
+            )
+        if len(line) > MAX_LABEL_LENGTH:
+            raise MetadataError(where, None, f"line {number} is longer than {MAX_LABEL_LENGTH}")
+    return lines
+
+
 def _json_labels(data: Any, where: str) -> list[str]:
-    if isinstance(data, dict):
-        for key in ("labels", "id2label"):
-            if key in data:
-                return _json_labels(data[key], where)
-        try:
-            by_index = {int(k): v for k, v in data.items()}
-        except (TypeError, ValueError):
-            raise ConfigurationError(
-                f"{where}: a JSON object of labels maps indices (0, 1, ...) to names"
-            ) from None
-        if sorted(by_index) != list(range(len(by_index))):
-            raise ConfigurationError(f"{where}: the indices are not 0 .. {len(by_index) - 1}")
-        data = [by_index[i] for i in range(len(by_index))]
-    if not isinstance(data, list) or not all(isinstance(x, (str, int, float)) for x in data):
-        raise ConfigurationError(f"{where}: expected a JSON list of names or an index->name object")
-    return [str(x) for x in data]
+    if isinstance(data, list):
+        return _checked_names(data, where, None)
+    fields = Fields(data, where)  # anything but a list or an object: one MetadataError
+    for key in ("labels", "id2label"):
+        if key in fields:
+            inner = fields.data[key]
+            if isinstance(inner, list):
+                return _checked_names(inner, where, key)
+            return _by_index(Fields(inner, where, key), where, key)
+    return _by_index(fields, where, None)
+
+
+def _checked_names(items: Sequence[Any], where: str, field: str | None) -> list[str]:
+    if len(items) > MAX_CLASSES:
+        raise MetadataError(where, field, f"more than {MAX_CLASSES:,} labels")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or len(item) > MAX_LABEL_LENGTH:
+            shown = type(item).__name__ if not isinstance(item, str) else "a longer string"
+            raise MetadataError(
+                where, f"{field or ''}[{i}]", f"expected a label (a string), got {shown}"
+            )
+    return [str(item) for item in items]
+
+
+def _by_index(fields: Fields, where: str, field: str | None) -> list[str]:
+    """An ``{"0": "cat", "1": "dog"}`` object: every index from 0 to n-1, once."""
+    keys = list(fields.data)
+    if len(keys) > MAX_CLASSES:
+        raise MetadataError(where, field, f"more than {MAX_CLASSES:,} labels")
+    by_index: dict[int, str] = {}
+    for key in keys:
+        text = str(key).strip()
+        if not text.isdigit() or len(text) > 7:
+            raise fields.error(
+                str(key), "a JSON object of labels maps indices (0, 1, ...) to names"
+            )
+        by_index[int(text)] = fields.text(str(key), max_len=MAX_LABEL_LENGTH)
+    if sorted(by_index) != list(range(len(by_index))):
+        raise MetadataError(where, field, f"the indices are not 0 .. {len(by_index) - 1}")
+    return [by_index[i] for i in range(len(by_index))]
 
 
 def label_set_for(card: Any) -> str | None:
@@ -232,22 +335,21 @@ def _cache_path(key: str) -> Path:
 
 
 def _read(path: Path) -> list[str] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    labels = data.get("labels") if isinstance(data, dict) else None
+    from ..weights.records import read_json  # never follows a link, never blocks on a FIFO
+
+    data = read_json(path)
+    labels = data.get("labels") if data is not None else None
     if not isinstance(labels, list) or not labels or not all(isinstance(s, str) for s in labels):
         return None  # unreadable or damaged: rebuild from the libraries
     return labels
 
 
 def _write(path: Path, labels: list[str], origin: str) -> None:
+    from ..weights import fsafe
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps({"origin": origin, "labels": labels}, indent=0), encoding="utf-8")
-        os.replace(tmp, path)
+        fsafe.write_atomic(path, json.dumps({"origin": origin, "labels": labels}).encode())
     except OSError:
         pass  # a read-only home only costs the import next time
 

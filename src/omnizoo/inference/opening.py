@@ -1,5 +1,6 @@
 """Opening what a :class:`~omnizoo.Predictor` is given: a model name, a model, an ``.onnx`` file;
-its card and labels (a label file: :func:`read_label_file`)."""
+its card and labels. Label files and label counts have one home, :mod:`omnizoo.data.labels`
+(:func:`read_label_file` and :func:`check_label_count` are importable from here too)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..data.labels import check_label_count, read_label_file
 from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -24,55 +26,9 @@ __all__ = [
 ]
 
 
-def read_label_file(path: str | os.PathLike[str]) -> list[str]:
-    """The labels in a text file, one per line (in output order; blank lines at the end are
-    ignored, a blank line before the last label is an error).
-
-    >>> import tempfile, pathlib
-    >>> f = pathlib.Path(tempfile.mkdtemp()) / "labels.txt"
-    >>> _ = f.write_text("cat\\ndog\\n\\n")
-    >>> read_label_file(f)
-    ['cat', 'dog']
-    """
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read the label file {file}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigurationError(f"{file} is not a UTF-8 text file of labels") from None
-    lines = [line.strip() for line in text.splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
-    if not lines:
-        raise ConfigurationError(f"the label file {file} holds no labels")
-    blank = [n for n, line in enumerate(lines, 1) if not line]
-    if blank:
-        raise ConfigurationError(
-            f"the label file {file} has a blank line {blank[0]}: one label per line, in the "
-            "model's output order"
-        )
-    return lines
-
-
-def check_label_count(given: int, outputs: int, what: str = "classes") -> None:
-    """Refuse labels whose count does not match the model's output size.
-
-    >>> check_label_count(3, 3)
-    >>> check_label_count(2, 1000)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    omnizoo.errors.ConfigurationError: 2 labels given, but the model outputs 1000 classes: ...
-    """
-    if given != outputs:
-        raise ConfigurationError(
-            f"{given} labels given, but the model outputs {outputs} {what}: give one label per "
-            "output, in order"
-        )
-
-
 def labels_of(card_or_model: Any, task: str) -> list[str]:
     """The labels of a card or model; a detection/segmentation module without a card (and
-    without num_classes) is labelled by output index."""
+    without num_classes) has none (its outputs are then ``class_i``)."""
     from ..data.labels import get_labels
 
     try:

@@ -36,16 +36,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..data.labels import check_label_count, labels_for
 from ..errors import ConfigurationError, ImageLoadError, UnsupportedError
 from .auto import BackendChoice
-from .opening import (
-    as_image_list,
-    card_or_none,
-    check_label_count,
-    is_module,
-    labels_of,
-    open_model,
-)
+from .opening import as_image_list, card_or_none, is_module, labels_of, open_model
 from .results import Prediction, PredictionResults
 
 if TYPE_CHECKING:
@@ -70,7 +64,7 @@ class Predictor:
     of an ``.onnx`` file (omnizoo's exports carry their preprocessing and labels), or any
     ``nn.Module`` / ONNX model together with ``data_config`` (and ``labels``). The model is
     put in eval mode. ``labels``: one per model output, in order (e.g. from
-    :func:`~omnizoo.inference.opening.read_label_file`); a count that does not match the
+    :func:`~omnizoo.data.labels.read_label_file`); a count that does not match the
     model's outputs is a :class:`~omnizoo.errors.ConfigurationError` naming both numbers.
 
     ``backend``: ``"auto"`` (default; see :mod:`omnizoo.inference.auto`), ``"torch"`` or
@@ -336,7 +330,8 @@ class Predictor:
         return answers
 
     def _check_labels(self, width: int) -> None:
-        """A model whose head no longer matches its labels gets index labels, with a warning."""
+        """A model whose head no longer matches its labels gets ``class_0 ..`` (the one
+        fallback, :func:`~omnizoo.data.labels.labels_for`), with a warning."""
         if self._labels_checked:
             return
         self._labels_checked = True
@@ -345,12 +340,14 @@ class Predictor:
         elif width != len(self.labels):
             log.warning(
                 "%s outputs %d classes but has %d labels (a replaced head?); predictions are "
-                "labelled by output index. Pass labels=, or reset_classifier(model, n, labels=)",
+                "labelled class_0 .. class_%d. Pass labels=, or reset_classifier(model, n, "
+                "labels=)",
                 getattr(self.card, "name", type(self.model).__name__),
                 width,
                 len(self.labels),
+                width - 1,
             )
-            self.labels[:] = [str(i) for i in range(width)]
+            self.labels[:] = labels_for(self.card if self.card is not None else self.model, width)
 
     def _batches(
         self, images: Iterable[Any]

@@ -27,6 +27,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..data.labels import generic_label
 from ..errors import ConfigurationError, UnsupportedError
 from .results import ClassShare, Detection, Keypoint, Prediction, Segmentation
 
@@ -156,7 +157,7 @@ class ClassificationTask:
         return torch.stack(items)
 
     def label(self, index: int) -> str:
-        return self.labels[index] if 0 <= index < len(self.labels) else str(index)
+        return self.labels[index] if 0 <= index < len(self.labels) else generic_label(index)
 
     def top(self, probabilities: torch.Tensor, topk: int) -> list[list[Prediction]]:
         import torch
@@ -190,7 +191,7 @@ class DetectionTask:
         return list(items)  # the model batches images of different sizes itself
 
     def label(self, index: int) -> str:
-        return self.labels[index] if 0 <= index < len(self.labels) else str(index)
+        return self.labels[index] if 0 <= index < len(self.labels) else generic_label(index)
 
     def detections(
         self, outputs: list[dict[str, Any]], threshold: float, topk: int | None
@@ -303,7 +304,9 @@ class SegmentationTask:
             present = present[: max(0, int(topk))]
         classes = tuple(
             ClassShare(
-                self.labels[i] if i < len(self.labels) else str(i), i, float(counts[i]) / total
+                self.labels[i] if i < len(self.labels) else generic_label(i),
+                i,
+                float(counts[i]) / total,
             )
             for i in present
         )
