@@ -90,10 +90,17 @@ def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 # -- a poisoned blob, named by the sha256 the lying mirror announced ------------------------------
+@pytest.mark.parametrize(
+    "lie",
+    [POISON, REAL + b"\0" * 4096, REAL[:-4096]],
+    ids=["other-bytes", "size-lie-longer", "size-lie-truncated"],
+)
 def test_poisoned_hf_cache_blob_is_not_adopted_on_its_name(
-    hub: HubRepo, hub_home: Path, hf_cache: Path
+    hub: HubRepo, hub_home: Path, hf_cache: Path, lie: bytes
 ) -> None:
-    plant(hf_cache, REPO, {"model.safetensors": POISON})
+    """The blob holds what the lying mirror served, named by the sha256 it announced: other
+    weights, or the real ones with a tail (a payload appended) or cut short."""
+    plant(hf_cache, REPO, {"model.safetensors": lie})
     path = download_weights(NAME)
     assert path.read_bytes() == REAL
     # the origin was asked (one HEAD) and the real bytes downloaded
@@ -153,7 +160,7 @@ def test_honest_hf_cache_file_is_adopted_after_one_head_and_no_body(
 
 
 def test_pinned_sha256_adopts_from_the_hf_cache_whatever_the_blob_is_called(
-    hub: HubRepo, hub_home: Path, hf_cache: Path
+    hub: HubRepo, hub_home: Path, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The caller's sha256 is independent of the cache: no request at all, state pinned,
     even for a blob whose name is no hash (a copy, a cache without symlinks)."""
@@ -163,14 +170,35 @@ def test_pinned_sha256_adopts_from_the_hf_cache_whatever_the_blob_is_called(
     (ref,) = [r for r in refs(hub_home) if r["url"] == HF_URL]
     assert ref["verification"] == "pinned"
     assert "revision" not in ref  # the cache's refs/main is no evidence of a commit
-
-
-def test_pinned_sha256_refuses_a_poisoned_blob_named_by_the_pin(
-    hub: HubRepo, hub_home: Path, hf_cache: Path
-) -> None:
-    plant(hf_cache, REPO, {"model.safetensors": POISON}, blob_names={"model.safetensors": SHA_REAL})
+    # the same pin against a poisoned blob named by the pin: refused, downloaded instead
+    env(monkeypatch, OMNIZOO_HOME=str(hub_home / "second"))
+    blob = hf_cache / f"models--{REPO.replace('/', '--')}" / "blobs" / "copy"
+    blob.unlink()
+    blob.write_bytes(POISON)
     assert download_weights(NAME, sha256=SHA_REAL).read_bytes() == REAL
-    assert hub.bodies(REAL) == 1 and blobs(hub_home) == [SHA_REAL]
+    assert hub.bodies(REAL) == 1 and blobs(hub_home / "second") == [SHA_REAL]
+
+
+def test_lock_pin_adopts_the_locked_commit_offline_whatever_refs_main_says(
+    hub: HubRepo, hub_home: Path, hf_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock pins sha256 and commit: the cache's refs/main (moved to a poisoned commit) is not
+    consulted first, and the locked commit's file (a plain copy, no symlink) is adopted as
+    pinned without any request, even offline."""
+    from omnizoo.weights.lockfile import LockEntry, WeightsLock
+
+    plant(hf_cache, REPO, {"model.safetensors": POISON}, commit=OTHER_COMMIT)
+    snapshot = hf_cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(REAL)
+    lock = tmp_path / "omnizoo.lock"
+    entry = LockEntry((HF_URL,), SHA_REAL, len(REAL), NAME, COMMIT, "safetensors", "origin")
+    WeightsLock((entry,)).save(lock)
+    env(monkeypatch, OMNIZOO_LOCK=str(lock), OMNIZOO_OFFLINE="1")
+    assert download_weights(NAME).read_bytes() == REAL
+    assert hub.heads("model.safetensors") == 0
+    by_url = {r["url"]: r for r in refs(hub_home)}
+    assert by_url[HF_URL]["verification"] == "pinned" and by_url[HF_URL]["revision"] == COMMIT
 
 
 # -- offline: unverified at best ------------------------------------------------------------------
@@ -317,40 +345,36 @@ def test_snapshot_symlinked_outside_the_cache_is_not_followed(
         download_weights(NAME)
 
 
-@pytest.mark.timeout(30)
-@pytest.mark.parametrize("where", ["blob", "ref"])
-def test_fifo_in_the_hf_cache_never_blocks(
-    hub: HubRepo,
-    hub_home: Path,
-    hf_cache: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    where: str,
+@pytest.mark.timeout(60)
+def test_non_files_in_the_hf_cache_never_block_nor_get_read(
+    hub: HubRepo, hub_home: Path, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A FIFO as the blob, a snapshot file linked to /dev/zero, a FIFO as refs/main: each is
+    skipped at once (opened non-blocking, regular files only), online and offline."""
     root = plant(hf_cache, REPO, {"model.safetensors": REAL})
-    target = root / "blobs" / SHA_REAL if where == "blob" else root / "refs" / "main"
-    target.unlink()
-    os.mkfifo(target)
+    blob = root / "blobs" / SHA_REAL
+    blob.unlink()
+    os.mkfifo(blob)
     assert download_weights(NAME).read_bytes() == REAL
-    env(monkeypatch, OMNIZOO_HOME=str(hub_home / "second"), OMNIZOO_OFFLINE="1")
-    if where == "blob":
-        with pytest.raises(OfflineError):
-            download_weights(NAME)
-
-
-def test_size_lie_is_refused(hub: HubRepo, hub_home: Path, hf_cache: Path) -> None:
-    """The real bytes plus a tail, under the real sha256's name: the origin's size decides."""
-    plant(
-        hf_cache,
-        REPO,
-        {"model.safetensors": REAL + b"\0" * 4096},
-        blob_names={"model.safetensors": SHA_REAL},
-    )
+    link = root / "snapshots" / COMMIT / "model.safetensors"
+    link.unlink()
+    link.symlink_to("/dev/zero")
+    env(monkeypatch, OMNIZOO_HOME=str(hub_home / "second"))
+    assert download_weights(NAME, sha256=SHA_REAL).read_bytes() == REAL
+    env(monkeypatch, OMNIZOO_HOME=str(hub_home / "third"), OMNIZOO_OFFLINE="1")
+    with pytest.raises(OfflineError):
+        download_weights(NAME)
+    ref = root / "refs" / "main"
+    ref.unlink()
+    os.mkfifo(ref)
+    monkeypatch.delenv("OMNIZOO_OFFLINE")
+    env(monkeypatch, OMNIZOO_HOME=str(hub_home / "fourth"))
     assert download_weights(NAME).read_bytes() == REAL
-    assert hub.bodies(REAL) == 1 and blobs(hub_home) == [SHA_REAL]
+    assert hub.bodies(REAL) == 3
 
 
 def test_refs_main_pointing_to_another_commit_is_no_evidence(
-    hub: HubRepo, hub_home: Path, hf_cache: Path
+    hub: HubRepo, hub_home: Path, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """refs/main moved to a commit whose snapshot holds the lie: the origin's commit decides."""
     plant(hf_cache, REPO, {"model.safetensors": POISON}, commit=OTHER_COMMIT)
@@ -358,18 +382,11 @@ def test_refs_main_pointing_to_another_commit_is_no_evidence(
     assert hub.heads("model.safetensors") == 1 and hub.bodies(REAL) == 1
     (ref,) = [r for r in refs(hub_home) if r["url"] == HF_URL]
     assert ref["revision"] == COMMIT
-
-
-def test_blob_linked_to_a_device_is_refused(
-    hub: HubRepo, hub_home: Path, hf_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A snapshot file linked to /dev/zero: never read (it would never end)."""
-    root = plant(hf_cache, REPO, {"model.safetensors": REAL}, ref=None)
-    link = root / "snapshots" / COMMIT / "model.safetensors"
-    link.unlink()
-    link.symlink_to("/dev/zero")
-    assert download_weights(NAME, sha256=SHA_REAL).read_bytes() == REAL
-    assert hub.bodies(REAL) == 1
+    # the origin's commit is looked at first: its file is adopted (no body), refs/main or not
+    env(monkeypatch, OMNIZOO_HOME=str(hub_home / "second"))
+    plant(hf_cache, REPO, {"model.safetensors": REAL}, ref=None)
+    assert download_weights(NAME).read_bytes() == REAL
+    assert hub.heads("model.safetensors") == 2 and hub.bodies(REAL) == 1
 
 
 # -- omnizoo cache add with a relative path --------------------------------------------------------
@@ -398,22 +415,10 @@ def test_cache_add_relative_path(
     assert ref["fetched_from"] == (work / "mine.bin").as_uri()
     assert download_weights(url).read_bytes() == data
     assert weight_server.route(url).requests == 0
-
-
-def test_cache_add_failure_leaves_no_orphan_blob(
-    hub_home: Path,
-    weight_server: WeightServer,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    url = weight_server.add("/models/mine.bin", b"x" * 1000)
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "mine.bin").write_bytes(os.urandom(1000))
-    assert main(["cache", "add", "mine.bin", "--as", url, "--sha256", "0" * 64]) == 1
-    assert "sha256" in capsys.readouterr().err
-    assert blobs(hub_home) == [] and refs(hub_home) == []
-    os.mkfifo(tmp_path / "fifo.bin")
-    assert main(["cache", "add", "fifo.bin", "--as", url, "--sha256", "0" * 64]) == 1
-    assert "unexpected" not in capsys.readouterr().err
-    assert blobs(hub_home) == []
+    # A failure leaves nothing: no blob without its ref, no raw traceback.
+    (work / "other.bin").write_bytes(os.urandom(1000))
+    os.mkfifo(work / "fifo.bin")
+    for bad in ("other.bin", "fifo.bin"):
+        assert main(["cache", "add", bad, "--as", url, "--sha256", "0" * 64]) == 1
+        assert "unexpected" not in capsys.readouterr().err
+    assert blobs(hub_home) == [sha] and len(refs(hub_home)) == 1
