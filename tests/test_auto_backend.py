@@ -51,8 +51,9 @@ import json, os, sys, time
 import torch
 from torch import nn
 import omnizoo
+import omnizoo._version
 if sys.argv[1] != "-":
-    omnizoo.__version__ = sys.argv[1]
+    omnizoo._version.__version__ = sys.argv[1]
 import omnizoo.export.cached as cached
 calls = []
 real = cached.export_onnx_report

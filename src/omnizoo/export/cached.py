@@ -135,7 +135,7 @@ def export_key(
     the module docstring)."""
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     card = getattr(model, "omnizoo_card", None)
     facts: dict[str, Any] = {
