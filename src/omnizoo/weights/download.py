@@ -17,7 +17,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import (
     CacheError,
@@ -31,7 +31,7 @@ from ..errors import (
 from ..settings import Settings, get_settings
 from . import fsafe
 from .cache import Cache, url_key
-from .ecosystem import adopt, find_in_ecosystem, find_unverified
+from .ecosystem import from_other_caches, unverified_from_hf_cache
 from .expect import ask_origin, expected, on_origin, pinned_url, ref_urls
 from .hashing import (
     HashingWriter,
@@ -40,7 +40,7 @@ from .hashing import (
     reject_if_not_weights,
 )
 from .lockfile import WeightsLock, active_lock
-from .origin import HubFile, hub_file
+from .origin import hub_file
 from .refs import point_refs
 from .transport import stream_to
 from .verification import (
@@ -173,11 +173,11 @@ def _fetch(
             log.warning("%s: serving a cached file never checked against its origin", what)
         return _done(hit, fmt, what)
     # Another tool's cache, only against a hash known independently of it (never its names).
-    adopted = _from_other_caches(cache, urls, hub, want, name, fmt, settings, hf_hub_id)
+    adopted = from_other_caches(cache, urls, hub, want, name, fmt, settings, hf_hub_id)
     if adopted is not None:  # verified bytes another cache already had: no request
         return _done(adopted, None, what)
     if settings.offline or hub_offline:
-        adopted, why = _unverified_from_hf_cache(
+        adopted, why = unverified_from_hf_cache(
             cache, urls, hub, want, name, fmt, settings, hf_hub_id
         )
         if adopted is not None:
@@ -197,7 +197,7 @@ def _fetch(
         if hit is not None:  # e.g. bytes cached before, now matched to the origin's sha256
             return _done(hit, fmt, what)
         # The Hugging Face cache's copy, if it is what the origin announced: no body needed.
-        adopted = _from_other_caches(cache, urls, hub, want, name, fmt, settings, hf_hub_id)
+        adopted = from_other_caches(cache, urls, hub, want, name, fmt, settings, hf_hub_id)
         if adopted is not None:
             return _done(adopted, None, what)
     candidates = plan_candidates(
@@ -284,66 +284,18 @@ def _fetch(
     return _done(result, None, what)  # the format was checked before the rename
 
 
-def _from_other_caches(
-    cache: Cache,
-    urls: tuple[str, ...],
-    hub: HubFile | None,
-    want: Expected,
-    name: str | None,
-    fmt: str | None,
-    settings: Settings,
-    hf_hub_id: str | None,
-) -> Fetched | None:
-    """The file from the torch.hub or Hugging Face cache, checked against ``want`` (a hash
-    known in advance; nothing is looked at without one), or None."""
-    for other in find_in_ecosystem(urls, want, settings, hf_hub_id):
-        adopted = adopt(
-            cache,
-            other,
-            ref_urls(urls, hub, other.want.revision),
-            name=name,
-            fmt=fmt,
-            key=other.want.sha256 or url_key(urls[0]),
-        )
-        if adopted is not None:
-            return adopted
-    return None
-
-
-def _unverified_from_hf_cache(
-    cache: Cache,
-    urls: tuple[str, ...],
-    hub: HubFile | None,
-    want: Expected,
-    name: str | None,
-    fmt: str | None,
-    settings: Settings,
-    hf_hub_id: str | None,
-) -> tuple[Fetched | None, list[str]]:
-    """Offline, nothing pinned: the Hugging Face cache's copy as ``unverified`` (never a
-    pickle), and why each copy found was not taken."""
-    if hub is None or want.known:
-        return None, []
-    why: list[str] = []
-    for other in find_unverified(urls, want, settings, hf_hub_id):
-        try:
-            adopted = adopt(
-                cache, other, urls, name=name, fmt=fmt, key=url_key(urls[0]), strict=True
-            )
-        except (IntegrityError, CacheError) as exc:
-            why.append(str(exc))
-            continue
-        if adopted is not None:
-            return adopted, why
-    return None, why
-
-
-def _raise_offline(what: str, url: str, cache: Cache, settings: Settings, why: list[str]) -> None:
+def _raise_offline(
+    what: str, url: str, cache: Cache, settings: Settings, why: list[str]
+) -> NoReturn:
     """The error for a file that offline mode cannot get (with why the Hugging Face cache's
     copy, if any, was not used)."""
-    unused = (
-        " The copy in the Hugging Face cache was not used: " + "; ".join(why) + "." if why else ""
-    )
+    unused = ""
+    if why:
+        unused = (
+            " The copy in the Hugging Face cache was not used: "
+            + "; ".join(why)
+            + f"; to use it offline, {how_to_pin(what, url)}"
+        )
     if not settings.offline:
         raise OfflineError(
             f"{what} is a Hugging Face file, not in the weights cache ({cache.root}) nor in the "

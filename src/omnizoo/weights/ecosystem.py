@@ -55,7 +55,8 @@ from ..errors import (
 )
 from ..settings import Settings
 from . import fsafe
-from .cache import Cache
+from .cache import Cache, url_key
+from .expect import ref_urls
 from .hashing import SNIFF_BYTES, check_digest, detect_format, reject_if_not_weights
 from .origin import HubFile, hub_file
 from .verification import UNVERIFIED, Expected, Fetched, check_format
@@ -66,8 +67,10 @@ __all__ = [
     "copy_verified",
     "find_in_ecosystem",
     "find_unverified",
+    "from_other_caches",
     "hf_cache_files",
     "torch_hub_file",
+    "unverified_from_hf_cache",
 ]
 
 log = logging.getLogger("omnizoo.weights")
@@ -308,3 +311,57 @@ def adopt(
         name,
         found.want.revision,
     )
+
+
+def from_other_caches(
+    cache: Cache,
+    urls: tuple[str, ...],
+    hub: HubFile | None,
+    want: Expected,
+    name: str | None,
+    fmt: str | None,
+    settings: Settings,
+    hf_hub_id: str | None,
+) -> Fetched | None:
+    """The file from the torch.hub or Hugging Face cache, checked against ``want`` (a hash
+    known in advance; nothing is looked at without one), or None."""
+    for other in find_in_ecosystem(urls, want, settings, hf_hub_id):
+        adopted = adopt(
+            cache,
+            other,
+            ref_urls(urls, hub, other.want.revision),
+            name=name,
+            fmt=fmt,
+            key=other.want.sha256 or url_key(urls[0]),
+        )
+        if adopted is not None:
+            return adopted
+    return None
+
+
+def unverified_from_hf_cache(
+    cache: Cache,
+    urls: tuple[str, ...],
+    hub: HubFile | None,
+    want: Expected,
+    name: str | None,
+    fmt: str | None,
+    settings: Settings,
+    hf_hub_id: str | None,
+) -> tuple[Fetched | None, list[str]]:
+    """Offline, nothing pinned: the Hugging Face cache's copy as ``unverified`` (never a
+    pickle), and why each copy found was not taken."""
+    if hub is None or want.known:
+        return None, []
+    why: list[str] = []
+    for other in find_unverified(urls, want, settings, hf_hub_id):
+        try:
+            adopted = adopt(
+                cache, other, urls, name=name, fmt=fmt, key=url_key(urls[0]), strict=True
+            )
+        except (IntegrityError, CacheError) as exc:
+            why.append(str(exc))
+            continue
+        if adopted is not None:
+            return adopted, why
+    return None, why
