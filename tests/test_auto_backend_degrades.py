@@ -59,7 +59,7 @@ def _symlink(path: Path) -> None:
     path.symlink_to(mine)
 
 
-DAMAGE: dict[str, Callable[[Path], None]] = {
+DAMAGE: dict[str, Callable[[Path], object]] = {
     "torch_s missing": lambda p: p.write_text(
         '{"backend": "onnxruntime", "onnxruntime_s": 0.01, "batch": 4}'
     ),
