@@ -88,13 +88,11 @@ def card_from_fields(f: Fields) -> ModelCard:
         "first_conv": f.optional_text("first_conv", max_len=_NAME),
         "classifier": tuple(f.optional_str_list("classifier", max_items=_MAX_ITEMS) or ()),
         "notes": tuple(f.optional_str_list("notes", max_items=_MAX_ITEMS) or ()),
-        "extra": _extra(f),
+        "lineage": _object(f, "lineage"),
+        "extra": _object(f, "extra"),
     }
-    for fld in dataclasses.fields(ModelCard):  # fields newer than this schema: plain data
-        if fld.name not in known and fld.name in f:
-            known[fld.name] = _plain(f.data[fld.name])
     try:
-        return ModelCard(**known)
+        return ModelCard(**_newer(ModelCard, f, known))
     except (TypeError, ValueError) as exc:  # a newer field of a type this schema cannot check
         raise MetadataError(f.path, f.prefix or None, f"not a valid model card ({exc})") from None
 
@@ -103,17 +101,32 @@ def _weights(f: Fields | None) -> WeightsFile | None:
     if f is None:
         return None
     urls = f.optional_str_list("urls", max_items=_MAX_ITEMS) or []
-    return WeightsFile(
-        urls=tuple(urls),
-        filename=f.text("filename", max_len=_NAME),
-        sha256=sha256_field(f, "sha256"),
-        hash_prefix=f.optional_text("hash_prefix", max_len=64),
-        size=f.optional_integer("size", lo=0),
-        format=f.choice("format", WEIGHT_FORMATS, "pickle"),
-        hf_hub_id=f.optional_text("hf_hub_id", max_len=_NAME),
-        origin=f.optional_text("origin", max_len=_NAME),
-        verification=f.optional_text("verification", max_len=_NAME),
-    )
+    known: dict[str, Any] = {
+        "urls": tuple(urls),
+        "filename": f.text("filename", max_len=_NAME),
+        "sha256": sha256_field(f, "sha256"),
+        "hash_prefix": f.optional_text("hash_prefix", max_len=64),
+        "size": f.optional_integer("size", lo=0),
+        "format": f.choice("format", WEIGHT_FORMATS, "pickle"),
+        "hf_hub_id": f.optional_text("hf_hub_id", max_len=_NAME),
+        "origin": f.optional_text("origin", max_len=_NAME),
+        "verification": f.optional_text("verification", max_len=_NAME),
+    }
+    try:
+        return WeightsFile(**_newer(WeightsFile, f, known))
+    except (TypeError, ValueError) as exc:
+        raise MetadataError(f.path, f.prefix, f"not a valid weights entry ({exc})") from None
+
+
+def _newer(cls: Any, f: Fields, known: dict[str, Any]) -> dict[str, Any]:
+    """``known`` plus the fields of ``cls`` newer than this schema (as plain JSON data), less
+    the fields ``cls`` does not have (an older card class)."""
+    names = {fld.name for fld in dataclasses.fields(cls)}
+    out = {k: v for k, v in known.items() if k in names}
+    for name in names - set(known):
+        if name in f:
+            out[name] = _plain(f.data[name])
+    return out
 
 
 def _pairs(f: Fields, key: str, kind: type) -> list[tuple[str, Any]]:
@@ -142,9 +155,10 @@ def _pairs(f: Fields, key: str, kind: type) -> list[tuple[str, Any]]:
     return out
 
 
-def _extra(f: Fields) -> dict[str, Any]:
-    extra = f.optional_object("extra")
-    return {} if extra is None else dict(extra.data)
+def _object(f: Fields, key: str) -> dict[str, Any]:
+    """A free-form JSON object (``extra``, ``lineage``): its size is bounded by the file's."""
+    value = f.optional_object(key)
+    return {} if value is None else dict(value.data)
 
 
 def _plain(value: Any) -> Any:
