@@ -233,5 +233,3 @@ def _weights_file(spec: Mapping[str, Any], where: str) -> WeightsFile:
         size=int(size) if size is not None else None,
         format=fmt,
     )
-
-
