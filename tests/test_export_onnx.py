@@ -163,6 +163,9 @@ def test_lukemelas_efficientnet_swish_is_switched_and_restored(tmp_path: Path) -
     assert model.training  # the caller's mode is restored
 
 
+_IMAGE = Path(__file__).resolve().parents[1] / "examples" / "images" / "cat.jpg"
+
+
 def test_metadata_from_a_card(tmp_path: Path) -> None:
     import omnizoo
 
@@ -172,7 +175,13 @@ def test_metadata_from_a_card(tmp_path: Path) -> None:
     card = model.omnizoo_card
     assert meta["omnizoo.card"] == card.name and card.name.startswith("torchvision:resnet18")
     assert meta["omnizoo.weights"] == "none (random init)"
-    assert DataConfig.from_dict(json.loads(meta["omnizoo.data_config"])) == card.data
+    # exported at 64 px, not the card's 224: the metadata says what the graph takes, with the
+    # card's resize kept in proportion, so the Predictor reading it back feeds 64 px inputs
+    exported = DataConfig.from_dict(json.loads(meta["omnizoo.data_config"]))
+    assert exported == omnizoo.resolve_data_config(card.data, input_size=(3, 64, 64))
+    assert exported.input_size == (3, 64, 64) and exported.scale_size == 73
+    top = omnizoo.Predictor(path, backend="onnxruntime").predict(str(_IMAGE), topk=1)
+    assert len(top[0]) == 1
     assert meta["omnizoo.label_set"] == (card.label_set or "")
     assert meta["omnizoo.num_classes"] == "1000"
     assert meta["omnizoo.output"] == "logits"

@@ -196,6 +196,12 @@ def export_onnx_report(
     card = getattr(inner, "omnizoo_card", None)
     data = data_config or getattr(card, "data", None) or DataConfig()
     shape = export_input_size(data, input_size)
+    if tuple(shape) != tuple(data.input_size):
+        # The graph takes another size than the card's: the metadata (and so the Predictor
+        # reading it back) must say so, with the resize kept in proportion (timm's rule).
+        from ..data.resolve import resolve_data_config
+
+        data = resolve_data_config(data, input_size=shape)
     name = getattr(card, "name", None) or type(inner).__name__
     if not target.parent.is_dir():
         raise ExportError(f"cannot write {target}: directory {target.parent} does not exist")
