@@ -35,6 +35,7 @@ __all__ = [
     "classifier_width",
     "find_classifier",
     "find_last_layer",
+    "find_layers_of_width",
     "head_width",
     "new_head",
     "replace_classifier",
@@ -195,6 +196,18 @@ def find_last_layer(model: nn.Module) -> tuple[str, ...]:
             "register the model with classifier='...'"
         )
     return (last,)
+
+
+def find_layers_of_width(model: nn.Module, width: int) -> tuple[str, ...]:
+    """Every Linear/Conv2d with ``width`` outputs, in module order: the heads of a model built
+    with a known class count (torchvision's cards: the 1000-way heads)."""
+    from torch import nn
+
+    return tuple(
+        path
+        for path, module in model.named_modules()
+        if isinstance(module, (nn.Linear, nn.Conv2d)) and head_width(model, path) == width
+    )
 
 
 def _dedupe(paths: Any) -> list[str]:
