@@ -6,9 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from omnizoo.data.config import DataConfig
-from omnizoo.loading.checkpoint import load_checkpoint
-from omnizoo.loading.fit import fit_state_dict, head_size
-from omnizoo.loading.meta import meta_params
+from omnizoo.loading.build import Upstream, build_model
 from omnizoo.loading.report import LoadReport
 from omnizoo.loading.request import CreateRequest
 from omnizoo.registry.card import ModelCard, WeightsFile
@@ -48,14 +46,16 @@ class TinyZooSource(SourceAdapter):
         ]
 
     def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
+        # omnizoo's build skeleton: device="meta", random init, or the verified file read
+        # safely, the head sized and the tensors fitted; TinyNet is built by the one hook
+        return build_model(card, request, TinyNetUpstream(card, request))
+
+
+class TinyNetUpstream(Upstream):
+    """How to call the library: the only quirk this source has."""
+
+    def build(self, num_classes: int | None) -> Any:
         from .model import TinyNet
 
-        if not request.has_weights:  # the library's own random init
-            model = TinyNet(request.num_classes or card.num_classes, request.in_chans or 3)
-            return model, LoadReport(notes=["random init (no weights requested)"])
-        state_dict = load_checkpoint(request.weights_path, verified=request.verified)
-        num_classes = head_size(card, request, state_dict) or card.num_classes
-        with meta_params():  # no memory, no random init: the file's tensors are assigned
-            model = TinyNet(num_classes, request.in_chans or 3)
-        report = LoadReport(source_file=str(request.weights_path))
-        return model, fit_state_dict(model, state_dict, card, request, report=report)
+        n = self.card.num_classes if num_classes is None else num_classes
+        return TinyNet(n, self.request.in_chans or 3)

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING
 
 from ..data.config import DataConfig
 from ..errors import ConfigurationError, ExportError
-from ..finetune.heads import unwrap_model
+from ..loading.heads import unwrap_model
 from .exporters import (
     export_input_size,
     export_mode,

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError, UnsupportedError
+from ..loading.heads import find_classifier, unwrap_model
 from ..loading.report import LoadReport
-from .heads import find_classifier, unwrap_model
 
 if TYPE_CHECKING:
     from torch import nn

@@ -9,18 +9,8 @@ or without an omnizoo card attached:
   1x1 ``nn.Conv2d`` where the head is a conv: SqueezeNet, Cadene's DPN) of the same
   ``in_features``, device and dtype.
 
-How a head is found (:func:`find_classifier`), first rule that gives an answer wins:
-
-1. ``model.omnizoo_card.classifier``: the state-dict prefixes the registry recorded;
-2. timm's ``get_classifier()``;
-3. known attribute names: ``last_linear`` / ``last_conv`` (Cadene), ``_fc`` (lukemelas
-   EfficientNet), ``fc`` (+ Inception ``AuxLogits`` / GoogLeNet ``aux1``/``aux2``),
-   ``heads`` (torchvision ViT), ``classifier``, ``head``;
-4. the last ``nn.Linear`` of the model.
-
-A prefix naming a container (``classifier`` of VGG = ``Sequential(..., Linear)``) resolves to
-the *last* ``Linear``/``Conv2d`` inside it: ``classifier[-1]`` for VGG/AlexNet/MobileNet/
-EfficientNet/MaxViT, ``classifier[2]`` for ConvNeXt, ``classifier[1]`` (a conv) for SqueezeNet.
+How a head is found, how wide it is and how a new one is made is
+:mod:`omnizoo.loading.heads` (:func:`find_classifier` is re-exported here).
 """
 
 from __future__ import annotations
@@ -28,9 +18,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError, UnsupportedError
+from ..loading.heads import (
+    find_classifier,
+    new_head,
+    set_submodule,
+    timm_classifier_paths,
+    unwrap_model,
+)
 
 if TYPE_CHECKING:
     from torch import nn
@@ -44,150 +41,6 @@ __all__ = ["INIT_SCHEMES", "find_classifier", "init_head", "reset_classifier", "
 #: ``xavier``: Glorot uniform; ``kaiming``: He normal, fan-in, linear gain (std 1/sqrt(fan_in));
 #: ``zeros``: all zeros (a common choice for fine-tuning transformers; gradients still flow).
 INIT_SCHEMES = ("trunc_normal", "normal", "xavier", "kaiming", "zeros")
-
-# Top-level attribute names tried (rule 3), main head first, then auxiliary heads.
-_KNOWN_HEADS: tuple[tuple[str, ...], ...] = (
-    ("last_linear",),  # Cadene pretrainedmodels
-    ("last_conv",),  # Cadene SqueezeNet (a 1x1 conv head)
-    ("_fc",),  # lukemelas efficientnet_pytorch
-    ("fc", "AuxLogits", "aux1", "aux2"),  # ResNet/RegNet/ShuffleNet/Inception/GoogLeNet
-    ("heads",),  # torchvision ViT (heads.head)
-    # VGG/AlexNet/MobileNet/EfficientNet/ConvNeXt/DenseNet/SqueezeNet/MNASNet/MaxViT
-    ("classifier",),
-    ("head",),  # torchvision Swin, many others
-)
-
-
-# features_only wrappers: timm's, and omnizoo's torchvision one (around a torch.fx GraphModule)
-_FEATURE_WRAPPERS = frozenset(
-    {"FeatureListNet", "FeatureDictNet", "FeatureHookNet", "FeatureGetterNet", "FeatureList"}
-)
-
-
-def unwrap_model(model: Any) -> Any:
-    """The module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
-    seen = 0
-    while seen < 8:
-        inner = getattr(model, "_orig_mod", None)  # torch.compile
-        if inner is None and type(model).__name__ in ("DistributedDataParallel", "DataParallel"):
-            inner = getattr(model, "module", None)
-        if inner is None:
-            return model
-        model = inner
-        seen += 1
-    return model
-
-
-def _is_head_layer(module: nn.Module) -> bool:
-    from torch import nn
-
-    return isinstance(module, (nn.Linear, nn.Conv2d, nn.Identity))
-
-
-def _resolve_head(model: nn.Module, prefix: str) -> str | None:
-    """The dotted path of the head layer a card/attribute prefix points at, or None."""
-    from torch import nn
-
-    prefix = prefix.rstrip(".")
-    # Card prefixes are state-dict prefixes; "head.fc.weight"-style full keys are tolerated.
-    for suffix in (".weight", ".bias"):
-        if prefix.endswith(suffix):
-            prefix = prefix[: -len(suffix)]
-    try:
-        module = model.get_submodule(prefix) if prefix else model
-    except AttributeError:
-        return None
-    if module is None:
-        return None
-    if _is_head_layer(module):
-        return prefix
-    last: str | None = None
-    for name, sub in module.named_modules():
-        if isinstance(sub, (nn.Linear, nn.Conv2d)):
-            last = name
-    if last is None:
-        # A container whose head was already replaced by Identity (num_classes=0).
-        for name, sub in module.named_modules():
-            if isinstance(sub, nn.Identity):
-                last = name
-    if last is None:
-        return None
-    return f"{prefix}.{last}" if prefix else last
-
-
-def _timm_classifier_paths(model: nn.Module) -> list[str]:
-    get_classifier = getattr(model, "get_classifier", None)
-    if not callable(get_classifier):
-        return []
-    try:
-        heads = get_classifier()
-    except Exception:  # pragma: no cover - a get_classifier that needs arguments
-        return []
-    if not isinstance(heads, (tuple, list)):
-        heads = (heads,)
-    wanted = {id(h) for h in heads if h is not None}
-    return [name for name, module in model.named_modules() if id(module) in wanted and name]
-
-
-def find_classifier(model: nn.Module) -> list[str]:
-    """Dotted module paths of the model's classifier head(s), main head first.
-
-    See the module docstring for the rules. Raises :class:`~omnizoo.errors.UnsupportedError`
-    when no head can be found (a features-only model, an ONNX-backed model).
-
-    >>> import torchvision
-    >>> find_classifier(torchvision.models.inception_v3(init_weights=False))
-    ['fc', 'AuxLogits.fc']
-    """
-    import torch
-    from torch import nn
-
-    model = unwrap_model(model)
-    if not isinstance(model, nn.Module):
-        raise UnsupportedError(
-            f"{type(model).__name__} is not a torch nn.Module (an ONNX-backed model?); "
-            "its classifier cannot be changed"
-        )
-    if type(model).__name__ in _FEATURE_WRAPPERS or isinstance(model, torch.fx.GraphModule):
-        raise UnsupportedError(
-            f"{type(model).__name__} is a features-only model (it returns feature maps); it has "
-            "no classifier head. Build the model without features_only to get one"
-        )
-    card = getattr(model, "omnizoo_card", None)
-    prefixes = tuple(getattr(card, "classifier", ()) or ())
-    paths = _dedupe(p for p in (_resolve_head(model, pre) for pre in prefixes) if p)
-    if paths:
-        return paths
-    paths = _timm_classifier_paths(model)
-    if paths:
-        return paths
-    for group in _KNOWN_HEADS:
-        if getattr(model, group[0], None) is None or not isinstance(
-            getattr(model, group[0]), nn.Module
-        ):
-            continue
-        paths = _dedupe(p for p in (_resolve_head(model, name) for name in group) if p)
-        if paths:
-            return paths
-    last = None
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear):
-            last = name
-    if last:
-        return [last]
-    raise UnsupportedError(
-        f"cannot find a classifier head in {type(model).__name__}: no card prefix, no timm "
-        "get_classifier(), none of the known attributes (fc, classifier, head, heads, "
-        "last_linear, last_conv, _fc) and no nn.Linear"
-    )
-
-
-def _dedupe(paths: Any) -> list[str]:
-    out: list[str] = []
-    for p in paths:
-        if p not in out:
-            out.append(p)
-    return out
 
 
 def init_head(module: nn.Module, init: str | Callable[[nn.Module], None] = "trunc_normal") -> None:
@@ -221,49 +74,6 @@ def init_head(module: nn.Module, init: str | Callable[[nn.Module], None] = "trun
                 nn.init.zeros_(weight)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
-
-
-def _new_head(old: nn.Module, num_classes: int) -> nn.Module:
-    from torch import nn
-
-    if num_classes == 0:
-        return nn.Identity()
-    weight = getattr(old, "weight", None)
-    factory = {"device": weight.device, "dtype": weight.dtype} if weight is not None else {}
-    if weight is not None and weight.device.type == "meta":
-        factory["device"] = "cpu"
-    if isinstance(old, nn.Linear):
-        return nn.Linear(old.in_features, num_classes, bias=old.bias is not None, **factory)
-    if isinstance(old, nn.Conv2d):
-        return nn.Conv2d(
-            old.in_channels,
-            num_classes,
-            kernel_size=old.kernel_size,  # type: ignore[arg-type]
-            stride=old.stride,  # type: ignore[arg-type]
-            padding=old.padding,  # type: ignore[arg-type]
-            bias=old.bias is not None,
-            **factory,
-        )
-    raise UnsupportedError(  # Identity heads are handled by the caller
-        f"head of type {type(old).__name__} is neither nn.Linear nor nn.Conv2d"
-    )
-
-
-def _in_features(model: nn.Module, path: str) -> int | None:
-    from torch import nn
-
-    layer = model.get_submodule(path)
-    if isinstance(layer, nn.Linear):
-        return int(layer.in_features)
-    if isinstance(layer, nn.Conv2d):
-        return int(layer.in_channels)
-    return None
-
-
-def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, attr = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, attr, module)
 
 
 def reset_classifier(
@@ -314,7 +124,7 @@ def reset_classifier(
             timm_reset(num_classes)
         else:
             timm_reset(num_classes, global_pool)
-        paths = _timm_classifier_paths(inner)
+        paths = timm_classifier_paths(inner)
         for path in paths:
             init_head(inner.get_submodule(path), init)
     else:
@@ -333,9 +143,13 @@ def reset_classifier(
                     "its input width is unknown, so a new classifier cannot be sized. Build the "
                     "model with its head (create_model(name, num_classes=N)) instead"
                 )
-            new = _new_head(old, num_classes)
+            new = new_head(old, num_classes)
+            if new is None:
+                raise UnsupportedError(  # Identity heads are handled above
+                    f"head of type {type(old).__name__} is neither nn.Linear nor nn.Conv2d"
+                )
             init_head(new, init)
-            _set_submodule(inner, path, new)
+            set_submodule(inner, path, new)
         _sync_num_classes_attrs(inner, num_classes)
 
     _update_card(inner, num_classes, init, labels)

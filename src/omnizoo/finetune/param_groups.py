@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError, UnsupportedError
-from .heads import find_classifier, unwrap_model
+from ..loading.heads import find_classifier, unwrap_model
 
 if TYPE_CHECKING:
     from torch import nn

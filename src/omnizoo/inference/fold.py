@@ -29,6 +29,8 @@ import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..loading.heads import set_submodule
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -176,12 +178,6 @@ def _shared(model: nn.Module) -> set[int]:
     return {key for key, count in seen.items() if count > 1}
 
 
-def _set(root: nn.Module, dotted: str, module: nn.Module) -> None:
-    parent_name, _, leaf = dotted.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, leaf, module)
-
-
 def _probe_matches(a: nn.Module, b: nn.Module, example: torch.Tensor) -> tuple[bool, float]:
     import torch
 
@@ -237,11 +233,11 @@ def fold_batchnorm(model: nn.Module, example: torch.Tensor | None) -> tuple[nn.M
         for conv_name, bn_name in pairs:
             bn = modules[bn_name]
             fused = fuse_conv_bn_eval(modules[conv_name], bn)
-            _set(folded, conv_name, fused)
+            set_submodule(folded, conv_name, fused)
             rest: nn.Module = nn.Identity()
             if _is_bn_act(bn):  # what the layer does after normalising stays
                 rest = nn.Sequential(copy.deepcopy(bn.drop, memo), copy.deepcopy(bn.act, memo))
-            _set(folded, bn_name, rest)
+            set_submodule(folded, bn_name, rest)
     if example is not None:
         ok, rel = _probe_matches(model, folded, example)
         if not ok:

@@ -1,7 +1,8 @@
 """The one fit policy: how a state dict is made to fit a built model, for every torch source.
 
-Every torch adapter builds the architecture (on the meta device when weights will be loaded)
-and hands the state dict to :func:`fit_state_dict`, which applies these rules in order:
+The build skeleton (:func:`omnizoo.loading.build.build_model`) builds the architecture on the
+meta device, makes a :class:`FitPlan` for the request and hands the state dict to
+:func:`fit_state_dict`, which applies these rules in order:
 
 1. **Stem.** When ``in_chans`` was asked for, a first-conv weight with another number of input
    channels is adapted with timm's rule (:func:`~.surgery.adapt_input_conv`); one that cannot be
@@ -12,34 +13,36 @@ and hands the state dict to :func:`fit_state_dict`, which applies these rules in
    is re-initialised only when the request asked for another head (``num_classes`` differs from
    the file's, ``num_classes=0`` or ``features_only``); otherwise it is a shape mismatch.
 4. **Strict.** Missing or unexpected keys raise :class:`~omnizoo.errors.CheckpointError`
-   naming them, unless ``request.strict`` is False: then the :class:`~.report.LoadReport`
+   naming them, unless ``plan.strict`` is False: then the :class:`~.report.LoadReport`
    lists them, as timm's ``load_checkpoint(strict=False)`` does.
 5. **Assign.** Tensors become the parameters (``assign=True``, cast to the model's dtype); what is
    still on the meta device afterwards is materialised and freshly initialised.
 
-:func:`head_size` is the matching rule for building: the head size a model should be built
-with for a request (``num_classes``, else a user checkpoint's own head, else the card's).
+The head size a model is built with is the skeleton's rule
+(:func:`omnizoo.loading.build.plan_head`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
 from .checkpoint import copy_metadata
 from .meta import materialize_, real_params
 from .report import LoadReport
-from .request import CreateRequest
 from .surgery import adapt_input_conv
 
 if TYPE_CHECKING:
     from torch import nn
 
     from ..registry.card import ModelCard
+    from .request import CreateRequest
 
-__all__ = ["check_strict", "fit_state_dict", "head_size", "init_fresh", "load_into"]
+__all__ = ["FitPlan", "check_strict", "fit_state_dict", "load_into"]
 
 
 def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -48,97 +51,108 @@ def _as_tuple(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def head_size(
-    card: ModelCard,
-    request: CreateRequest,
-    state_dict: Mapping[str, Any] | None,
-    *,
-    classifier: str | Sequence[str] | None = None,
-    file_offset: int = 0,
-) -> int | None:
-    """The number of classes to build for ``request``, or None for the card's own.
+@dataclass(frozen=True)
+class FitPlan:
+    """How one state dict is fitted to one model: made by the build skeleton
+    (:func:`FitPlan.of`, in :func:`omnizoo.loading.build.build_model`), adjusted by a source
+    only where it knows better (timm passes its resolved ``pretrained_cfg``'s names)."""
 
-    ``num_classes`` wins; else a user checkpoint's head decides (a fine-tune of 10 classes is
-    rebuilt with 10), except that a head with exactly ``file_offset`` extra rows is the
-    published file's background row, not another size.
-    """
-    if request.num_classes is not None:
-        return request.num_classes
-    if not request.user_checkpoint or state_dict is None or request.features_only:
-        return None
-    for head in _as_tuple(classifier if classifier is not None else card.classifier):
-        w = state_dict.get(f"{head}.weight")
-        if w is None or getattr(w, "ndim", 0) < 1:
-            continue
-        rows = int(w.shape[0])
-        if rows in (card.num_classes, card.num_classes + file_offset):
-            return None
-        return rows
-    return None
+    #: The model's name, for error messages.
+    name: str
+    #: State-dict prefixes of the stem conv(s) and of the head(s).
+    first_conv: tuple[str, ...] = ()
+    classifier: tuple[str, ...] = ()
+    #: Input channels of the pretrained stem, and those asked for (None: unchanged).
+    base_chans: int = 3
+    in_chans: int | None = None
+    #: The head size the model is built with (None: the card's), see ``build.plan_head``.
+    num_classes: int | None = None
+    #: Rows the file's head has beyond the model's (the background row of 1001-way files).
+    file_offset: int = 0
+    #: Whether the request asked for another head: then a head tensor that does not fit is
+    #: re-initialised, not a shape mismatch.
+    head_resized: bool = False
+    strict: bool = True
+    #: The dtype the parameters are cast to (None: the model's).
+    dtype: Any = None
+    #: ``adapt_stem(in_chans, weight, base_chans)``: timm passes its own (space-to-depth stems).
+    adapt_stem: Callable[[int, Any, int], Any] = adapt_input_conv
+    #: Model keys left at a fresh init on purpose (a head or stem replaced before the load).
+    reinitialize: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        card: ModelCard,
+        request: CreateRequest,
+        *,
+        classifier: str | Sequence[str] | None = None,
+        num_classes: int | None = None,
+        file_offset: int = 0,
+    ) -> FitPlan:
+        """The plan for ``request`` on ``card``: its stem and head names (``classifier``
+        overrides the card's), the base channels of its data config, ``head_resized`` when
+        ``features_only`` or a ``num_classes`` other than the card's was asked for."""
+        return cls(
+            name=card.name,
+            first_conv=_as_tuple(card.first_conv),
+            classifier=_as_tuple(classifier if classifier is not None else card.classifier),
+            base_chans=int(card.data.input_size[0] or 3),
+            in_chans=request.in_chans,
+            num_classes=num_classes,
+            file_offset=file_offset,
+            head_resized=request.features_only
+            or (request.num_classes is not None and request.num_classes != card.num_classes),
+            strict=request.strict,
+            dtype=request.dtype,
+        )
+
+    def replace(self, **changes: Any) -> FitPlan:
+        """A copy with ``changes``: ``first_conv``/``classifier`` may be a name, a sequence or
+        None (none), ``reinitialize`` any iterable of keys."""
+        for key in ("first_conv", "classifier"):
+            if key in changes:
+                changes[key] = _as_tuple(changes[key])
+        if "reinitialize" in changes:
+            changes["reinitialize"] = tuple(changes["reinitialize"])
+        return dataclasses.replace(self, **changes)
 
 
 def fit_state_dict(
     model: nn.Module,
     state_dict: Mapping[str, Any],
-    card: ModelCard,
-    request: CreateRequest,
-    *,
+    plan: FitPlan,
     report: LoadReport | None = None,
-    first_conv: str | Sequence[str] | None = None,
-    classifier: str | Sequence[str] | None = None,
-    base_chans: int | None = None,
-    file_offset: int = 0,
-    head_resized: bool | None = None,
-    strict: bool | None = None,
-    adapt_stem: Callable[[int, Any, int], Any] = adapt_input_conv,
-    reinitialize: Iterable[str] = (),
-    adapted: Iterable[str] = (),
-    source_file: str | None = None,
 ) -> LoadReport:
-    """Fit ``state_dict`` to ``model`` by the rules in this module's docstring and load it.
-
-    ``first_conv``/``classifier``/``base_chans`` default to the card's (timm passes the
-    resolved ``pretrained_cfg``'s); ``file_offset`` is the number of background rows the file's
-    head has beyond the model's; ``head_resized`` says whether the request asked for another
-    head (default: ``features_only`` or a ``num_classes`` other than the card's); ``strict``
-    defaults to ``request.strict``; ``adapt_stem(in_chans, weight, base_chans)`` adapts a stem
-    (timm passes its own, which knows space-to-depth stems). Returns the
-    :class:`LoadReport`; raises :class:`CheckpointError` on a shape mismatch, or on missing or
-    unexpected keys when strict.
-    """
+    """Fit ``state_dict`` to ``model`` by ``plan`` and the rules in this module's docstring,
+    and load it. Returns the :class:`LoadReport` (``report``, filled in); raises
+    :class:`CheckpointError` on a shape mismatch, or on missing or unexpected keys when
+    ``plan.strict``."""
     report = report if report is not None else LoadReport()
-    if source_file and not report.source_file:
-        report.source_file = source_file
-    if request.dtype is not None:
-        model.to(dtype=request.dtype)  # on meta: free; the file's tensors are cast once, below
+    if plan.dtype is not None:
+        model.to(dtype=plan.dtype)  # on meta: free; the file's tensors are cast once, below
     sd: dict[str, Any] = OrderedDict(state_dict)
     copy_metadata(state_dict, sd)
-    reinit = list(reinitialize)
-    adapted_keys = list(adapted)
+    reinit = list(plan.reinitialize)
+    adapted_keys: list[str] = []
     own = {k: tuple(v.shape) for k, v in model.state_dict(keep_vars=True).items()}
-    convs = _as_tuple(first_conv if first_conv is not None else card.first_conv)
-    heads = _as_tuple(classifier if classifier is not None else card.classifier)
-    base = int(base_chans if base_chans is not None else (card.data.input_size[0] or 3))
 
-    if request.in_chans is not None:
-        for conv in convs:
+    if plan.in_chans is not None:
+        for conv in plan.first_conv:
             key = f"{conv}.weight"
             if key not in sd or key not in own or tuple(sd[key].shape) == own[key]:
                 continue
             try:
-                sd[key] = adapt_stem(int(request.in_chans), sd[key], base)
+                sd[key] = plan.adapt_stem(int(plan.in_chans), sd[key], plan.base_chans)
                 adapted_keys.append(key)
             except (CheckpointError, NotImplementedError, ValueError, AssertionError) as exc:
                 del sd[key]
                 reinit.append(key)
                 report.notes.append(f"{key}: pretrained stem not adaptable ({exc}); fresh init")
 
-    resized = head_resized
-    if resized is None:
-        resized = request.features_only or (
-            request.num_classes is not None and request.num_classes != card.num_classes
-        )
-    prefixes = tuple(f"{h}." for h in heads)
+    resized = plan.head_resized
+    file_offset = plan.file_offset
+    prefixes = tuple(f"{h}." for h in plan.classifier)
     for key in [k for k in sd if k.startswith(prefixes)]:
         value = sd[key]
         target = own.get(key)
@@ -169,8 +183,8 @@ def fit_state_dict(
         report=report,
         reinitialize=reinit,
         adapted=adapted_keys,
-        strict=request.strict if strict is None else strict,
-        name=card.name,
+        strict=plan.strict,
+        name=plan.name,
     )
 
 
@@ -265,14 +279,6 @@ def load_into(
     for key in sorted(materialized - set(own)):  # a non-persistent buffer left on meta
         report.notes.append(f"{key} was on the meta device and was re-initialised")
     report.unexpected.extend(unexpected)
-    return report
-
-
-def init_fresh(model: nn.Module, reinitialize: Iterable[str] = ()) -> LoadReport:
-    """Materialise a meta-built ``model`` with a fresh init (no weights requested)."""
-    materialize_(model)
-    report = LoadReport(notes=["random init (no weights requested)"])
-    report.reinitialized.extend(reinitialize)
     return report
 
 

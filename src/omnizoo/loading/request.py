@@ -6,11 +6,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CreateRequest", "OutIndices"]
+__all__ = ["CreateRequest", "OutIndices", "is_meta_device"]
 
 #: timm's meaning: None = every level; an int n = the last n levels; a sequence = those levels
 #: (negative indices count from the end).
 OutIndices = int | tuple[int, ...] | None
+
+
+def is_meta_device(device: Any) -> bool:
+    """Whether ``device`` is the meta device (``"meta"`` or ``torch.device("meta")``): the build
+    makes the architecture only and reads nothing. The one place this is decided."""
+    return device is not None and str(device) == "meta"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,11 @@ class CreateRequest:
     device: Any = None
     dtype: Any = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def on_meta(self) -> bool:
+        """Whether the model is to be built on the meta device (see :func:`is_meta_device`)."""
+        return is_meta_device(self.device)
 
     @property
     def has_weights(self) -> bool:

@@ -1,7 +1,7 @@
-"""State-dict and model surgery: a stem for ``in_chans``, a head for ``num_classes``.
+"""State-dict and model surgery: a stem for ``in_chans``, head tensors that do not fit.
 
 The *policy* (when to adapt, keep or re-initialise) is :mod:`omnizoo.loading.fit`; these are
-the mechanics it and the adapters use.
+the mechanics it and the adapters use. Heads (find, width, a new one) are :mod:`.heads`.
 """
 
 from __future__ import annotations
@@ -11,18 +11,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
+from .heads import set_submodule
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = [
-    "adapt_input_conv",
-    "drop_unfitting",
-    "replace_classifier",
-    "replace_first_conv",
-    "set_submodule",
-]
+__all__ = ["adapt_input_conv", "drop_unfitting", "replace_first_conv"]
 
 
 def adapt_input_conv(in_chans: int, weight: torch.Tensor, base_chans: int = 3) -> torch.Tensor:
@@ -52,12 +47,6 @@ def adapt_input_conv(in_chans: int, weight: torch.Tensor, base_chans: int = 3) -
         w = w.repeat(1, repeat, 1, 1)[:, :in_chans, :, :]
         w *= base_chans / float(in_chans)
     return w.to(dtype).contiguous()
-
-
-def set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, leaf = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    setattr(parent, leaf, module)
 
 
 def replace_first_conv(model: nn.Module, path: str, in_chans: int) -> list[str]:
@@ -108,48 +97,3 @@ def drop_unfitting(sd: dict[str, Any], model: nn.Module, heads: Iterable[str]) -
     for key in dropped:
         del sd[key]
     return dropped
-
-
-def replace_classifier(model: nn.Module, paths: Iterable[str], num_classes: int) -> list[str]:
-    """Swap each head module (Linear or 1x1 Conv2d) for a fresh one with ``num_classes`` outputs.
-
-    The new modules are created on the meta device; :func:`load_into` / :func:`materialize_`
-    initialise them (``reset_parameters``). ``num_classes=0`` replaces the head by Identity.
-    Returns the state-dict keys of the new heads.
-    """
-    import torch
-    from torch import nn
-
-    keys: list[str] = []
-    for path in paths:
-        old = model.get_submodule(path)
-        new: nn.Module
-        if num_classes == 0:
-            new = nn.Identity()
-        elif isinstance(old, nn.Linear):
-            new = nn.Linear(
-                old.in_features,
-                num_classes,
-                bias=old.bias is not None,
-                device=torch.device("meta"),
-                dtype=old.weight.dtype,
-            )
-        elif isinstance(old, nn.Conv2d):
-            conv: Any = nn.Conv2d
-            new = conv(
-                old.in_channels,
-                num_classes,
-                old.kernel_size,
-                stride=old.stride,
-                padding=old.padding,
-                bias=old.bias is not None,
-                device=torch.device("meta"),
-                dtype=old.weight.dtype,
-            )
-        else:
-            raise CheckpointError(
-                f"head {path} is a {type(old).__name__}; only Linear/Conv2d heads can be resized"
-            )
-        set_submodule(model, path, new)
-        keys.extend(f"{path}.{k}" for k, _ in new.named_parameters())
-    return keys

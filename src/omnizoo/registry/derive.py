@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
+from ..loading.heads import classifier_width
 from .card import GENERIC_LABELS, ModelCard, WeightsFile, format_of_name, is_classification
 
 __all__ = [
@@ -151,23 +152,7 @@ class Start:
 def head_size(model: Any, card: ModelCard) -> int | None:
     """The number of outputs of the model's classifier (the last of ``card.classifier`` that
     the model has; 0 for an ``Identity``), or None when it cannot be told."""
-    get = getattr(model, "get_submodule", None)
-    if get is None or not card.classifier:
-        return None
-    found: int | None = None
-    for path in card.classifier:
-        try:
-            module = get(path)
-        except (AttributeError, TypeError):
-            continue
-        size = getattr(module, "out_features", None)
-        if size is None:
-            size = getattr(module, "out_channels", None)
-        if size is None and type(module).__name__ == "Identity":
-            size = 0
-        if isinstance(size, int):
-            found = size
-    return found
+    return classifier_width(model, card.classifier)
 
 
 def count_params(model: Any) -> int | None:

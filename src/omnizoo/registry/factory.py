@@ -120,7 +120,7 @@ def create_model(
     resolved, request = adapter.resolve(card, request)
     card = get_card(resolved) if isinstance(resolved, str) else resolved
     adapter.check_request(card, request)  # fail before downloading, not after
-    on_meta = device is not None and str(device) == "meta"
+    on_meta = request.on_meta
     start = Start.random(card)
     if request.pretrained and not request.has_weights and not on_meta:
         if card.weights is None:
@@ -277,7 +277,7 @@ def _create_saved(
     adapter = get_adapter(base.source)
     adapter.check_request(base, request)
     model, report = adapter.create(base, request)
-    on_meta = device is not None and str(device) == "meta"
+    on_meta = request.on_meta
     if not on_meta and (device is not None or request.dtype is not None):
         model = _move(model, device, request.dtype)
     card = saved.card

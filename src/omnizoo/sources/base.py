@@ -126,8 +126,8 @@ class SourceAdapter(abc.ABC):
         """Build ``card``'s architecture and load ``request.weights_path`` into it, if given.
 
         Must honour ``num_classes``, ``in_chans``, ``strict``, ``device``/``dtype`` (at build
-        time) and ``features_only``/``out_indices`` (timm's meaning) through
-        :func:`omnizoo.loading.fit.fit_state_dict`, or raise
+        time) and ``features_only``/``out_indices`` (timm's meaning) through the build
+        skeleton (:func:`omnizoo.loading.build.build_model`), or raise
         :class:`~omnizoo.errors.UnsupportedError` naming the source. Returns an ``nn.Module``
         (or, for ONNX, a module-like object) in the mode upstream returns it (train).
         """

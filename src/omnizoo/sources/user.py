@@ -32,11 +32,12 @@ from typing import Any
 
 from ..data.config import DataConfig
 from ..errors import ConfigurationError, UnknownModelError, UnsupportedError
-from ..loading.fit import fit_state_dict, head_size
+from ..loading.build import Upstream, build_model
+from ..loading.fit import FitPlan, fit_state_dict
+from ..loading.heads import find_last_layer, replace_classifier
 from ..loading.meta import materialize_, meta_params
 from ..loading.report import LoadReport
 from ..loading.request import CreateRequest
-from ..loading.surgery import replace_classifier
 from ..registry.card import ModelCard
 from .base import SourceAdapter
 from .table import USER_SOURCE
@@ -171,8 +172,6 @@ class UserSource(SourceAdapter):
             )
 
     def create(self, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
-        import torch
-
         self.check_request(card, request)
         with _lock:
             entry = _entries.get(card.arch)
@@ -182,37 +181,41 @@ class UserSource(SourceAdapter):
                 message=f"{card.name} is not registered in this process (register_model runs in "
                 "the process that uses it; import the module that registers it)",
             )
-        wanted = request.num_classes
-        if request.device is not None and str(request.device) == "meta":
-            with meta_params(), torch.device("meta"):
-                model = _build(entry, card, wanted, request)
-            return model, LoadReport(notes=["device='meta': architecture only, nothing loaded"])
-        if not request.has_weights:
-            model = _build(entry, card, wanted, request)
-            return model, LoadReport(notes=["random init (no weights requested)"])
-        path = request.weights_path
-        sd = request.read_weights()
-        with meta_params():
-            model = _build(entry, card, None, request)
-        heads = card.classifier or _find_head(model)
-        n = head_size(card, request, sd, classifier=heads)
-        reinit: list[str] = []
-        if n is not None and n != card.num_classes:
+        return build_model(card, request, _UserUpstream(card, request, entry))
+
+
+class _UserUpstream(Upstream):
+    """The registered builder (passed only the keywords it accepts); a head of another size
+    by rebuilding with ``num_classes`` when it takes it, else by replacing the head layer."""
+
+    def __init__(self, card: ModelCard, request: CreateRequest, entry: _Entry) -> None:
+        super().__init__(card, request)
+        self.entry = entry
+        self.template: Any = None  # the model built with the card's head (weights branch)
+        self.heads: tuple[str, ...] = ()
+
+    def build(self, num_classes: int | None) -> Any:
+        return _build(self.entry, self.card, num_classes, self.request)
+
+    def classifier(self) -> tuple[str, ...]:
+        if not self.heads:
             with meta_params():
-                if _accepts(entry.builder, "num_classes"):
-                    model = _build(entry, card, n, request)
+                self.template = self.build(None)
+            self.heads = tuple(self.card.classifier or find_last_layer(self.template))
+        return self.heads
+
+    def load(
+        self, state_dict: dict[str, Any], plan: FitPlan, report: LoadReport
+    ) -> tuple[Any, LoadReport]:
+        model, heads, n = self.template, self.classifier(), plan.num_classes
+        reinit: list[str] = []
+        if n is not None and n != self.card.num_classes:
+            with meta_params():
+                if _accepts(self.entry.builder, "num_classes"):
+                    model = self.build(n)
                 else:
                     reinit = replace_classifier(model, heads, n)
-        report = fit_state_dict(
-            model,
-            sd,
-            card,
-            request,
-            report=LoadReport(source_file=str(path) if path is not None else None),
-            classifier=heads,
-            reinitialize=reinit,
-        )
-        return model, report
+        return model, fit_state_dict(model, state_dict, plan.replace(reinitialize=reinit), report)
 
 
 def _accepts(builder: Callable[..., Any], keyword: str) -> bool:
@@ -241,22 +244,6 @@ def _build(entry: _Entry, card: ModelCard, num_classes: int | None, request: Cre
         ) from exc
     if n != card.num_classes and "num_classes" not in kwargs:
         with meta_params():
-            replace_classifier(model, card.classifier or _find_head(model), n)
+            replace_classifier(model, card.classifier or find_last_layer(model), n)
         materialize_(model)
     return model
-
-
-def _find_head(model: Any) -> tuple[str, ...]:
-    """The last Linear/Conv2d of the model (the classifier, when the card names none)."""
-    from torch import nn
-
-    last = None
-    for path, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            last = path
-    if last is None:
-        raise UnsupportedError(
-            f"{type(model).__name__} has no Linear/Conv2d layer to use as its classifier; "
-            "register the model with classifier='...'"
-        )
-    return (last,)

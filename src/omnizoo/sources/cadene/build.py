@@ -1,4 +1,5 @@
-"""Building Cadene models and fitting verified files into them.
+"""Building Cadene models and fitting verified files into them, through the build skeleton
+(:func:`~omnizoo.loading.build.build_model`).
 
 Steps: build ``pretrainedmodels.<arch>(num_classes, pretrained=None)`` (on the meta device when
 weights will be loaded), fix the upstream quirks, read the checkpoint safely, rename
@@ -11,11 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import CheckpointError, UnsupportedError
-from ...loading.fit import fit_state_dict, head_size
+from ...loading.build import Upstream, build_model
+from ...loading.fit import FitPlan, fit_state_dict
+from ...loading.heads import head_width, replace_classifier
 from ...loading.meta import materialize_, meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
-from ...loading.surgery import replace_classifier, replace_first_conv
+from ...loading.surgery import replace_first_conv
 from ...registry.card import ModelCard
 from .upstream import (
     build_upstream,
@@ -46,96 +49,88 @@ def check_request(card: ModelCard, request: CreateRequest) -> None:
 def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
     """See :meth:`omnizoo.sources.base.SourceAdapter.create`."""
     check_request(card, request)
-    pm = import_pretrainedmodels()
-    arch = card.arch
-    built = int(card.num_classes)
-    head = card.classifier[0] if card.classifier else "last_linear"
-    stem = str(card.first_conv)
-    in_chans = request.in_chans if request.in_chans not in (None, 3) else None
+    return build_model(card, request, _CadeneUpstream(card, request))
 
-    if request.device is not None and str(request.device) == "meta":
-        import torch
 
-        classes = _classes(request.num_classes, built)
-        with meta_params(), torch.device("meta"):
-            model = build_upstream(pm, arch, classes)
-            if in_chans is not None:
-                replace_first_conv(model, stem, in_chans)
-            if _head_size(model, head) not in (None, classes):
-                # the torchvision-backed builders ignore num_classes without weights
-                replace_classifier(model, [head], classes)
+class _CadeneUpstream(Upstream):
+    """``pretrainedmodels.<arch>(num_classes, pretrained=None)``; torchvision-format keys
+    renamed; a stem for ``in_chans`` and a head for ``num_classes`` swapped on the meta device
+    (the torchvision-backed builders ignore ``num_classes`` without weights)."""
+
+    def __init__(self, card: ModelCard, request: CreateRequest) -> None:
+        super().__init__(card, request)
+        self.pm = import_pretrainedmodels()
+        self.built = int(card.num_classes)
+        self.head = card.classifier[0] if card.classifier else "last_linear"
+        self.stem = str(card.first_conv)
+        self.in_chans = request.in_chans if request.in_chans not in (None, 3) else None
+        self.template: Any = None
+
+    def build(self, num_classes: int | None) -> Any:
+        return build_upstream(
+            self.pm, self.card.arch, self.built if num_classes is None else num_classes
+        )
+
+    def _reshape(self, model: Any, classes: int) -> list[str]:
+        """Swap the stem and the head for the request (inside meta_params); their new keys."""
+        keys: list[str] = []
+        if self.in_chans is not None:
+            keys.extend(replace_first_conv(model, self.stem, self.in_chans))
+        if head_width(model, self.head) not in (None, classes):
+            keys.extend(replace_classifier(model, [self.head], classes))
+        return keys
+
+    def build_meta(self) -> Any:
+        classes = self.built if self.request.num_classes is None else self.request.num_classes
+        model = self.build(classes)
+        self._reshape(model, classes)
         model.num_classes = classes
-        report = LoadReport(notes=["device='meta': architecture only, nothing loaded"])
-    elif not request.has_weights:
+        return model
+
+    def build_random(self, report: LoadReport) -> Any:
         # upstream's own random init, draw for draw
-        classes = _classes(request.num_classes, built)
-        model = build_upstream(pm, arch, classes)
-        report = LoadReport(notes=["random init (no weights requested)"])
+        classes = self.built if self.request.num_classes is None else self.request.num_classes
+        model = self.build(classes)
         with meta_params():
-            if in_chans is not None:
-                report.reinitialized.extend(replace_first_conv(model, stem, in_chans))
-            if _head_size(model, head) not in (None, classes):
-                # the torchvision-backed builders ignore num_classes without weights
-                report.reinitialized.extend(replace_classifier(model, [head], classes))
+            report.reinitialized.extend(self._reshape(model, classes))
         materialize_(model)
         model.num_classes = classes
-    else:
-        model, report = _pretrained(pm, card, request, built, head, stem, in_chans)
-    fix_quirks(arch, model)
-    if report.source_file and arch == "inceptionv3":
-        report.notes.append("inceptionv3: aux head loaded but off (model.aux_logits=False)")
-    return model, report
+        return model
 
+    def translate(self, state_dict: dict[str, Any], report: LoadReport) -> dict[str, Any]:
+        with meta_params():
+            self.template = self.build(None)
+        keys = set(self.template.state_dict().keys())
+        return translate_checkpoint_keys(self.card.arch, state_dict, keys)
 
-def _head_size(model: Any, head: str) -> int | None:
-    try:
-        module = model.get_submodule(head)
-    except AttributeError:
-        return None
-    size = getattr(module, "out_features", None) or getattr(module, "out_channels", None)
-    return int(size) if size is not None else None
+    def classifier(self) -> tuple[str, ...]:
+        return (self.head,)
 
+    def file_offset(self) -> int:
+        rows_in_file = int(self.card.extra.get("rows_in_file", self.built))
+        return max(0, rows_in_file - self.built)
 
-def _classes(requested: int | None, built: int) -> int:
-    return built if requested is None else requested
+    def load(
+        self, state_dict: dict[str, Any], plan: FitPlan, report: LoadReport
+    ) -> tuple[Any, LoadReport]:
+        model = self.template
+        num_classes = plan.num_classes
+        reinit: list[str] = []
+        with meta_params():
+            if self.in_chans is not None:
+                replace_first_conv(model, self.stem, self.in_chans)
+            if num_classes is not None and num_classes != self.built:
+                reinit = replace_classifier(model, [self.head], num_classes)
+        report = fit_state_dict(model, state_dict, plan.replace(reinitialize=reinit), report)
+        model.num_classes = self.built if num_classes is None else num_classes
+        _set_upstream_attributes(model, self.card)
+        return model, report
 
-
-def _pretrained(
-    pm: Any,
-    card: ModelCard,
-    request: CreateRequest,
-    built: int,
-    head: str,
-    stem: str,
-    in_chans: int | None,
-) -> tuple[Any, LoadReport]:
-    path = request.weights_path
-    sd = request.read_weights()
-    with meta_params():
-        model = build_upstream(pm, card.arch, built)
-    sd = translate_checkpoint_keys(card.arch, sd, set(model.state_dict().keys()))
-    rows_in_file = int(card.extra.get("rows_in_file", built))
-    file_offset = max(0, rows_in_file - built)
-    num_classes = head_size(card, request, sd, classifier=head, file_offset=file_offset)
-    reinit: list[str] = []
-    with meta_params():
-        if in_chans is not None:
-            replace_first_conv(model, stem, in_chans)
-        if num_classes is not None and num_classes != built:
-            reinit = replace_classifier(model, [head], num_classes)
-    report = fit_state_dict(
-        model,
-        sd,
-        card,
-        request,
-        report=LoadReport(source_file=str(path) if path is not None else None),
-        classifier=(head,),
-        file_offset=file_offset,
-        reinitialize=reinit,
-    )
-    model.num_classes = _classes(num_classes, built)
-    _set_upstream_attributes(model, card)
-    return model, report
+    def finish(self, model: Any, report: LoadReport) -> Any:
+        fix_quirks(self.card.arch, model)
+        if report.source_file and self.card.arch == "inceptionv3":
+            report.notes.append("inceptionv3: aux head loaded but off (model.aux_logits=False)")
+        return model
 
 
 def _set_upstream_attributes(model: Any, card: ModelCard) -> None:

@@ -1,15 +1,17 @@
-"""Building lukemelas EfficientNets and fitting verified files into them; ``features_only``."""
+"""Building lukemelas EfficientNets and fitting verified files into them (through the build
+skeleton, :func:`~omnizoo.loading.build.build_model`); ``features_only``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ...errors import UnsupportedError
-from ...loading.fit import fit_state_dict, head_size
+from ...loading.build import Upstream, build_model
+from ...loading.fit import FitPlan, fit_state_dict
+from ...loading.heads import replace_classifier
 from ...loading.meta import meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
-from ...loading.surgery import adapt_input_conv, replace_classifier
 from ...registry.card import ModelCard
 from ..features import FeatureInfo, take_indices
 from .cards import override_params
@@ -22,49 +24,53 @@ DEFAULT_OUT_INDICES = (0, 1, 2, 3, 4)
 
 def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
     """See :meth:`omnizoo.sources.base.SourceAdapter.create`."""
-    import torch
-    from efficientnet_pytorch import EfficientNet
+    return build_model(card, request, _EfficientNetUpstream(card, request))
 
-    params = override_params(request.kwargs)
-    params.setdefault("image_size", int(card.extra.get("resolution", card.data.input_size[1])))
-    in_chans = request.in_chans if request.in_chans not in (None, 3) else None
-    meta_device = request.device is not None and str(request.device) == "meta"
-    if meta_device or not request.has_weights:
-        classes = request.num_classes if request.num_classes is not None else 1000
-        if meta_device:
-            with meta_params(), torch.device("meta"):
-                model = _build(EfficientNet, card, classes, params, in_chans)
-            report = LoadReport(notes=["device='meta': architecture only, nothing loaded"])
-        else:  # upstream's own random init, draw for draw
-            model = _build(EfficientNet, card, classes, params, in_chans)
-            report = LoadReport(notes=["random init (no weights requested)"])
-    else:
-        path = request.weights_path
-        sd = request.read_weights()
-        num_classes = head_size(card, request, sd, classifier="_fc")
+
+class _EfficientNetUpstream(Upstream):
+    """``EfficientNet.from_name`` with upstream's own stem for ``in_chans``; a new ``_fc`` for
+    ``num_classes``; :func:`features_model` for ``features_only``."""
+
+    def __init__(self, card: ModelCard, request: CreateRequest) -> None:
+        from efficientnet_pytorch import EfficientNet
+
+        super().__init__(card, request)
+        self.cls = EfficientNet
+        self.params = override_params(request.kwargs)
+        self.params.setdefault(
+            "image_size", int(card.extra.get("resolution", card.data.input_size[1]))
+        )
+        self.in_chans = request.in_chans if request.in_chans not in (None, 3) else None
+
+    def build(self, num_classes: int | None) -> Any:
+        classes = 1000 if num_classes is None else num_classes
+        return _build(self.cls, self.card, classes, self.params, self.in_chans)
+
+    def sizing_classifier(self) -> tuple[str, ...]:
+        return ("_fc",)
+
+    def load(
+        self, state_dict: dict[str, Any], plan: FitPlan, report: LoadReport
+    ) -> tuple[Any, LoadReport]:
+        num_classes = plan.num_classes
         with meta_params():
             # upstream's own stem constructor (Conv2dStaticSamePadding); fit adapts the
             # pretrained stem weight (upstream would leave the new stem randomly initialised)
-            model = _build(EfficientNet, card, 1000, params, in_chans)
+            model = self.build(1000)
             reinit: list[str] = []
             if num_classes is not None and num_classes != 1000:
                 reinit = replace_classifier(model, ["_fc"], num_classes)
                 model._global_params = model._global_params._replace(num_classes=num_classes)
-        report = fit_state_dict(
-            model,
-            sd,
-            card,
-            request,
-            report=LoadReport(source_file=str(path) if path is not None else None),
-            adapt_stem=adapt_input_conv,
-            reinitialize=reinit,
-        )
+        report = fit_state_dict(model, state_dict, plan.replace(reinitialize=reinit), report)
         model.num_classes = num_classes if num_classes is not None else 1000
-    if request.features_only:
-        model = features_model(model, card, request.out_indices)
-    elif request.out_indices is not None:
-        raise UnsupportedError("out_indices= needs features_only=True")
-    return model, report
+        return model, report
+
+    def finish(self, model: Any, report: LoadReport) -> Any:
+        if self.request.features_only:
+            return features_model(model, self.card, self.request.out_indices)
+        if self.request.out_indices is not None:
+            raise UnsupportedError("out_indices= needs features_only=True")
+        return model
 
 
 def _build(cls: Any, card: ModelCard, classes: int, params: dict[str, Any], in_chans: Any) -> Any:

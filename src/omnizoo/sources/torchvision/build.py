@@ -1,5 +1,7 @@
-"""Building torchvision models: the real builder with the real Weights member, parameters on
-the meta device, omnizoo's verified bytes fitted by :func:`~omnizoo.loading.fit.fit_state_dict`.
+"""Building torchvision models through the build skeleton
+(:func:`~omnizoo.loading.build.build_model`): the real builder with the real Weights member,
+parameters on the meta device, omnizoo's verified bytes fitted by
+:func:`~omnizoo.loading.fit.fit_state_dict`.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ...errors import CheckpointError, UnsupportedError
-from ...loading.fit import check_strict, fit_state_dict, head_size
+from ...loading.build import Upstream, build_model
+from ...loading.fit import FitPlan, check_strict, fit_state_dict
+from ...loading.heads import replace_classifier
 from ...loading.meta import materialize_, meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
-from ...loading.surgery import replace_classifier, replace_first_conv
+from ...loading.surgery import replace_first_conv
 from ...registry.card import ModelCard
 from .features import feature_extractor
 from .heads import transplant_heads, user_checkpoint_with_classes
@@ -37,146 +41,133 @@ def check_request(card: ModelCard, request: CreateRequest) -> None:
 def create(card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
     """See :meth:`omnizoo.sources.base.SourceAdapter.create`."""
     check_request(card, request)
-    models = tvm()
-    builder = models.get_model_builder(card.arch)
-    weights = models.get_model_weights(card.arch)[card.tag] if card.tag else None
-    kwargs = dict(request.kwargs)
-    quantized = card.task == "quantized_classification"
-    if quantized and weights is not None and request.has_weights:
-        kwargs.setdefault("quantize", True)  # the quantized Weights enum needs it
-    if _is_meta(request.device):
-        model, report = _on_meta_device(card, request, builder, kwargs)
-    elif not request.has_weights:
-        model, report = _random_init(card, request, builder, kwargs)
-    else:
-        model, report = _pretrained(card, request, builder, weights, kwargs, quantized)
-    if request.features_only:
-        model = feature_extractor(model, card, request.out_indices)
-    return model, report
+    return build_model(card, request, _TorchvisionUpstream(card, request))
 
 
-def _is_meta(device: Any) -> bool:
-    return device is not None and str(device) == "meta"
+class _TorchvisionUpstream(Upstream):
+    """torchvision's own builder, called with its real Weights member (so every
+    weights-dependent choice it makes is kept) while :func:`weights_hooks` hands it omnizoo's
+    verified bytes; a stem for ``in_chans``; a head for ``num_classes`` (classification), or a
+    transplanted one (detection, segmentation, video)."""
 
+    def __init__(self, card: ModelCard, request: CreateRequest) -> None:
+        super().__init__(card, request)
+        models = tvm()
+        self.builder = models.get_model_builder(card.arch)
+        self.weights = models.get_model_weights(card.arch)[card.tag] if card.tag else None
+        self.kwargs = dict(request.kwargs)
+        self.quantized = card.task == "quantized_classification"
+        if self.quantized and self.weights is not None and request.has_weights:
+            self.kwargs.setdefault("quantize", True)  # the quantized Weights enum needs it
 
-def _on_meta_device(
-    card: ModelCard, request: CreateRequest, builder: Any, kwargs: dict[str, Any]
-) -> tuple[Any, LoadReport]:
-    """``device="meta"``: the architecture only, every tensor on meta; nothing is read."""
-    import torch
+    def build_meta(self) -> Any:
+        card, request, kwargs = self.card, self.request, self.kwargs
+        if request.num_classes is not None:
+            kwargs["num_classes"] = request.num_classes
+        with quiet(), weights_hooks(skip_loads=True):
+            model = self.builder(weights=None, **kwargs)
+            if request.in_chans not in (None, 3):
+                _require(card.first_conv, card, "in_chans")
+                replace_first_conv(model, str(card.first_conv), int(request.in_chans or 3))
+                _no_transform_input(model)
+        if request.features_only:
+            raise UnsupportedError(
+                f"{card.name}: features_only needs real tensors, not device='meta'"
+            )
+        return model
 
-    if request.num_classes is not None:
-        kwargs["num_classes"] = request.num_classes
-    with meta_params(), torch.device("meta"), quiet(), weights_hooks(skip_loads=True):
-        model = builder(weights=None, **kwargs)
+    def build_random(self, report: LoadReport) -> Any:
+        """Upstream's own init, draw for draw (a seeded build equals torchvision's); a default
+        ``weights_backbone`` is fetched through the verified cache, as torchvision would."""
+        card, request, kwargs = self.card, self.request, self.kwargs
+        if request.num_classes is not None:
+            kwargs["num_classes"] = request.num_classes
+        with quiet(), weights_hooks():
+            model = self.builder(weights=None, **kwargs)
         if request.in_chans not in (None, 3):
             _require(card.first_conv, card, "in_chans")
-            replace_first_conv(model, str(card.first_conv), int(request.in_chans or 3))
+            with meta_params():
+                keys = replace_first_conv(model, str(card.first_conv), int(request.in_chans or 3))
+            materialize_(model)
+            report.reinitialized.extend(keys)
             _no_transform_input(model)
-    if request.features_only:
-        raise UnsupportedError(f"{card.name}: features_only needs real tensors, not device='meta'")
-    return model, LoadReport(notes=["device='meta': architecture only, nothing loaded"])
+        return model
 
+    def sizing_classifier(self) -> tuple[str, ...]:
+        return tuple(self.card.classifier[-1:])
 
-def _random_init(
-    card: ModelCard, request: CreateRequest, builder: Any, kwargs: dict[str, Any]
-) -> tuple[Any, LoadReport]:
-    """Upstream's own init, draw for draw (a seeded build equals torchvision's); a default
-    ``weights_backbone`` is fetched through the verified cache, as torchvision would load it."""
-    if request.num_classes is not None:
-        kwargs["num_classes"] = request.num_classes
-    with quiet(), weights_hooks():
-        model = builder(weights=None, **kwargs)
-    report = LoadReport(notes=["random init (no weights requested)"])
-    if request.in_chans not in (None, 3):
-        _require(card.first_conv, card, "in_chans")
-        with meta_params():
-            keys = replace_first_conv(model, str(card.first_conv), int(request.in_chans or 3))
-        materialize_(model)
-        report.reinitialized.extend(keys)
-        _no_transform_input(model)
-    return model, report
-
-
-def _pretrained(
-    card: ModelCard,
-    request: CreateRequest,
-    builder: Any,
-    weights: Any,
-    kwargs: dict[str, Any],
-    quantized: bool,
-) -> tuple[Any, LoadReport]:
-    path = request.weights_path
-    state_dict = request.read_weights()
-    report = LoadReport(source_file=str(path) if path is not None else None)
-    num_classes = head_size(card, request, state_dict, classifier=card.classifier[-1:])
-    want_head = num_classes is not None and num_classes != card.num_classes
-    want_stem = request.in_chans not in (None, 3)
-    transplant = False  # a new class-count head for a detection/segmentation/video model
-    if (want_head or want_stem) and card.task != "classification":
-        if want_stem or not card.num_classes or quantized:
-            raise UnsupportedError(
-                f"{card.name}: in_chans with pretrained weights is supported for torchvision "
-                f"classification models, not {card.task}; build with pretrained=False and "
-                "load your own weights"
-                if want_stem
-                else f"{card.name}: a {card.task} model has no class head to resize "
-                f"(num_classes={num_classes})"
-            )
-        if request.user_checkpoint:
-            # The user's file was trained with num_classes outputs: build that model.
-            model = user_checkpoint_with_classes(
-                card, request, builder, kwargs, state_dict, int(num_classes or 0), report
-            )
-            return model, report
-        transplant, want_head = True, False
-    if want_head:
-        _require(card.classifier, card, "num_classes")
-    if want_stem:
-        _require(card.first_conv, card, "in_chans")
-
-    def load(model: nn.Module, sd: dict[str, Any]) -> None:
-        reinit: list[str] = []
-        if want_stem:
-            with meta_params():
-                replace_first_conv(model, str(card.first_conv), int(request.in_chans or 3))
+    def load(
+        self, state_dict: dict[str, Any], plan: FitPlan, report: LoadReport
+    ) -> tuple[Any, LoadReport]:
+        card, request, kwargs = self.card, self.request, self.kwargs
+        builder, weights, quantized = self.builder, self.weights, self.quantized
+        num_classes = plan.num_classes
+        want_head = num_classes is not None and num_classes != card.num_classes
+        want_stem = request.in_chans not in (None, 3)
+        transplant = False  # a new class-count head for a detection/segmentation/video model
+        if (want_head or want_stem) and card.task != "classification":
+            if want_stem or not card.num_classes or quantized:
+                raise UnsupportedError(
+                    f"{card.name}: in_chans with pretrained weights is supported for "
+                    f"torchvision classification models, not {card.task}; build with "
+                    "pretrained=False and load your own weights"
+                    if want_stem
+                    else f"{card.name}: a {card.task} model has no class head to resize "
+                    f"(num_classes={num_classes})"
+                )
+            if request.user_checkpoint:
+                # The user's file was trained with num_classes outputs: build that model.
+                model = user_checkpoint_with_classes(
+                    card, request, builder, kwargs, state_dict, int(num_classes or 0), report
+                )
+                return model, report
+            transplant, want_head = True, False
         if want_head:
-            present = [h for h in card.classifier if _has_module(model, h)]
-            with meta_params():
-                reinit = replace_classifier(model, present, int(num_classes or 0))
-        if quantized:  # packed quantized params cannot be assigned: a plain copy load
-            _copy_load(model, sd, report, request, card)
-            return
-        fit_state_dict(model, sd, card, request, report=report, reinitialize=reinit)
+            _require(card.classifier, card, "num_classes")
+        if want_stem:
+            _require(card.first_conv, card, "in_chans")
 
-    def build(meta: bool) -> tuple[Any, list[bool]]:
-        ctx = meta_params() if meta else contextlib.nullcontext()
-        if weights is None:  # a user checkpoint for a builder without published weights
-            with ctx, quiet(), weights_hooks():
-                built = builder(weights=None, **kwargs)
-            load(built, state_dict)
-            return built, [True]
-        with weights_hooks(weights, state_dict, load) as seen, ctx, quiet():
-            built = builder(weights=weights, **kwargs)
-        return built, seen
+        def load(model: nn.Module, sd: dict[str, Any]) -> None:
+            reinit: list[str] = []
+            if want_stem:
+                with meta_params():
+                    replace_first_conv(model, str(card.first_conv), int(request.in_chans or 3))
+            if want_head:
+                present = [h for h in card.classifier if _has_module(model, h)]
+                with meta_params():
+                    reinit = replace_classifier(model, present, int(num_classes or 0))
+            if quantized:  # packed quantized params cannot be assigned: a plain copy load
+                _copy_load(model, sd, report, plan)
+                return
+            fit_state_dict(model, sd, plan.replace(reinitialize=reinit), report)
 
-    model, seen = meta_or_real(build, meta=not quantized)
-    if not seen:
-        raise CheckpointError(f"torchvision's {card.arch} builder did not load weights")
-    if want_stem:
-        _no_transform_input(model)
-    if transplant:
-        model = transplant_heads(model, card, builder, kwargs, int(num_classes or 0), report)
-    return model, report
+        def build(meta: bool) -> tuple[Any, list[bool]]:
+            ctx = meta_params() if meta else contextlib.nullcontext()
+            if weights is None:  # a user checkpoint for a builder without published weights
+                with ctx, quiet(), weights_hooks():
+                    built = builder(weights=None, **kwargs)
+                load(built, state_dict)
+                return built, [True]
+            with weights_hooks(weights, state_dict, load) as seen, ctx, quiet():
+                built = builder(weights=weights, **kwargs)
+            return built, seen
+
+        model, seen = meta_or_real(build, meta=not quantized)
+        if not seen:
+            raise CheckpointError(f"torchvision's {card.arch} builder did not load weights")
+        if want_stem:
+            _no_transform_input(model)
+        if transplant:
+            model = transplant_heads(model, card, builder, kwargs, int(num_classes or 0), report)
+        return model, report
+
+    def finish(self, model: Any, report: LoadReport) -> Any:
+        if self.request.features_only:
+            return feature_extractor(model, self.card, self.request.out_indices)
+        return model
 
 
-def _copy_load(
-    model: nn.Module,
-    sd: dict[str, Any],
-    report: LoadReport,
-    request: CreateRequest,
-    card: ModelCard,
-) -> None:
+def _copy_load(model: nn.Module, sd: dict[str, Any], report: LoadReport, plan: FitPlan) -> None:
     plain: dict[str, Any] = OrderedDict(sd)
     if getattr(sd, "_metadata", None) is not None:
         plain._metadata = sd._metadata  # type: ignore[attr-defined]
@@ -184,7 +175,7 @@ def _copy_load(
     missing = list(result.missing_keys)
     unexpected = list(result.unexpected_keys)
     check_strict(
-        LoadReport(missing=missing, unexpected=unexpected), strict=request.strict, name=card.name
+        LoadReport(missing=missing, unexpected=unexpected), strict=plan.strict, name=plan.name
     )
     report.missing.extend(missing)
     report.unexpected.extend(unexpected)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...data.config import DataConfig
+from ...loading.heads import find_layers_of_width
 from ...loading.meta import meta_params
 from ...registry.card import ModelCard, WeightsFile
 from ...weights.hashing import parse_hash_prefix
@@ -244,10 +245,4 @@ def _stem_and_heads(arch: str, task: str) -> tuple[str | None, tuple[str, ...]]:
         (n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.in_channels == 3),
         None,
     )
-    heads = tuple(
-        n
-        for n, m in model.named_modules()
-        if (isinstance(m, nn.Linear) and m.out_features == 1000)
-        or (isinstance(m, nn.Conv2d) and m.out_channels == 1000)
-    )
-    return conv, heads
+    return conv, find_layers_of_width(model, 1000)

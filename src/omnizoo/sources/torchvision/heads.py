@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import UnsupportedError
 from ...loading.fit import load_into
+from ...loading.heads import set_submodule
 from ...loading.meta import meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
@@ -164,8 +165,7 @@ def transplant_heads(
                     value.copy_(kept)
                 else:
                     fresh.append(f"{path}.{key}")
-            parent, _, leaf = path.rpartition(".")
-            setattr(model.get_submodule(parent) if parent else model, leaf, head)
+            set_submodule(model, path, head)
     fresh_set = set(fresh)
     report.loaded[:] = [k for k in report.loaded if k not in fresh_set]
     report.reinitialized.extend(fresh)
