@@ -230,16 +230,21 @@ def test_every_entry_point_names_a_head_of_another_width_the_same(
     assert named == {i: f"class_{i}" for i in range(3)}
 
 
-def test_a_head_the_card_cannot_see_is_named_by_the_same_fallback() -> None:
-    """A head replaced by a Sequential: the Predictor learns the width at its first forward
-    pass and names the outputs as everything else does. Before: "0", "1", "2"."""
+def test_a_head_replaced_by_a_sequential_is_named_by_the_same_fallback(tmp_path: Path) -> None:
+    """A head replaced by a Sequential(Dropout, Linear): its width is its last layer's, so
+    get_labels, the card, the Predictor and an ONNX export all say 3 classes named
+    ``class_i``. Before: get_labels gave ImageNet's 1000 names and the export claimed 1000."""
     torch.manual_seed(0)
     model = create_model("torchvision:resnet18")
     model.fc = nn.Sequential(nn.Dropout(0.2), nn.Linear(512, 3))
+    assert get_labels(model) == generic_labels(3)
+    assert omnizoo.get_card(model).num_classes == 3
     p = Predictor(model, device="cpu", backend="torch")
     top = p.predict(CAT, topk=3)[0]
     assert p.labels == generic_labels(3) == labels_for(model, 3)
     assert sorted(q.label for q in top) == generic_labels(3)
+    path = omnizoo.export_onnx(model, tmp_path / "seq.onnx", input_size=64)
+    assert omnizoo.read_card(path).num_classes == 3
 
 
 def test_the_predictor_falls_back_to_class_i_when_the_width_differs() -> None:

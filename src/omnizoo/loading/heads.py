@@ -219,8 +219,9 @@ def _dedupe(paths: Any) -> list[str]:
 
 
 def head_width(model: Any, path: str) -> int | None:
-    """The number of outputs of the layer at ``path`` (``out_features``/``out_channels``; 0 for
-    an ``Identity``), or None when the model has no such layer or its width cannot be told."""
+    """The number of outputs of the layer at ``path`` (``out_features``/``out_channels``, of
+    its last such layer for a ``Sequential``; 0 for an ``Identity``), or None when the model has
+    no such layer or its width cannot be told."""
     get = getattr(model, "get_submodule", None)
     if get is None:
         return None
@@ -228,11 +229,23 @@ def head_width(model: Any, path: str) -> int | None:
         module = get(path)
     except (AttributeError, TypeError):
         return None
+    size = _width(module)
+    if size is None and type(module).__name__ == "Sequential":
+        # a head replaced by hand as Sequential(Dropout, Linear(512, 3)): its last layer
+        # that has a width is what the model outputs
+        for child in reversed(list(module.children())):
+            size = _width(child)
+            if size is not None:
+                break
+    if size is None and type(module).__name__ == "Identity":
+        size = 0
+    return size
+
+
+def _width(module: Any) -> int | None:
     size = getattr(module, "out_features", None)
     if size is None:
         size = getattr(module, "out_channels", None)
-    if size is None and type(module).__name__ == "Identity":
-        size = 0
     return size if isinstance(size, int) else None
 
 
