@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,6 +151,7 @@ def test_gzip_that_does_not_decode_is_a_download_error(
 
 
 # -- the total deadline ----------------------------------------------------------------------
+@pytest.mark.timeout(60)
 def test_trickling_server_hits_the_total_deadline(
     fast: Path, weight_server: WeightServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,10 +161,10 @@ def test_trickling_server_hits_the_total_deadline(
     settings.reset()
     assert settings.get_settings().download_timeout == 2.0
     url = weight_server.add("/models/slow.bin", DATA[:100], trickle=1.0)
-    t0 = time.monotonic()
+    # No wall-clock assertion (a loaded machine stretches any): the error names the deadline
+    # that ended it, the body (100 s at this pace) never completed, and the test's own
+    # timeout would catch a download that never ends.
     with pytest.raises(DownloadError, match=r"timed out.*OMNIZOO_DOWNLOAD_TIMEOUT=2s") as info:
         download_weights(url)
-    elapsed = time.monotonic() - t0
-    assert 1.9 < elapsed < 5.0, elapsed
     assert info.value.url == url
     assert_nothing_cached(fast)
