@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -132,21 +131,25 @@ def test_first_run_on_an_empty_home_is_instant(tmp_path: Path) -> None:
     env = {"OMNIZOO_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
     if os.environ.get("PYTHONPATH"):
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    start = time.perf_counter()
+    # What makes a first listing slow is a card-index build (about 30 s) or importing torch
+    # or a source library; both are checked directly instead of timing a loaded machine
+    # (benchmarks/bench_listing.py measures the time).
+    probe = (
+        "import sys; from omnizoo.cli.main import main; rc = main(['list']); "
+        "heavy = sorted(m for m in ('torch', 'timm', 'torchvision', 'onnxruntime') "
+        "if m in sys.modules); print('HEAVY', heavy, file=sys.stderr); sys.exit(rc)"
+    )
     out = subprocess.run(
-        [sys.executable, "-m", "omnizoo.cli.main", "list"],
+        [sys.executable, "-c", probe],
         capture_output=True,
         text=True,
         check=True,
         env=env,
     )
-    elapsed = time.perf_counter() - start
     names = out.stdout.split()
     assert len(names) == sum(len(read_json_entries(s)) for s in SOURCES)
     assert "building" not in out.stderr, out.stderr
-    # the goal is < 1 s (benchmarks/bench_listing.py reports it); 2.5 s leaves room for a
-    # loaded machine while still catching a build (about 30 s) or a torch import
-    assert elapsed < 2.5, elapsed
+    assert "HEAVY []" in out.stderr, out.stderr
 
 
 def read_json_entries(source: str) -> set[str]:
