@@ -83,8 +83,7 @@ def _urllib_plain(url: str, dst: Path) -> None:
 
 
 def _omnizoo(url: str, home: Path) -> Path:
-    from omnizoo import settings
-    from omnizoo.weights.download import download_weights
+    from omnizoo import download_weights, settings
 
     with settings.override(home=home, progress=False):
         return download_weights(url)
@@ -93,7 +92,7 @@ def _omnizoo(url: str, home: Path) -> Path:
 def _concurrent_child(url: str, home: str) -> None:
     os.environ["OMNIZOO_HOME"] = home
     os.environ["OMNIZOO_PROGRESS"] = "0"
-    from omnizoo.weights.download import download_weights
+    from omnizoo import download_weights
 
     download_weights(url)
 

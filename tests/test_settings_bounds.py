@@ -53,7 +53,7 @@ def test_in_range_numbers_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     s = settings.get_settings()
     assert (s.retries, s.backoff, s.read_timeout, s.download_timeout) == (100, 300.0, 3600.0, 90)
     # the waiters' stall rule stays computable and never exceeds the total deadline
-    from omnizoo.weights.download import stall_timeout
+    from omnizoo.weights.download_chain import stall_timeout
 
     t0 = time.perf_counter()
     assert stall_timeout(s) == 90.0

@@ -1,4 +1,4 @@
-"""``download_weights``: get a verified weights file into the cache and return its path.
+"""Get a verified weights file into the cache and return its path: the layer's entry points.
 
 >>> from omnizoo import download_weights                      # doctest: +SKIP
 >>> download_weights("torchvision:resnet18.IMAGENET1K_V1")    # doctest: +SKIP
@@ -8,53 +8,45 @@ Verification: the full sha256 when known, else the torch.hub hash prefix in the 
 plus the size when known, plus a sniff that rejects HTML pages and Git-LFS pointers. A file
 with no hash at all is accepted after the sniff and its sha256 is recorded, so every later
 read is checked against it. Only verified bytes are renamed into the cache.
+
+**The entry point** other layers call for a card's weights is :func:`fetch_verified` (a
+:class:`~omnizoo.registry.card.WeightsFile` in, a
+:class:`~omnizoo.weights.verification.Fetched` out: path, sha256, verification state,
+revision); ``create_model`` and ``omnizoo.download_weights`` use it. The others are its
+narrower forms, all one chain (:func:`_fetch`):
+
+* :func:`fetch_weights`: :func:`fetch_verified`'s path only (sources that need a file
+  beside the model: torchvision's upstream metadata, the ONNX test data);
+* :func:`download_url`: a bare URL with an optional sha256 and lock file
+  (``download_weights(url)``);
+* :func:`fetch_url`: a bare URL with an optional sha256 and size, no lock file (the timm hub
+  config, the ONNX manifest);
+* :func:`get_cache`: the :class:`~omnizoo.weights.cache.Cache` of the settings in force
+  (``omnizoo cache``), :func:`is_url`: a URL or a model name.
+
+The chain's steps live beside this module: :mod:`.lookup` serves a request without a download
+(this cache, another tool's cache, offline mode), :mod:`.download_chain` downloads, checks and
+publishes a blob.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING
 
-from ..errors import (
-    CacheError,
-    DownloadError,
-    HashMismatchError,
-    IntegrityError,
-    OfflineError,
-    RemoteNotFoundError,
-    UnpinnedError,
-)
+from ..errors import CacheError, DownloadError, IntegrityError, UnpinnedError
 from ..settings import Settings, get_settings
-from . import fsafe
 from .cache import Cache, url_key
-from .ecosystem import from_other_caches, unverified_from_hf_cache
-from .expect import ask_origin, expected, on_origin, pinned_url, ref_urls
-from .hashing import (
-    HashingWriter,
-    check_digest,
-    parse_hash_prefix,
-    reject_if_not_weights,
-)
+from .download_chain import download_chain, stall_timeout
+from .expect import expected, on_origin, pinned_url, ref_urls
+from .hashing import parse_hash_prefix
 from .lockfile import WeightsLock, active_lock
+from .lookup import find_cached, finish, serve_without_download
 from .origin import hub_file
 from .refs import point_refs
-from .transport import stream_to
-from .verification import (
-    Expected,
-    Fetched,
-    check_file_format,
-    check_format,
-    check_git_sha1,
-    how_to_pin,
-    plan_candidates,
-    report,
-    state_of,
-    strongest,
-)
+from .verification import Fetched, check_format, check_git_sha1, how_to_pin, plan_candidates
 
 log = logging.getLogger("omnizoo.weights")
 
@@ -69,9 +61,6 @@ __all__ = [
     "get_cache",
     "is_url",
 ]
-
-#: A check run on a finished download before it is published: (temp file, first bytes, URL).
-PostCheck = Callable[[Path, bytes, str], None]
 
 
 def is_url(value: str) -> bool:
@@ -150,6 +139,10 @@ def _fetch(
     hf_hub_id: str | None = None,
     lock: str | Path | WeightsLock | bool | None = None,
 ) -> Fetched:
+    """The chain behind every entry point: what the file must match (caller, card, lock
+    file), served without a download when it can be (:mod:`.lookup`), else downloaded under
+    the file's cache lock from the usable candidate URLs (:mod:`.download_chain`) and pointed
+    at by a ref for each of its URLs."""
     settings = get_settings()
     if not urls:
         raise DownloadError(f"no URL to download {name or 'the weights'} from")
@@ -163,43 +156,23 @@ def _fetch(
     cache = get_cache(settings)
 
     def lookup() -> Path | None:
-        found = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
+        found = find_cached(cache, ref_urls(urls, hub, want.revision), want, name)
         return found.path if found is not None else None
 
-    hit = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
-    hub_offline = hub is not None and settings.hf_hub_offline
-    if hit is not None and (hit.verified or hub is None or settings.offline or hub_offline):
-        if not hit.verified and hub is not None:
-            log.warning("%s: serving a cached file never checked against its origin", what)
-        return _done(hit, fmt, what)
-    # Another tool's cache, only against a hash known independently of it (never its names).
-    adopted = from_other_caches(cache, urls, hub, want, name, fmt, settings, hf_hub_id)
-    if adopted is not None:  # verified bytes another cache already had: no request
-        return _done(adopted, None, what)
-    if settings.offline or hub_offline:
-        adopted, why = unverified_from_hf_cache(
-            cache, urls, hub, want, name, fmt, settings, hf_hub_id
-        )
-        if adopted is not None:
-            return _done(adopted, None, what)
-        _raise_offline(what, urls[0], cache, settings, why)
-    if hub is not None and want.sha256 is None:
-        try:
-            want = ask_origin(hub, want, urls, settings, what)
-        except (DownloadError, UnpinnedError) as exc:
-            if hit is None:
-                raise
-            # The origin cannot be asked now: the copy already here is served, as offline
-            # (still unverified, so never unpickled); the next online use checks it again.
-            log.warning("%s: serving a cached file not checked against its origin (%s)", what, exc)
-            return _done(hit, fmt, what)
-        hit = _lookup(cache, ref_urls(urls, hub, want.revision), want, name)
-        if hit is not None:  # e.g. bytes cached before, now matched to the origin's sha256
-            return _done(hit, fmt, what)
-        # The Hugging Face cache's copy, if it is what the origin announced: no body needed.
-        adopted = from_other_caches(cache, urls, hub, want, name, fmt, settings, hf_hub_id)
-        if adopted is not None:
-            return _done(adopted, None, what)
+    served = serve_without_download(
+        cache,
+        urls,
+        hub,
+        want,
+        name=name,
+        fmt=fmt,
+        hf_hub_id=hf_hub_id,
+        settings=settings,
+        what=what,
+    )
+    if isinstance(served, Fetched):
+        return served
+    want = served  # to download, with the origin's sha256 when it was asked
     candidates = plan_candidates(
         urls,
         settings,
@@ -222,12 +195,12 @@ def _fetch(
     linked = ref_urls(urls, hub, want.revision)
     with cache.lock(key, ready=lookup, stall_timeout=stall) as done:
         if done is not None:
-            found = _lookup(cache, linked, want, name)
+            found = find_cached(cache, linked, want, name)
             if found is not None:
-                return _done(found, fmt, what)
-        hit = _lookup(cache, linked, want, name)  # another process may have just finished
+                return finish(found, fmt, what)
+        hit = find_cached(cache, linked, want, name)  # another process may have just finished
         if hit is not None:
-            return _done(hit, fmt, what)
+            return finish(hit, fmt, what)
 
         def post_check(temp: Path, head: bytes, url: str) -> None:
             check_format(head, fmt, url)
@@ -236,7 +209,7 @@ def _fetch(
 
         for attempt in (1, 2):
             try:
-                blob, fetched = _download_chain(
+                blob, fetched = download_chain(
                     cache,
                     key,
                     usable,
@@ -281,225 +254,4 @@ def _fetch(
                 )
             log.info("%s: %s was deleted before a ref pointed at it; fetching it again", what, blob)
     result = Fetched(blob, blob.name, blob.stat().st_size, want.state, linked, name, want.revision)
-    return _done(result, None, what)  # the format was checked before the rename
-
-
-def _raise_offline(
-    what: str, url: str, cache: Cache, settings: Settings, why: list[str]
-) -> NoReturn:
-    """The error for a file that offline mode cannot get (with why the Hugging Face cache's
-    copy, if any, was not used)."""
-    unused = ""
-    if why:
-        unused = (
-            " The copy in the Hugging Face cache was not used: "
-            + "; ".join(why)
-            + f"; to use it offline, {how_to_pin(what, url)}"
-        )
-    if not settings.offline:
-        raise OfflineError(
-            f"{what} is a Hugging Face file, not in the weights cache ({cache.root}) nor in the "
-            f"Hugging Face cache ({settings.hf_hub_cache}), and HF_HUB_OFFLINE=1 forbids asking "
-            f"the Hub; unset HF_HUB_OFFLINE, or fetch it where the Hub is reachable.{unused}",
-            url=url,
-        )
-    raise OfflineError(
-        f"{what} is not in the weights cache ({cache.root}) and OMNIZOO_OFFLINE=1 forbids "
-        f"downloading it. On a machine with network access run `omnizoo download {what}` "
-        "and copy its OMNIZOO_HOME directory here (set OMNIZOO_HOME to it), or pass "
-        f"checkpoint_path= with a local copy of the file.{unused}",
-        url=url,
-    )
-
-
-def _done(fetched: Fetched, fmt: str | None, what: str) -> Fetched:
-    check_file_format(fetched.path, fmt, what)
-    return report(fetched)
-
-
-def stall_timeout(settings: Settings) -> float:
-    """How long a waiter tolerates a lock holder whose partial file does not grow: one
-    attempt's timeouts plus the longest back-off, and never more than the total deadline."""
-    backoff = settings.backoff * 2 ** min(settings.retries, 16)
-    return min(
-        settings.read_timeout + settings.connect_timeout + backoff, settings.download_timeout
-    )
-
-
-def _lookup(
-    cache: Cache,
-    urls: Sequence[str],
-    want: Expected,
-    name: str | None,
-) -> Fetched | None:
-    """A verified cached file for this request, or None. Costs stats, never a hash."""
-    refs = {url: cache.ref(url) for url in urls}
-    candidates: list[str] = []
-    if want.sha256 is not None:
-        candidates.append(want.sha256)
-    for ref in refs.values():
-        if ref is not None and ref["sha256"] not in candidates:
-            candidates.append(ref["sha256"])
-    for digest in candidates:
-        if want.sha256 is not None and digest != want.sha256:
-            continue  # a URL once served other bytes; the caller asked for specific ones
-        if want.hash_prefix is not None and not digest.startswith(want.hash_prefix):
-            continue
-        same = [r for r in refs.values() if r is not None and r["sha256"] == digest]
-        if want.git_sha1 is not None and not any(r.get("git_sha1") == want.git_sha1 for r in same):
-            continue  # only a ref knows a blob's git sha1 (recorded when it was checked)
-        path = cache.valid_blob(digest)
-        st = fsafe.lstat_regular(path) if path is not None else None
-        if path is None or st is None:
-            continue  # missing, or deleted (`cache prune`) right after it was checked
-        size = st.st_size
-        if want.size is not None and size != want.size:
-            continue
-        state = strongest(want.state if want.known else None, *(state_of(r) for r in same))
-        recorded = [r["revision"] for r in same if isinstance(r.get("revision"), str)]
-        revision = want.revision or (recorded[0] if recorded else None)
-        # e.g. same bytes via a second URL: point it at the blob (if prune took the blob
-        # meanwhile, it is not a hit after all)
-        if not point_refs(
-            cache,
-            digest,
-            urls,
-            name=name,
-            verification=state,
-            revision=revision,
-            git_sha1=want.git_sha1,
-        ):
-            continue
-        return Fetched(path, digest, size, state, tuple(urls), name, revision)
-    return None
-
-
-def _download_chain(
-    cache: Cache,
-    key: str,
-    urls: Sequence[str],
-    settings: Settings,
-    sha256: str | None,
-    hash_prefix: str | None,
-    size: int | None,
-    post_check: PostCheck | None = None,
-) -> tuple[Path, str]:
-    """Try every candidate URL in order; return (blob path, URL that worked)."""
-    errors: list[tuple[str, BaseException]] = []
-    for url in urls:
-        try:
-            blob = _download_one(cache, key, url, settings, sha256, hash_prefix, size, post_check)
-            return blob, url
-        except (DownloadError, IntegrityError) as exc:
-            errors.append((url, exc))
-    assert errors
-    if len(errors) == 1:
-        raise errors[0][1]
-    detail = "; ".join(f"{u}: {e}" for u, e in errors)
-    message = f"every URL failed for {urls[0]} ({len(errors)} tried): {detail}"
-    integrity = [e for _, e in errors if isinstance(e, IntegrityError)]
-    if integrity:  # some server answered with wrong bytes: that is the error to report
-        raise type(integrity[-1])(message) from integrity[-1]
-    not_found = all(isinstance(e, RemoteNotFoundError) for _, e in errors)
-    kind = RemoteNotFoundError if not_found else DownloadError
-    raise kind(message, url=urls[0]) from errors[-1][1]
-
-
-def _download_one(
-    cache: Cache,
-    key: str,
-    url: str,
-    settings: Settings,
-    sha256: str | None,
-    hash_prefix: str | None,
-    size: int | None,
-    post_check: PostCheck | None = None,
-) -> Path:
-    claimed = cache.claim_partial(key, url)
-    if claimed is not None:  # a dead process's partial download of this URL: resume it
-        temp, validator = claimed
-        writer = HashingWriter(temp, resume=True)
-        log.info("%s: resuming a partial download at byte %d", url, writer.size)
-    else:
-        temp, validator = cache.new_temp(key), None
-        writer = HashingWriter(temp)
-    bar = _progress_bar(url, settings)
-    interrupted = False
-
-    def remember(new_validator: str | None, total: int | None) -> None:
-        cache.record_partial(temp, url, new_validator, total)
-
-    try:
-        for attempt in (1, 2):
-            facts = stream_to(
-                url, writer, settings, progress=bar, validator=validator, on_validator=remember
-            )
-            digest = writer.hexdigest()
-            try:
-                reject_if_not_weights(writer.head, url)
-                check_digest(
-                    digest,
-                    writer.size,
-                    url=url,
-                    sha256=sha256,
-                    hash_prefix=hash_prefix,
-                    expected_size=size,
-                )
-                if post_check is not None:  # format, git blob sha1: before the rename
-                    post_check(temp, writer.head, url)
-                break
-            except HashMismatchError:
-                if attempt == 2 or not (facts["resumed"] or claimed):
-                    raise
-                # A resumed download that fails the check may have mixed two versions of the
-                # file: one clean download from byte 0 decides.
-                writer.reset()
-                validator = None
-        writer.close()
-        cache.record_partial(temp, url, None, None)  # drop the resume note
-        return cache.publish(temp, digest)
-    except (KeyboardInterrupt, SystemExit):
-        interrupted = True  # keep the partial: a later call resumes it (it is not an entry)
-        raise
-    finally:
-        if bar is not None:
-            bar(0, None, close=True)
-        writer.close()
-        cache.release_temp(temp)
-        if not interrupted:
-            cache.record_partial(temp, url, None, None)
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()  # still there only when something failed: unverified, dropped
-
-
-def _progress_bar(url: str, settings: Settings) -> Callable[..., None] | None:
-    """A tqdm bar on stderr when it is a TTY (or OMNIZOO_PROGRESS=1); None when silent."""
-    enabled = settings.progress
-    if enabled is None:
-        enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    state: dict[str, Any] = {}
-
-    def update(n: int, total: int | None, close: bool = False) -> None:
-        bar = state.get("bar")
-        if close:
-            if bar is not None:
-                bar.close()
-            return
-        if bar is None:
-            label = url.rsplit("/", 1)[-1][:40]
-            bar = state["bar"] = tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=label,
-                file=sys.stderr,
-                leave=False,
-            )
-        bar.update(n)
-
-    return update
+    return finish(result, None, what)  # the format was checked before the rename
