@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     import importlib.metadata
 
     from omnizoo import settings
-    from omnizoo.registry.index import build_payload, get_adapter, prebuilt_path
+    from omnizoo.registry.adapters import get_adapter
+    from omnizoo.registry.index import prebuilt_path
+    from omnizoo.registry.index_build import build_payload
     from omnizoo.sources.onnx import manifest
     from omnizoo.sources.packaged import PREBUILT_DIR
     from omnizoo.sources.table import source_names

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from omnizoo.errors import UnsupportedError
-from omnizoo.registry import index as index_mod
+from omnizoo.registry import adapters as adapters_mod
+from omnizoo.registry import index_build
 from omnizoo.registry.card import ModelCard
 from omnizoo.registry.registry import get_card
 from omnizoo.sources.base import SourceAdapter
@@ -109,13 +110,13 @@ def test_fill_stats_counts_what_is_missing_and_notes_failures() -> None:
 def test_building_an_index_leaves_the_random_state_alone() -> None:
     torch.manual_seed(0)
     state = torch.random.get_rng_state()
-    payload = index_mod.build_payload(_Fake())
+    payload = index_build.build_payload(_Fake())
     assert torch.equal(torch.random.get_rng_state(), state)
     assert len(payload["cards"]) == 4 and payload["entries"][0][7] is not None
 
 
 def test_the_onnx_source_is_not_counted() -> None:
-    adapter = index_mod.get_adapter("onnx")
+    adapter = adapters_mod.get_adapter("onnx")
     assert adapter.countable is False
     card = ModelCard(source="onnx", arch="a", is_default=True)
     assert fill_stats(adapter, [card]) == [card]

@@ -186,7 +186,8 @@ def test_damaged_card_in_the_index_triggers_a_rebuild(
 ) -> None:
     """Before: a raw JSONDecodeError (or TypeError) on every call, and never rebuilt."""
     from omnizoo import get_card, list_models
-    from omnizoo.registry.index import get_adapter, reset_indexes
+    from omnizoo.registry.adapters import get_adapter
+    from omnizoo.registry.index import reset_indexes
 
     names = list_models(source="efficientnet", pretrained=True)
     path = isolated_home / "index" / f"{get_adapter('efficientnet').index_key()}.json"

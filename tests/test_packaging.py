@@ -90,7 +90,7 @@ def test_the_core_is_torch_and_torchvision_and_each_source_is_an_extra() -> None
     (everything,) = PROJECT["optional-dependencies"]["all"]
     assert set(everything.split("[", 1)[1].rstrip("]").split(",")) == set(EXTRA_MODULES)
     # each source names the extra that installs it
-    from omnizoo.registry.index import get_adapter
+    from omnizoo.registry.adapters import get_adapter
 
     for source, extra in [
         ("timm", "timm"),

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 
 from omnizoo import errors, settings
+from omnizoo.registry import adapters as adapters_mod
 from omnizoo.registry import index as index_mod
+from omnizoo.registry import index_build, source_index
 from omnizoo.registry.card import ModelCard
 from omnizoo.sources.counting import COUNTED, fill_stats
 from omnizoo.sources.onnx import manifest as onnx_manifest
@@ -43,7 +45,7 @@ pinned = pytest.mark.skipif(
 
 
 def _prebuilt(source: str) -> dict[str, Any]:
-    key = index_mod.get_adapter(source).index_key()
+    key = adapters_mod.get_adapter(source).index_key()
     path = index_mod.prebuilt_path(key)
     assert path.is_file(), f"no prebuilt index {path.name}; run scripts/build_prebuilt.py"
     data: dict[str, Any] = read_json(path)
@@ -72,12 +74,12 @@ def _uncounted(card: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fresh_cards(source: str) -> list[ModelCard]:
-    with index_mod._rng_untouched():
-        return index_mod.get_adapter(source).build_cards()
+    with index_build.rng_untouched():
+        return adapters_mod.get_adapter(source).build_cards()
 
 
 def _compact(card: ModelCard) -> dict[str, Any]:
-    return index_mod._compact(card.to_dict())
+    return source_index.compact(card.to_dict())
 
 
 @pinned
@@ -94,7 +96,7 @@ def test_prebuilt_cards_equal_a_fresh_build(source: str) -> None:
     for a, b in zip(fresh, shipped, strict=True):
         assert a == b, a.get("arch")
     assert [list(e) for e in data["entries"]] == [
-        list(index_mod._entry(json.loads(c))) for c in data["cards"]
+        list(source_index.entry(json.loads(c))) for c in data["cards"]
     ]
 
 
@@ -112,7 +114,7 @@ def test_prebuilt_counted_figures_recount(source: str) -> None:
     ]
     assert counted
     sample = counted[:: max(1, len(counted) // 6)][:6]
-    again = fill_stats(index_mod.get_adapter(source), sample)
+    again = fill_stats(adapters_mod.get_adapter(source), sample)
     for card in again:
         want = shipped[f"{card.arch}.{card.tag}"]
         assert (card.num_params, card.gflops) == (want.get("num_params"), want.get("gflops"))
@@ -122,7 +124,7 @@ def test_prebuilt_counted_figures_recount(source: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES)
 def test_prebuilt_index_equals_a_full_fresh_build(source: str) -> None:
-    payload = index_mod.build_payload(index_mod.get_adapter(source))
+    payload = index_build.build_payload(adapters_mod.get_adapter(source))
     assert json.loads(json.dumps(payload)) == _prebuilt(source)
 
 
@@ -162,11 +164,11 @@ def test_another_version_builds_and_says_so(
 ) -> None:
     import torch
 
-    adapter = index_mod.get_adapter("efficientnet")
+    adapter = adapters_mod.get_adapter("efficientnet")
     pinned_key = adapter.index_key()
     monkeypatch.setattr(type(adapter), "version", lambda self: "0.7.1.post999")
     index_mod.reset_indexes()
-    monkeypatch.setitem(index_mod._adapters, "efficientnet", adapter)
+    monkeypatch.setitem(adapters_mod._adapters, "efficientnet", adapter)
     torch.manual_seed(1234)
     before = torch.random.get_rng_state()
     try:
@@ -182,7 +184,7 @@ def test_another_version_builds_and_says_so(
         if path.is_file():
             assert json.loads(saved.read_text())["cards"] == read_json(path)["cards"]
         index_mod.reset_indexes()
-        monkeypatch.setitem(index_mod._adapters, "efficientnet", adapter)
+        monkeypatch.setitem(adapters_mod._adapters, "efficientnet", adapter)
         index_mod.load_index("efficientnet")
         assert "building" not in capsys.readouterr().err  # built once per version
     finally:
@@ -269,8 +271,8 @@ def test_prebuilt_cards_are_valid(source: str) -> None:
 def test_card_defaults_compact() -> None:
     """Compacting drops default fields; from_dict restores them (provenance included)."""
     card = ModelCard(source="timm", arch="x", provenance=(("top1", "t"),), top1=1.0)
-    compact = index_mod._compact(card.to_dict())
+    compact = source_index.compact(card.to_dict())
     assert compact["provenance"] == [["top1", "t"]]
     assert ModelCard.from_dict(compact) == card
-    bare = index_mod._compact(dataclasses.replace(card, provenance=()).to_dict())
+    bare = source_index.compact(dataclasses.replace(card, provenance=()).to_dict())
     assert "provenance" not in bare

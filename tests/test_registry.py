@@ -12,6 +12,7 @@ import pytest
 
 import omnizoo
 from omnizoo import errors, settings
+from omnizoo.registry import adapters as adapters_mod
 from omnizoo.registry import index as index_mod
 from omnizoo.registry.card import ModelCard
 from omnizoo.registry.names import format_name, parse_name, split_body
@@ -286,7 +287,7 @@ def test_index_is_cached_and_fresh_process_imports_no_torch(session_home) -> Non
     list_models()  # builds (or reuses) every index in this home
     files = {p.name for p in (session_home / "index").glob("*.json")}
     for source in ("torchvision", "timm"):
-        key = index_mod.get_adapter(source).index_key()
+        key = adapters_mod.get_adapter(source).index_key()
         # saved in this home, or shipped prebuilt for the pinned library versions
         assert index_mod._index_path(source, key).name in files or (
             index_mod.prebuilt_path(key).is_file()
@@ -332,7 +333,7 @@ def test_index_write_is_atomic_and_keyed(tmp_path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("OMNIZOO_HOME", str(tmp_path))
     settings.reset()
     index_mod.reset_indexes()
-    monkeypatch.setitem(index_mod._adapters, "timm", Tiny())
+    monkeypatch.setitem(adapters_mod._adapters, "timm", Tiny())
     try:
         idx = index_mod.load_index("timm")
         assert list(idx.archs) == ["tiny"] and calls == [1]
@@ -387,7 +388,7 @@ def test_broken_source_does_not_break_listing(monkeypatch: pytest.MonkeyPatch) -
         def create(self, card, request):
             raise NotImplementedError
 
-    monkeypatch.setitem(index_mod._adapters, "onnx", Broken())
+    monkeypatch.setitem(adapters_mod._adapters, "onnx", Broken())
     for key in [k for k in index_mod._indexes if k[0] == "onnx"]:
         monkeypatch.delitem(index_mod._indexes, key)
     with pytest.warns(UserWarning, match="onnx"):

@@ -15,7 +15,7 @@ import torch
 from omnizoo import create_model, get_card, list_models
 from omnizoo.errors import UnsupportedError
 from omnizoo.loading.request import CreateRequest
-from omnizoo.registry.index import get_adapter
+from omnizoo.registry.adapters import get_adapter
 
 tvm = pytest.importorskip("torchvision.models")
 

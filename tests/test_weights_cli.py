@@ -165,7 +165,7 @@ def test_cache_prune_removes_stale_card_indexes(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from omnizoo import list_models
-    from omnizoo.registry.index import get_adapter
+    from omnizoo.registry.adapters import get_adapter
 
     list_models(source="efficientnet")  # writes the current efficientnet index
     index = isolated_home / "index"

@@ -126,7 +126,7 @@ def run_list(args: argparse.Namespace) -> int:
     if args.limit is not None:
         names = names[: max(args.limit, 0)]
     if not names and args.source is not None:
-        from ..registry.index import get_adapter
+        from ..registry.adapters import get_adapter
 
         problem = get_adapter(args.source).listing_problem()
         if problem is not None:

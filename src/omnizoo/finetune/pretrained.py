@@ -205,7 +205,7 @@ def _dtype_of(state: dict[str, Any]) -> str:
 def _check_rebuildable(base: ModelCard, record: dict[str, Any], state: dict[str, Any]) -> None:
     """Build the recorded architecture on the meta device and compare it with ``state``."""
     from ..loading.request import CreateRequest
-    from ..registry.index import get_adapter
+    from ..registry.adapters import get_adapter
 
     request = CreateRequest(
         num_classes=record["num_classes"],

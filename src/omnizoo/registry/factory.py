@@ -15,9 +15,9 @@ from typing import Any
 from ..errors import ConfigurationError, NoPretrainedWeightsError
 from ..loading.report import LoadReport
 from ..loading.request import CreateRequest
+from .adapters import get_adapter
 from .card import ModelCard
 from .derive import Start, derive_card, mark_built
-from .index import get_adapter
 from .local import check_weights, checkpoint_card, local_folder, read_saved
 from .registry import get_card
 

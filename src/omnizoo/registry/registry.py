@@ -37,8 +37,9 @@ from ..errors import (
 from ..settings import get_settings
 from ..sources.table import adapter_path, resolution_order
 from .card import ModelCard
-from .index import SourceIndex, load_index
+from .index import load_index
 from .names import format_name, parse_name, split_body
+from .source_index import SourceIndex
 
 __all__ = [
     "SORT_KEYS",
@@ -273,7 +274,7 @@ def resolve(name: str) -> Resolution:
         )
     parsed = parse_name(name)
     if parsed.scheme is not None and parsed.source is not None:
-        from .index import get_adapter
+        from .adapters import get_adapter
 
         _require_installed(name, [load_index(parsed.source)])
         card = get_adapter(parsed.source).external_card(parsed.scheme, parsed.body)
@@ -331,7 +332,7 @@ def resolve(name: str) -> Resolution:
 
 
 def _install_hint(source: str) -> str:
-    from .index import get_adapter
+    from .adapters import get_adapter
 
     return get_adapter(source).install_hint()
 
@@ -350,7 +351,7 @@ def _raise_unlisted(name: str, source: str | None, indexes: list[SourceIndex]) -
     """A name no source knows while a source lists nothing for a reason (the ONNX zoo without
     its manifest): a name of that source raises that reason; a name without a source is
     still unknown, and its message gives the reason too."""
-    from .index import get_adapter
+    from .adapters import get_adapter
 
     reasons = []
     for idx in indexes:

@@ -1,0 +1,64 @@
+"""Building a source's card index: the cards its library declares, the parameters and GFLOPs
+no source publishes counted (:func:`omnizoo.sources.counting.fill_stats`), as the content of
+an index file (:func:`build_payload`, saved by :mod:`omnizoo.registry.index` and shipped by
+``scripts/build_prebuilt.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from .source_index import compact, entry
+
+if TYPE_CHECKING:
+    from ..sources.base import SourceAdapter
+
+__all__ = ["build_payload", "rng_untouched"]
+
+
+def build_payload(
+    adapter: SourceAdapter, *, stream: Any = None, key: str | None = None
+) -> dict[str, Any]:
+    """Build ``adapter``'s cards, count what no source publishes, and return the index file's
+    content (what ``load_index`` saves and ``scripts/build_prebuilt.py`` ships), under ``key``
+    (default: the adapter's key before the build; building may change it, e.g. by fetching
+    the ONNX manifest). Torch's, numpy's and Python's global random states are left as they
+    were."""
+    from ..sources.counting import fill_stats
+
+    key = adapter.index_key() if key is None else key
+    with rng_untouched():
+        built = adapter.build_cards()
+        built = fill_stats(adapter, built, stream=stream)
+    cards = [compact(c.to_dict()) for c in built]
+    return {
+        "key": key,
+        "source": adapter.name,
+        "entries": [entry(c) for c in cards],
+        "cards": [json.dumps(c, separators=(",", ":"), sort_keys=True) for c in cards],
+    }
+
+
+@contextlib.contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Building cards constructs models (torchvision's ViT builders draw their class token from
+    torch's global generator even on the meta device), which must not change what a user's
+    ``torch.manual_seed(0); create_model(...)`` gives on a cold home: the global random states
+    of torch, numpy and ``random`` are put back afterwards."""
+    import random
+
+    import numpy as np
+    import torch  # building imports it anyway; its state must be saved before the build
+
+    py_state = random.getstate()
+    torch_state = torch.random.get_rng_state()
+    np_state = np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(py_state)
+        torch.random.set_rng_state(torch_state)
+        np.random.set_state(np_state)
