@@ -22,7 +22,9 @@ head, random init, a local checkpoint, a saved fine-tune, parameters trained in 
 * **lineage** (``ModelCard.lineage``): ``from`` (the name it was built from: published
   weights, an architecture, a file), ``start`` (published / random / local / saved / memory),
   ``new_head`` (the width of a re-initialised head), ``trained`` (parameters changed in place
-  since the build), ``summary`` (one sentence), and facts such as ``base_sha256``.
+  since the build), ``summary`` (one sentence), and facts such as ``base_sha256``
+  (:mod:`omnizoo.registry.lineage`: the :class:`~omnizoo.registry.lineage.Start` a build
+  records, the lineage a card implies, its summary).
 
 "Trained in place" is told from the parameters' version counters, recorded at the build
 (:func:`mark_built`): every in-place update (an optimizer step, ``load_state_dict``) bumps
@@ -49,22 +51,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
 from ..loading.heads import classifier_width
-from .card import GENERIC_LABELS, ModelCard, WeightsFile, format_of_name, is_classification
+from .card import GENERIC_LABELS, ModelCard, WeightsFile, is_classification
+from .lineage import SAVED, Start, lineage_of, summary
 
 __all__ = [
-    "LOCAL",
-    "PUBLISHED",
-    "RECORDED",
-    "SAVED",
-    "Start",
     "count_params",
     "current_card",
     "derive_card",
@@ -74,79 +69,9 @@ __all__ = [
     "with_labels",
 ]
 
-#: ``WeightsFile.origin`` values on derived cards.
-PUBLISHED, LOCAL, SAVED = "published", "local", "saved"
-#: ``WeightsFile.verification`` of a saved folder's file: it matched the sha256 save_pretrained
-#: wrote beside it (damage is caught, a forger who edits both files is not).
-RECORDED = "recorded"
-_UNVERIFIED = "unverified"  # omnizoo.weights.verification.UNVERIFIED: a user's own file
 _COUNTED = "counted from the model in hand (sum of its parameters' numel)"
 _VERSIONS = "_omnizoo_param_versions"
 _METRIC_FIELDS = frozenset(("top1", "top5", "metrics_dataset", "gflops"))
-
-
-@dataclass(frozen=True)
-class Start:
-    """What a model's weights were when it was built: ``kind`` (published, random, local,
-    saved, memory), the name its lineage says it is ``from``, the file that holds them (None:
-    none does) and facts for the lineage (``base_sha256``, ``checkpoint``)."""
-
-    kind: str
-    name: str
-    file: WeightsFile | None = None
-    facts: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def published(cls, card: ModelCard, sha256: str, verification: str) -> Start:
-        """The card's own weights file, downloaded and checked (``verification``)."""
-        if card.weights is None:
-            raise ValueError(f"{card.name} has no weights file")
-        file = dataclasses.replace(
-            card.weights, sha256=sha256, origin=PUBLISHED, verification=verification
-        )
-        return cls("published", card.name, file, {"base_sha256": sha256})
-
-    @classmethod
-    def local(cls, path: str | os.PathLike[str]) -> Start:
-        """A file the user gave (``checkpoint_path``): no upstream URL, never verified."""
-        p = Path(path)
-        try:
-            size: int | None = p.stat().st_size
-        except OSError:
-            size = None
-        file = WeightsFile(
-            urls=(),
-            filename=p.name,
-            size=size,
-            format=format_of_name(p.name),
-            origin=LOCAL,
-            verification=_UNVERIFIED,
-        )
-        return cls("local", p.name, file, {"checkpoint": p.name})
-
-    @classmethod
-    def saved(cls, card: ModelCard, filename: str, sha256: str | None, size: int | None) -> Start:
-        """The weights file of a ``save_pretrained`` folder whose card is ``card``."""
-        file = WeightsFile(
-            urls=(),
-            filename=filename,
-            sha256=sha256,
-            size=size,
-            format="safetensors",
-            origin=SAVED,
-            verification=RECORDED if sha256 else _UNVERIFIED,
-        )
-        return cls("saved", card.name, file)
-
-    @classmethod
-    def random(cls, card: ModelCard) -> Start:
-        """No weights loaded: the architecture's random init."""
-        return cls("random", f"{card.source}:{card.arch}")
-
-    @classmethod
-    def memory(cls, card: ModelCard) -> Start:
-        """Weights handed over in memory (a state dict): no file holds them."""
-        return cls("memory", f"{card.source}:{card.arch}")
 
 
 def head_size(model: Any, card: ModelCard) -> int | None:
@@ -191,47 +116,10 @@ def _trained(model: Any) -> bool:
     return before is not None and _versions(model) != before
 
 
-def _lineage(card: ModelCard) -> dict[str, Any]:
-    """``card.lineage``, or for a registry card (empty lineage) the one it implies."""
-    if card.lineage:
-        return dict(card.lineage)
-    w = card.weights
-    if w is None:
-        return {"from": f"{card.source}:{card.arch}", "start": "random"}
-    facts = {"base_sha256": w.sha256} if w.sha256 else {}
-    return {"from": card.name, "start": "published", **facts}
-
-
-def _summary(lineage: Mapping[str, Any]) -> str:
-    start, src = lineage.get("start"), lineage.get("from")
-    trained = bool(lineage.get("trained"))
-    if start == "random":
-        text = f"{'trained from ' if trained else ''}random init ({src} architecture)"
-    elif start == "local":
-        text = (
-            f"fine-tuned from the local file {src}"
-            if trained
-            else f"weights from the local file {src} (not verified)"
-        )
-    elif start == "memory":
-        text = f"{'trained from' if trained else 'weights from'} an in-memory state dict ({src})"
-    else:  # published, saved
-        text = f"fine-tuned from {src}" if trained else f"weights from {src}"
-    head = lineage.get("new_head")
-    if isinstance(head, int):
-        new = "" if start == "random" else "new "
-        text += f", with a {new}{head}-class head" if head else ", with its classifier removed"
-    if lineage.get("in_chans"):
-        text += f", stem adapted to {lineage['in_chans']} channels"
-    if lineage.get("features_only"):
-        text += ", feature maps only"
-    return text
-
-
 def _strip(card: ModelCard, weights: WeightsFile | None, lineage: dict[str, Any]) -> ModelCard:
     """``card`` as a model that is not the published one: no tag, no published metrics, no
     upstream origin; ``weights`` and ``lineage`` (with its summary) as given."""
-    lineage["summary"] = _summary(lineage)
+    lineage["summary"] = summary(lineage)
     drop_gflops = bool(lineage.get("new_head") is not None or lineage.get("in_chans"))
     drop_gflops = drop_gflops or bool(lineage.get("features_only"))
     dropped = _METRIC_FIELDS if drop_gflops else _METRIC_FIELDS - {"gflops"}
@@ -305,7 +193,7 @@ def with_labels(
     )
     if not new_head:
         return out
-    lineage = _lineage(card)
+    lineage = lineage_of(card)
     lineage["new_head"] = int(num_classes)
     return dataclasses.replace(_strip(out, None, lineage), num_params=None)
 
@@ -413,7 +301,7 @@ def current_card(model: Any, card: ModelCard) -> ModelCard:
                 "parent": dict(card.lineage),
             }
         else:
-            lineage = _lineage(card)
+            lineage = lineage_of(card)
         lineage["trained"] = True
         card = _strip(card, None, lineage)
     return _counted(card, model)
@@ -424,7 +312,7 @@ def saved_card(card: ModelCard, model: Any, name: str) -> ModelCard:
     called ``name``: identity ``local:<name>``, the lineage of the model in hand, no published
     metrics. Its weights file (with its sha256) is added by :func:`with_saved_file`."""
     now = current_card(model, card)
-    stripped = _strip(now, None, _lineage(now))
+    stripped = _strip(now, None, lineage_of(now))
     return dataclasses.replace(stripped, source="local", arch=name or "saved")
 
 

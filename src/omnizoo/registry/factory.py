@@ -17,7 +17,8 @@ from ..loading.report import LoadReport
 from ..loading.request import CreateRequest
 from .adapters import get_adapter
 from .card import ModelCard
-from .derive import Start, derive_card, mark_built
+from .derive import derive_card, mark_built
+from .lineage import Start
 from .local import check_weights, checkpoint_card, local_folder, read_saved
 from .registry import get_card
 
