@@ -218,7 +218,9 @@ def test_an_export_carries_the_card(tmp_path: Path) -> None:
     back = omnizoo.read_card(out)
     saved = get_card(folder)
     assert get_labels(back) == LABELS and back.num_classes == 3
-    assert (back.source, back.arch, back.data) == (saved.source, saved.arch, saved.data)
+    assert (back.source, back.arch) == (saved.source, saved.arch)
+    # exported at 32 px: the file's DataConfig is the card's, resized in proportion to 32
+    assert back.data == omnizoo.resolve_data_config(saved.data, input_size=(3, 32, 32))
     timm_model = create_model("timm:test_efficientnet")
     assert get_card(timm_model).label_set is None
     meta = read_metadata(omnizoo.export_onnx(timm_model, tmp_path / "t.onnx", input_size=32))
