@@ -7,6 +7,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per CPU; files that must not run beside themselves are
+# grouped on one worker (tests/conftest.py). JOBS=0 runs in one process.
+JOBS ?= auto
 
 .PHONY: venv demo test test-slow lint bench docs clean
 
@@ -23,10 +26,10 @@ demo: $(STAMP)
 	OMNIZOO_OFFLINE=1 $(PY) examples/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(JOBS) --dist loadgroup -m slow $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -82,8 +82,23 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+#: Test files that must not run beside themselves on two xdist workers: each starts a Ray
+#: cluster sized for the whole machine, or races processes against a clock-bound lock.
+_SERIAL_GROUPS = {
+    "test_distributed.py": "ray",
+    "test_weights_concurrency.py": "processes",
+    "test_weights_prune_race.py": "processes",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``cuda``-marked tests cleanly on machines without a GPU."""
+    """Group the files above on one xdist worker each (``make test`` runs ``-n auto --dist
+    loadgroup``; without xdist the marker is inert), and skip ``cuda``-marked tests cleanly on
+    machines without a GPU."""
+    for item in items:
+        group = _SERIAL_GROUPS.get(item.path.name)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
     try:
         import torch
 
