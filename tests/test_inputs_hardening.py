@@ -204,3 +204,27 @@ def test_damaged_card_in_the_index_triggers_a_rebuild(
     assert json.loads(json.loads(path.read_text())["cards"][0]) == good  # the file was fixed
     reset_indexes()
     assert get_card(name) == card and list_models(source="efficientnet", pretrained=True) == names
+
+
+@pytest.mark.timeout(120)
+def test_a_planted_link_or_fifo_at_an_index_file_is_rebuilt_not_read(isolated_home: Path) -> None:
+    """Someone with write access to a shared OMNIZOO_HOME links the card index to /dev/zero or
+    replaces it by a FIFO. Before: ``json.load`` read /dev/zero until memory ran out. Now the
+    file is read like every cache file (no link followed, regular only, capped): rebuilt."""
+    import os
+
+    from omnizoo import list_models
+    from omnizoo.registry.adapters import get_adapter
+    from omnizoo.registry.index import reset_indexes
+
+    names = list_models(source="efficientnet", pretrained=True)
+    path = isolated_home / "index" / f"{get_adapter('efficientnet').index_key()}.json"
+    for plant in ("link", "fifo"):
+        path.unlink()
+        if plant == "link":
+            path.symlink_to("/dev/zero")
+        else:
+            os.mkfifo(path)
+        reset_indexes()
+        assert list_models(source="efficientnet", pretrained=True) == names
+        assert path.is_file() and not path.is_symlink()  # replaced by a fresh build

@@ -187,15 +187,19 @@ def _from_payload(data: Any, source: str, key: str) -> SourceIndex | None:
         return None
 
 
+_MAX_INDEX_BYTES = 1 << 30  # timm's index is a few MB; a planted /dev/zero link is not
+
+
 def _read_index(path: Path, source: str, key: str) -> SourceIndex | None:
     """The index in ``path``; None when it is missing, stale or corrupt (then it is rebuilt)."""
     if not path.is_file():
         return None
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+    from ..weights import fsafe
+
+    try:  # inside OMNIZOO_HOME: no symlink followed, a FIFO never blocks, size-capped
+        data = json.loads(fsafe.read_regular(path, _MAX_INDEX_BYTES))
     except (OSError, ValueError):
-        return None  # corrupt or unreadable: rebuild
+        return None  # corrupt, unreadable or planted: rebuild
     idx = _from_payload(data, source, key)
     if idx is not None:
         _saved_in(idx, path)

@@ -224,9 +224,12 @@ def load_lock(path: str | Path) -> WeightsLock:
         hit = _loaded.get(path)
         if hit is not None and hit[0] == stamp:
             return hit[1]
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    from ..schema import MAX_METADATA_BYTES, parse_json
+    from .fsafe import read_input
+
+    try:  # the one safe opener: a regular file, size-capped
+        data = parse_json(read_input(path, MAX_METADATA_BYTES), str(path))
+    except (OSError, ValueError) as exc:
         raise LockFileError(f"the lock file {path} is not readable JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("omnizoo_lock") != LOCK_VERSION:
         raise LockFileError(

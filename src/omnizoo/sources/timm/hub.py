@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +61,12 @@ def _parse_config(cfg: dict[str, Any], extra_fields: dict[str, Any], where: str)
 
 
 def _read_json(path: Path, where: str) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    from ...schema import MAX_METADATA_BYTES, parse_json
+    from ...weights.fsafe import read_input
+
+    try:  # the one safe opener: a regular file, size-capped (a FIFO never blocks)
+        data = parse_json(read_input(path, MAX_METADATA_BYTES), str(path))
+    except (OSError, ValueError) as exc:
         raise ConfigurationError(f"cannot read {where}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigurationError(f"{where} holds a {type(data).__name__}, not a JSON object")
