@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, MetadataError
-from ..registry.card import GENERIC_LABELS
+from ..registry.card import GENERIC_LABELS, is_classification
 from ..schema import MAX_CLASSES, MAX_LABEL_BYTES, Fields, parse_json
 
 __all__ = [
@@ -278,7 +278,7 @@ def label_set_for(card: Any) -> str | None:
         return str(card.label_set)
     if card.categories:
         return None
-    if card.task not in ("classification", "quantized_classification"):
+    if not is_classification(card.task):
         return None
     return _BY_NUM_CLASSES.get(int(card.num_classes) - int(card.label_offset))
 

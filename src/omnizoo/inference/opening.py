@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.labels import check_label_count, read_label_file
 from ..errors import ConfigurationError
+from ..registry.card import is_classification
 
 if TYPE_CHECKING:
     from ..data.config import DataConfig
@@ -34,7 +35,7 @@ def labels_of(card_or_model: Any, task: str) -> list[str]:
     try:
         return list(get_labels(card_or_model))
     except ConfigurationError:
-        if task in ("classification", "quantized_classification"):
+        if is_classification(task):
             raise
         return []
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.labels import check_label_count, labels_for
 from ..errors import ConfigurationError, ImageLoadError, UnsupportedError
+from ..registry.card import is_classification
 from .auto import BackendChoice
 from .opening import as_image_list, card_or_none, is_module, labels_of, open_model
 from .results import Prediction, PredictionResults
@@ -170,10 +171,10 @@ class Predictor:
 
         model, device = self.model, self.device
         if is_onnx_model(model):
-            if self.task not in ("classification", "quantized_classification"):
+            if not is_classification(self.task):
                 raise UnsupportedError("the Predictor runs ONNX graphs as classifiers only")
             return OrtRunner(model, device), BackendChoice("onnxruntime", "an ONNX graph")
-        classifier = self.task in ("classification", "quantized_classification")
+        classifier = is_classification(self.task)
         if backend == "onnxruntime" and not classifier:
             raise UnsupportedError(
                 f"backend='onnxruntime' runs classifiers; {self.task} models run on torch "

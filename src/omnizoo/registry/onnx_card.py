@@ -28,7 +28,7 @@ from typing import Any
 from ..data.config import DataConfig
 from ..errors import ConfigurationError, MetadataError
 from ..schema import MAX_CLASSES, MAX_METADATA_BYTES, Fields, parse_json
-from .card import ModelCard
+from .card import ModelCard, is_classification
 from .card_schema import OUTPUTS, card_from_fields
 
 __all__ = ["MAX_ONNX_BYTES", "ONNX_CARD_KEY", "OnnxFile", "read_onnx"]
@@ -37,7 +37,6 @@ __all__ = ["MAX_ONNX_BYTES", "ONNX_CARD_KEY", "OnnxFile", "read_onnx"]
 ONNX_CARD_KEY = "omnizoo.card_json"
 #: protobuf cannot parse a message over 2 GiB (larger graphs keep weights in a .data file).
 MAX_ONNX_BYTES = 2**31
-_CLASSIFIERS = ("classification", "quantized_classification")
 
 
 @dataclass(frozen=True)
@@ -142,7 +141,7 @@ def _card(f: Fields, meta: dict[str, str], width: int | None) -> ModelCard | Non
         raise f.error("omnizoo.num_classes", f"{legacy_n}, but {ONNX_CARD_KEY} says {n}")
     if categories is not None and len(categories) not in (n, n - card.label_offset):
         raise f.error("omnizoo.categories", f"{len(categories)} names for {n} classes")
-    if width is not None and n and card.task in _CLASSIFIERS and n != width:
+    if width is not None and n and is_classification(card.task) and n != width:
         raise f.error(where, f"{n} classes, but the graph's output has {width}")
     extra = dict(card.extra)
     extra["onnx"] = {
