@@ -298,11 +298,12 @@ def test_hf_endpoint_without_a_reachable_origin_needs_a_pin(
 
 # -- the declared format ---------------------------------------------------------------------
 def torch_zip_bytes() -> bytes:
-    """What torch.save writes: a zip whose first member is archive/data.pkl."""
+    """What torch.save writes: a zip whose first member is archive/data.pkl. The members carry
+    a fixed date (as torch.save's do), so two calls give the same bytes whatever the clock."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
-        z.writestr("archive/version", b"3\n")
+        for name, data in (("archive/data.pkl", b"\x80\x02}q\x00."), ("archive/version", b"3\n")):
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
     return buf.getvalue()
 
 
