@@ -121,9 +121,8 @@ def create_model(
     resolved, request = adapter.resolve(card, request)
     card = get_card(resolved) if isinstance(resolved, str) else resolved
     adapter.check_request(card, request)  # fail before downloading, not after
-    on_meta = request.on_meta
     start = Start.random(card)
-    if request.pretrained and not request.has_weights and not on_meta:
+    if request.pretrained and not request.has_weights and not request.on_meta:
         if card.weights is None:
             raise NoPretrainedWeightsError(
                 f"{card.name} has no pretrained weights; "
@@ -146,16 +145,12 @@ def create_model(
         lineage = {}
         if request.state_dict is not None:
             start = Start.memory(card)
-    model, report = adapter.create(card, request)
-    if on_meta and request.dtype is not None:
-        model = _move(model, None, request.dtype)  # free on meta; timm already built it so
-    elif not on_meta and (device is not None or request.dtype is not None):
-        model = _move(model, device, request.dtype)
+    model, report = _build(adapter, card, request)
     derived = derive_card(
         card,
         model,
         start,
-        complete=report.ok and not report.reinitialized and not report.adapted,
+        complete=_complete(report),
         num_classes=request.num_classes,
         labels=labels,
         in_chans=request.in_chans,
@@ -164,6 +159,23 @@ def create_model(
     )
     _attach(model, derived, report, build_record(card, request, lineage))
     return model
+
+
+def _build(adapter: Any, card: ModelCard, request: CreateRequest) -> tuple[Any, LoadReport]:
+    """The source builds the model; then it is placed on ``request.device``/``dtype`` (the one
+    place for both entry points: a name and a saved folder)."""
+    model, report = adapter.create(card, request)
+    if request.on_meta:
+        if request.dtype is not None:
+            model = _move(model, None, request.dtype)  # free on meta; timm already built it so
+    elif request.device is not None or request.dtype is not None:
+        model = _move(model, request.device, request.dtype)
+    return model, report
+
+
+def _complete(report: LoadReport) -> bool:
+    """Whether the weights loaded are the whole file, unchanged (the card may keep its name)."""
+    return report.ok and not report.reinitialized and not report.adapted
 
 
 def _out_indices(value: Any) -> Any:
@@ -277,10 +289,7 @@ def _create_saved(
     )
     adapter = get_adapter(base.source)
     adapter.check_request(base, request)
-    model, report = adapter.create(base, request)
-    on_meta = request.on_meta
-    if not on_meta and (device is not None or request.dtype is not None):
-        model = _move(model, device, request.dtype)
+    model, report = _build(adapter, base, request)
     card = saved.card
     if card.source != "local":  # written before saved cards had their own identity
         was = saved.lineage
@@ -293,7 +302,7 @@ def _create_saved(
         card,
         model,
         start,
-        complete=report.ok and not report.reinitialized and not report.adapted,
+        complete=_complete(report),
         num_classes=num_classes,
         labels=labels,
     )
