@@ -54,15 +54,12 @@ def sniff_format(path: Path) -> str:
 
 
 def _kind(head: bytes) -> str:
-    if head[:4] == b"PK\x03\x04":
-        return "zip"
-    if len(head) >= 9 and head[8:9] == b"{":
-        n = int.from_bytes(head[:8], "little")
-        if 0 < n < 100_000_000:
-            return "safetensors"
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return "legacy-pickle"  # pickle protocol 2+ (torch < 1.6 files)
-    return "unknown"
+    from ..weights.hashing import container_of
+
+    found = container_of(head)
+    if found == "pickle":
+        return "legacy-pickle"  # a bare pickle stream (torch < 1.6 files)
+    return found if found in ("zip", "safetensors") else "unknown"
 
 
 def _what(path: Path) -> str:

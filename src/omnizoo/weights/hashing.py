@@ -28,6 +28,7 @@ __all__ = [
     "SNIFF_BYTES",
     "HashingWriter",
     "check_digest",
+    "container_of",
     "detect_format",
     "hash_file",
     "normalize_sha256",
@@ -93,22 +94,36 @@ def reject_if_not_weights(head: bytes, url: str) -> None:
     raise NotAWeightsFileError(f"{url} returned {what}, not a weights file: {hint}")
 
 
-def detect_format(head: bytes) -> str | None:
-    """Guess the serialisation from the first bytes: pickle / safetensors / onnx / npz / None.
+def container_of(head: bytes) -> str | None:
+    """What the first bytes of a file are, by its magic: ``zip`` (torch.save since 1.6, and
+    .npz), ``pickle`` (a bare pickle stream: legacy torch.save), ``safetensors``, ``onnx``, or
+    None. The one content sniffer: the download check and the checkpoint reader both use it.
 
-    A zip archive is torch's own format ("pickle") unless it holds ``.npy`` members ("npz").
+    >>> container_of(b"PK\\x03\\x04"), container_of(b"\\x80\\x02}q"), container_of(b"<html>")
+    ('zip', 'pickle', None)
     """
     if head.startswith(b"PK\x03\x04"):
-        return "npz" if b".npy" in head[:SNIFF_BYTES] else "pickle"
+        return "zip"
     if head[:1] == b"\x80" and len(head) > 1 and head[1] in range(2, 6):
-        return "pickle"  # legacy torch.save: a bare pickle stream
-    if len(head) >= 10 and head[8:10] in (b'{"', b"{ "):
+        return "pickle"  # pickle protocol 2-5 (torch < 1.6 files)
+    if len(head) >= 9 and head[8:9] == b"{":
         header_len = int.from_bytes(head[:8], "little")
         if 2 <= header_len < 100_000_000:
             return "safetensors"
     if head[:1] == b"\x08":  # protobuf field 1 (ir_version), varint: an ONNX ModelProto
         return "onnx"
     return None
+
+
+def detect_format(head: bytes) -> str | None:
+    """Guess the serialisation from the first bytes: pickle / safetensors / onnx / npz / None.
+
+    A zip archive is torch's own format ("pickle") unless it holds ``.npy`` members ("npz").
+    """
+    found = container_of(head)
+    if found == "zip":
+        return "npz" if b".npy" in head[:SNIFF_BYTES] else "pickle"
+    return found
 
 
 def check_digest(
