@@ -110,9 +110,19 @@ def container_of(head: bytes) -> str | None:
         header_len = int.from_bytes(head[:8], "little")
         if 2 <= header_len < 100_000_000:
             return "safetensors"
-    if head[:1] == b"\x08":  # protobuf field 1 (ir_version), varint: an ONNX ModelProto
+    if _onnx_model_proto(head):
         return "onnx"
     return None
+
+
+#: The protobuf tags of ModelProto's fields 2-15 (varint or length-delimited), one byte each.
+_ONNX_NEXT_TAGS = frozenset((f << 3) | w for f in range(2, 16) for w in (0, 2))
+
+
+def _onnx_model_proto(head: bytes) -> bool:
+    """An ONNX ModelProto starts with field 1 (``ir_version``, a small varint) and then
+    another of its fields; one byte ``\\x08`` alone would call 1 random file in 256 ONNX."""
+    return len(head) >= 3 and head[0] == 0x08 and 1 <= head[1] <= 32 and head[2] in _ONNX_NEXT_TAGS
 
 
 def detect_format(head: bytes) -> str | None:
