@@ -11,7 +11,7 @@ What it shows, with omnizoo's fine-tuning helpers:
   to timm's ``tf_efficientnet_lite0`` with :mod:`omnizoo.loading.lukemelas` — as
   ``examples/demo.py`` does;
 * ``create_model`` builds the architecture (no download),
-  :func:`omnizoo.finetune.checkpoint.load_partial` loads the pretrained tensors and reports on
+  :func:`omnizoo.finetune.partial_load.load_partial` loads the pretrained tensors and reports on
   every key, and :func:`omnizoo.reset_classifier` puts a fresh 3-class head on it (the card
   then names the three classes);
 * :func:`omnizoo.freeze` (stem and first blocks frozen, all BatchNorm statistics kept as
@@ -114,8 +114,8 @@ def make_dataset(
 def build_model(local_rank: int, world: int, *, quiet: bool) -> Any:
     """tf_efficientnet_lite0 with a new 3-class head and the packaged ImageNet weights."""
     from omnizoo import create_model, reset_classifier
-    from omnizoo.finetune.checkpoint import load_partial
-    from omnizoo.loading.checkpoint import load_checkpoint
+    from omnizoo.finetune.partial_load import load_partial
+    from omnizoo.loading.state_dict_files import load_checkpoint
     from omnizoo.loading.lukemelas import convert_lukemelas_to_timm
 
     path = once_per_node(checkpoint_path, local_rank, world)

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from omnizoo.registry.index import prebuilt_path
     from omnizoo.registry.index_build import build_payload
     from omnizoo.sources.onnx import manifest
-    from omnizoo.sources.packaged import PREBUILT_DIR
+    from omnizoo.sources.package_data import PREBUILT_DIR
     from omnizoo.sources.table import source_names
 
     settings.reset()

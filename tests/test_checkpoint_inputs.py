@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from omnizoo.errors import CheckpointError, UnsafeCheckpointError
-from omnizoo.loading.checkpoint import load_checkpoint, read_checkpoint
+from omnizoo.loading.state_dict_files import load_checkpoint, read_checkpoint
 
 torch = pytest.importorskip("torch")
 

@@ -11,10 +11,10 @@ import pytest
 from omnizoo.errors import UnsupportedError
 from omnizoo.registry import adapters as adapters_mod
 from omnizoo.registry import index_build
-from omnizoo.registry.card import ModelCard
+from omnizoo.values.card import ModelCard
 from omnizoo.registry.registry import get_card
 from omnizoo.sources.base import SourceAdapter
-from omnizoo.sources.counting import COUNTED, count_gflops, count_params, fill_stats, meta_build
+from omnizoo.sources.param_flops import COUNTED, count_gflops, count_params, fill_stats, meta_build
 
 torch = pytest.importorskip("torch")
 

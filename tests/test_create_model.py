@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from omnizoo import create_model, errors, get_card, get_labels, settings
-from omnizoo.loading import checkpoint as loading
+from omnizoo.loading import state_dict_files as loading
 from omnizoo.registry.registry import list_models
 from tolerance import assert_outputs_close, assert_state_dicts_equal
 

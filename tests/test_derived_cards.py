@@ -21,7 +21,7 @@ import torch
 import lite0_weights
 from omnizoo import create_model, export_onnx, get_card, get_labels, save_pretrained, settings
 from omnizoo.cli.main import main
-from omnizoo.registry.card import ModelCard
+from omnizoo.values.card import ModelCard
 
 torch.set_num_threads(2)
 

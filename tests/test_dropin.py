@@ -386,7 +386,7 @@ def test_hf_hub_names_download_through_the_cache(
 
 
 def test_scheme_names_are_parsed_in_one_place() -> None:
-    from omnizoo.registry.names import parse_name
+    from omnizoo.values.names import parse_name
 
     assert parse_name("hf_hub:timm/x").scheme == "hf-hub"
     assert parse_name("timm:local-dir:C:/models/x").body == "C:/models/x"

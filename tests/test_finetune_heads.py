@@ -232,7 +232,7 @@ def test_last_linear_fallback() -> None:
 
 
 def test_card_prefixes_win_and_card_is_updated() -> None:
-    from omnizoo.registry.card import ModelCard
+    from omnizoo.values.card import ModelCard
 
     model = nn.Sequential()
     model.add_module("backbone", nn.Sequential(nn.Flatten(), nn.Linear(12, 8)))

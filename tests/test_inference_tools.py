@@ -11,7 +11,7 @@ import torch
 from lite0_weights import CAT_CLASSES, IMAGES, checkpoint_path, timm_state_dict
 from omnizoo.cli.main import main
 from omnizoo.errors import CheckpointError
-from omnizoo.inference.summary import layer_summary
+from omnizoo.inference.layer_summary import layer_summary
 from omnizoo.loading.lukemelas import convert_lukemelas_to_timm, is_lukemelas_state_dict
 
 

@@ -164,7 +164,7 @@ def test_the_count_is_checked_in_the_same_place(tmp_path: Path) -> None:
 def test_the_reader_is_the_one_the_cli_and_opening_use() -> None:
     """One definition: the names the CLI and docs import are the reader in data/labels.py."""
     from omnizoo.data import labels
-    from omnizoo.inference import opening
+    from omnizoo.inference import open_model as opening
 
     assert opening.read_label_file is labels.read_label_file
     assert opening.check_label_count is labels.check_label_count

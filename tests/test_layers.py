@@ -22,17 +22,17 @@ LAYERS: tuple[tuple[str, int], ...] = (
     ("omnizoo.settings", 0),
     ("omnizoo.schema", 0),
     ("omnizoo._version", 0),
-    ("omnizoo.data.config", 1),
-    ("omnizoo.registry.card", 2),
-    ("omnizoo.registry.names", 2),
-    ("omnizoo.weights", 3),
-    ("omnizoo.loading", 4),
-    ("omnizoo.sources", 5),
-    ("omnizoo.registry", 6),
-    ("omnizoo.data", 7),
+    ("omnizoo.values", 1),  # card, names, data config, lineage, relabelling: plain data
+    ("omnizoo.weights", 2),
+    ("omnizoo.loading", 3),
+    ("omnizoo.saved", 3),  # the files omnizoo writes for a model, each reader by its writer
+    ("omnizoo.sources", 4),
+    ("omnizoo.registry", 5),
+    ("omnizoo.data", 6),
     ("omnizoo.inference", 7),
     ("omnizoo.finetune", 7),
     ("omnizoo.export", 7),
+    ("omnizoo.overview", 7),
     ("omnizoo.cli", 8),
     ("omnizoo.__main__", 9),
     ("omnizoo", 9),  # the package's front door (lazy attribute map)
@@ -185,9 +185,66 @@ def test_no_import_cycles() -> None:
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
+def _folder(module: str) -> str:
+    """The top-level folder (package) a module belongs to: ``omnizoo.values.card`` ->
+    ``omnizoo.values``; a top-level module is its own folder."""
+    return ".".join(module.split(".")[:2])
+
+
+def folder_graph() -> dict[str, set[str]]:
+    """folder -> the folders its modules import (annotations included)."""
+    out: dict[str, set[str]] = {}
+    for module, deps in import_graph(type_checking=True).items():
+        here = _folder(module)
+        out.setdefault(here, set()).update(_folder(d) for d in deps if _folder(d) != here)
+    return out
+
+
+def test_folders_are_layers() -> None:
+    # the picture docs/build-path.md draws: a folder holds one layer, so no two folders import
+    # each other (the module graph being acyclic is not enough: registry/ once held both the
+    # card values every source needs and the lookups built on the sources)
+    graph = folder_graph()
+    both = sorted(
+        f"{a} <-> {b}" for a, deps in graph.items() for b in deps if a < b and a in graph.get(b, ())
+    )
+    assert not both, "folders importing each other: " + "; ".join(both)
+    upward = sorted(
+        f"{a} (layer {_layer(a)}) imports {b} (layer {_layer(b)})"
+        for a, deps in graph.items()
+        for b in deps
+        if _layer(b) > _layer(a) and b != "omnizoo"
+    )
+    assert not upward, "folders importing a higher layer:\n" + "\n".join(upward)
+
+
+def test_every_folder_has_one_layer() -> None:
+    # a folder's modules all sit in the folder's layer (no module-level exceptions hiding a
+    # second layer inside one folder)
+    mixed = sorted(m for m in _modules() if m.count(".") >= 1 and _layer(m) != _layer(_folder(m)))
+    assert not mixed, "modules in another layer than their folder: " + ", ".join(mixed)
+
+
+def test_build_path_doc_draws_the_folders() -> None:
+    # docs/build-path.md's folder drawing lists exactly the folders and their imports
+    doc = (SRC.parent / "docs" / "build-path.md").read_text(encoding="utf-8")
+    drawing = doc.split("<!-- folder-imports -->")[1]
+    drawn: dict[str, set[str]] = {}
+    for line in drawing.splitlines():
+        if "->" in line:
+            name, deps = line.split("->", 1)
+            drawn[name.strip()] = {d.strip() for d in deps.split(",") if d.strip()}
+    real = {
+        f.removeprefix("omnizoo."): {d.removeprefix("omnizoo.") for d in deps}
+        for f, deps in folder_graph().items()
+        if f != "omnizoo" and deps
+    }
+    assert drawn == real, f"docs/build-path.md draws {drawn}; the code imports {real}"
+
+
 @pytest.mark.parametrize(
     ("module", "layer"),
-    [("omnizoo.loading.fit", 4), ("omnizoo.sources.timm.build", 5), ("omnizoo.cli.main", 8)],
+    [("omnizoo.loading.fit", 3), ("omnizoo.sources.timm.build", 4), ("omnizoo.cli.main", 8)],
 )
 def test_layer_table(module: str, layer: int) -> None:
     assert _layer(module) == layer

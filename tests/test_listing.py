@@ -17,7 +17,7 @@ from omnizoo.cli import compare as cli_compare
 from omnizoo.cli import models as cli_models
 from omnizoo.cli import plot as cli_plot
 from omnizoo.registry.registry import get_card, list_models
-from omnizoo.registry.zooplot import pareto_front, plot_zoo, plottable
+from omnizoo.overview.plot import pareto_front, plot_zoo, plottable
 
 
 def _run(argv: list[str]) -> int:
@@ -195,7 +195,7 @@ def test_plot_refuses_what_it_cannot_draw(tmp_path: Path, monkeypatch: pytest.Mo
 # ----------------------------------------------------------------------------- docs tables
 def test_doctables_carry_metrics_and_the_plot(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from omnizoo.registry import doctables
+    from omnizoo.overview import tables as doctables
 
     written = doctables.write_tables(tmp_path, ["torchvision", "timm", "onnx"])
     assert {p.name for p in written} == {

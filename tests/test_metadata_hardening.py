@@ -345,7 +345,7 @@ def test_a_hostile_card_in_a_checkpoint(artefacts: tuple[Path, Path], tmp_path: 
     """The card inside a model.safetensors (``checkpoint_path=``) is checked like card.json."""
     from safetensors.torch import load_file, save_file
 
-    from omnizoo.registry.local import safetensors_metadata
+    from omnizoo.saved.folder import safetensors_metadata
 
     saved = artefacts[0] / "model.safetensors"
     card = json.loads(safetensors_metadata(saved)["omnizoo.card"])

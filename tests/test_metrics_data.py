@@ -15,7 +15,7 @@ import pytest
 
 from omnizoo.registry.index import load_index
 from omnizoo.registry.registry import get_card
-from omnizoo.sources.packaged import package_data, read_json
+from omnizoo.sources.package_data import package_data, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -110,7 +110,7 @@ def test_counting_agrees_with_timms_published_figures(arch: str) -> None:
     agree, so counted and published cards can be compared."""
     import timm
 
-    from omnizoo.sources.counting import count_gflops, count_params, meta_build
+    from omnizoo.sources.param_flops import count_gflops, count_params, meta_build
 
     card = get_card(f"timm:{arch}")
     assert card.gflops is not None and card.num_params is not None

@@ -22,10 +22,10 @@ from omnizoo import errors, settings
 from omnizoo.registry import adapters as adapters_mod
 from omnizoo.registry import index as index_mod
 from omnizoo.registry import index_build, source_index
-from omnizoo.registry.card import ModelCard
-from omnizoo.sources.counting import COUNTED, fill_stats
+from omnizoo.values.card import ModelCard
+from omnizoo.sources.param_flops import COUNTED, fill_stats
 from omnizoo.sources.onnx import manifest as onnx_manifest
-from omnizoo.sources.packaged import read_json
+from omnizoo.sources.package_data import read_json
 
 SOURCES = ("torchvision", "timm", "cadene", "efficientnet", "onnx")
 PINNED = {

@@ -14,8 +14,8 @@ import omnizoo
 from omnizoo import errors, settings
 from omnizoo.registry import adapters as adapters_mod
 from omnizoo.registry import index as index_mod
-from omnizoo.registry.card import ModelCard
-from omnizoo.registry.names import format_name, parse_name, split_body
+from omnizoo.values.card import ModelCard
+from omnizoo.values.names import format_name, parse_name, split_body
 from omnizoo.registry.registry import explain, get_card, list_models, list_sources
 from omnizoo.registry.validate import card_problems, validate_card, validate_cards
 

@@ -10,7 +10,7 @@ import pytest
 
 from omnizoo import errors
 from omnizoo.cli import models as cli_models
-from omnizoo.registry import doctables
+from omnizoo.overview import tables as doctables
 
 
 def _run(argv: list[str]) -> int:
@@ -49,7 +49,7 @@ def test_info_and_explain(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_info_summary(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("omnizoo.inference.summary")
+    pytest.importorskip("omnizoo.inference.layer_summary")
     assert _run(["info", "timm:resnet18", "--summary"]) == 0
     assert "11,689,512" in capsys.readouterr().out
 

@@ -16,7 +16,7 @@ import pytest
 
 from omnizoo.errors import UnsupportedError
 from omnizoo.loading.request import CreateRequest
-from omnizoo.registry.card import ModelCard
+from omnizoo.values.card import ModelCard
 from omnizoo.sources.cadene.adapter import CadeneSource
 from omnizoo.sources.cadene.upstream import (
     _TV_WRAPPERS,

@@ -9,7 +9,7 @@ import pytest
 
 from omnizoo.errors import ConfigurationError, UnsupportedError
 from omnizoo.loading.request import CreateRequest
-from omnizoo.registry.card import ModelCard
+from omnizoo.values.card import ModelCard
 from omnizoo.sources.efficientnet.adapter import EfficientNetSource
 from sources_helpers import check_card, one_default_per_arch, random_state_dict
 

@@ -119,7 +119,7 @@ def test_cache_remove(
 def test_cache_remove_by_model_name(
     isolated_home: Path, weight_server: WeightServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from omnizoo.registry.card import WeightsFile
+    from omnizoo.values.card import WeightsFile
     from omnizoo.weights.download import fetch_weights
 
     url = weight_server.add(f"/m/a-{SHA_A[:8]}.pth", A)

@@ -126,7 +126,7 @@ def test_cache_hit_is_a_stat_not_a_rehash(
 
 
 def test_fetch_weights_uses_the_mirror_chain(fast: Path, weight_server: WeightServer) -> None:
-    from omnizoo.registry.card import WeightsFile
+    from omnizoo.values.card import WeightsFile
 
     dead = weight_server.add("/dead/tiny.pth", status=404)
     good = weight_server.add(NAME, DATA)
@@ -349,7 +349,7 @@ def test_name_form_resolves_the_card(
     fast: Path, weight_server: WeightServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from omnizoo.registry import downloads as registry
-    from omnizoo.registry.card import ModelCard, WeightsFile
+    from omnizoo.values.card import ModelCard, WeightsFile
 
     url = weight_server.add(NAME, DATA)
     card = ModelCard(

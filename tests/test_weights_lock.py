@@ -31,7 +31,7 @@ from hubfiles import (
 from omnizoo import download_weights
 from omnizoo.cli.main import main
 from omnizoo.errors import HashMismatchError, LockFileError, NotInLockError, UnpinnedError
-from omnizoo.registry.card import WeightsFile
+from omnizoo.values.card import WeightsFile
 from omnizoo.registry.registry import get_card
 from omnizoo.weights.cache import Cache
 from omnizoo.weights.download import fetch_verified

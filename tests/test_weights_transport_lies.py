@@ -16,7 +16,7 @@ import pytest
 
 from omnizoo import download_weights, settings
 from omnizoo.errors import DownloadError
-from omnizoo.registry.card import WeightsFile
+from omnizoo.values.card import WeightsFile
 from omnizoo.weights.cache import Cache
 from omnizoo.weights.download import fetch_weights
 from weightserver import WeightServer

@@ -48,7 +48,7 @@ from omnizoo.errors import (
     UnpinnedError,
     UnsafeCheckpointError,
 )
-from omnizoo.registry.card import WeightsFile
+from omnizoo.values.card import WeightsFile
 from omnizoo.registry.registry import get_card
 from omnizoo.weights.cache import Cache
 from omnizoo.weights.download import fetch_verified

@@ -41,14 +41,14 @@ from .errors import (
 
 # public name -> module that defines it (imported on first attribute access)
 _LAZY: dict[str, str] = {
-    "DataConfig": "omnizoo.data.config",
+    "DataConfig": "omnizoo.values.data_config",
     "FeatureInfo": "omnizoo.sources.features",
     "LoadReport": "omnizoo.loading.report",
-    "ModelCard": "omnizoo.registry.card",
+    "ModelCard": "omnizoo.values.card",
     "Prediction": "omnizoo.inference.predictor",
     "Predictor": "omnizoo.inference.predictor",
     "Resolution": "omnizoo.registry.registry",
-    "WeightsFile": "omnizoo.registry.card",
+    "WeightsFile": "omnizoo.values.card",
     "compute_mean_std": "omnizoo.data.stats",
     "create_model": "omnizoo.registry.factory",
     "create_transform": "omnizoo.data.transforms",
@@ -61,7 +61,7 @@ _LAZY: dict[str, str] = {
     "list_models": "omnizoo.registry.registry",
     "list_sources": "omnizoo.registry.registry",
     "param_groups": "omnizoo.finetune.param_groups",
-    "read_card": "omnizoo.registry.local",
+    "read_card": "omnizoo.saved.folder",
     "register_model": "omnizoo.sources.user",
     "reset_classifier": "omnizoo.finetune.heads",
     "resolve_data_config": "omnizoo.data.resolve",
@@ -137,7 +137,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from .data.config import DataConfig
     from .data.labels import get_labels
     from .data.resolve import resolve_data_config
     from .data.stats import compute_mean_std
@@ -149,10 +148,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .finetune.pretrained import save_pretrained
     from .inference.predictor import Prediction, Predictor
     from .loading.report import LoadReport
-    from .registry.card import ModelCard, WeightsFile
     from .registry.downloads import download_weights
     from .registry.factory import create_model
-    from .registry.local import read_card
     from .registry.registry import Resolution, explain, get_card, list_models, list_sources
+    from .saved.folder import read_card
     from .sources.features import FeatureInfo
     from .sources.user import register_model
+    from .values.card import ModelCard, WeightsFile
+    from .values.data_config import DataConfig

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omnizoo.data.config import DataConfig
+from omnizoo.values.data_config import DataConfig
 from omnizoo.loading.build import Upstream, build_model
 from omnizoo.loading.report import LoadReport
 from omnizoo.loading.request import CreateRequest
-from omnizoo.registry.card import ModelCard, WeightsFile
+from omnizoo.values.card import ModelCard, WeightsFile
 from omnizoo.sources.base import SourceAdapter
 
 WEIGHTS = Path(__file__).with_name("tinynet-brightness.safetensors")

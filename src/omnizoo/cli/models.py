@@ -270,7 +270,7 @@ def run_info(args: argparse.Namespace) -> int:
         if card.weights is not None and card.weights.urls:  # a file with a download URL
             print(cached_line(card.weights.urls))
     if args.summary:
-        from ..inference.summary import layer_summary
+        from ..inference.layer_summary import layer_summary
         from ..registry.factory import create_model
 
         # a saved model is built from its folder (its card names no source to build from)

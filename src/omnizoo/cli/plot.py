@@ -37,8 +37,8 @@ def register(subparsers: Any) -> None:
 
 
 def run_plot(args: argparse.Namespace) -> int:
+    from ..overview.plot import plot_zoo, plottable
     from ..registry.registry import get_card, list_models
-    from ..registry.zooplot import plot_zoo, plottable
 
     names = list_models(
         args.pattern,

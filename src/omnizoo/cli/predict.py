@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    from ..inference.opening import read_label_file
+    from ..inference.open_model import read_label_file
 
     return {
         "device": args.device,

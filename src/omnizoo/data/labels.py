@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError, MetadataError
-from ..registry.card import GENERIC_LABELS, is_classification
 from ..schema import MAX_CLASSES, MAX_LABEL_BYTES, Fields, parse_json
+from ..values.card import GENERIC_LABELS, is_classification
+from ..values.relabel import check_label_count, generic_label, generic_labels
 
 __all__ = [
     "BACKGROUND",
@@ -110,24 +111,6 @@ def get_labels(name_or_model: Any) -> list[str]:
     return _labels_for_card(card)
 
 
-def generic_label(index: int) -> str:
-    """The name of output ``index`` when nobody named it.
-
-    >>> generic_label(7)
-    'class_7'
-    """
-    return f"class_{int(index)}"
-
-
-def generic_labels(n: int) -> list[str]:
-    """Names for ``n`` outputs nobody named.
-
-    >>> generic_labels(3)
-    ['class_0', 'class_1', 'class_2']
-    """
-    return [generic_label(i) for i in range(int(n))]
-
-
 def labels_for(name_or_model: Any, width: int) -> list[str]:
     """Names of the ``width`` outputs a model really has: its labels (:func:`get_labels`)
     when they are ``width`` of them, else ``class_0 .. class_{width-1}`` (a head replaced in a
@@ -142,25 +125,6 @@ def labels_for(name_or_model: Any, width: int) -> list[str]:
     except ConfigurationError:  # no card, no num_classes: nobody named the outputs
         return generic_labels(width)
     return labels if len(labels) == int(width) else generic_labels(width)
-
-
-def check_label_count(
-    given: int, outputs: int, what: str = "classes", *, source: str | None = None
-) -> None:
-    """Refuse labels whose count does not match the model's output size (``source``: the
-    label file they came from, named in the message).
-
-    >>> check_label_count(3, 3)
-    >>> check_label_count(2, 1000)  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    omnizoo.errors.ConfigurationError: 2 labels given, but the model outputs 1000 classes: ...
-    """
-    if int(given) != int(outputs):
-        where = f"{source}: " if source else ""
-        raise ConfigurationError(
-            f"{where}{given} labels given, but the model outputs {outputs} {what}: give one "
-            "label per output, in order"
-        )
 
 
 def read_label_file(path: str | os.PathLike[str], num_classes: int | None = None) -> list[str]:

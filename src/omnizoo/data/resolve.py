@@ -1,6 +1,6 @@
 """``resolve_data_config``: the DataConfig for a name, card, model or config, with overrides.
 
->>> from omnizoo.data.config import DataConfig
+>>> from omnizoo.values.data_config import DataConfig
 >>> resolve_data_config(DataConfig(), input_size=(3, 256, 256)).crop_size
 (256, 256)
 """
@@ -13,17 +13,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigurationError
-from .config import DataConfig, data_config_from_timm
+from ..values.data_config import DataConfig, data_config_from_timm
 
 __all__ = ["card_of", "resolve_data_config"]
 
 
 def card_of(obj: Any) -> Any:
-    """The :class:`~omnizoo.registry.card.ModelCard` behind a name, card or omnizoo model.
+    """The :class:`~omnizoo.values.card.ModelCard` behind a name, card or omnizoo model.
 
     Returns None for objects that carry no card (a plain module, a DataConfig).
     """
-    from ..registry.card import ModelCard
+    from ..values.card import ModelCard
 
     if isinstance(obj, ModelCard):
         return obj
@@ -43,7 +43,7 @@ def resolve_data_config(name_or_model: Any, **overrides: Any) -> DataConfig:
     """The input a set of weights expects, as a :class:`DataConfig`.
 
     ``name_or_model`` is a model name (``"resnet50"``, ``"timm:convnext_tiny.in12k_ft_in1k"``),
-    a :class:`~omnizoo.registry.card.ModelCard`, a model made by ``create_model`` (it carries
+    a :class:`~omnizoo.values.card.ModelCard`, a model made by ``create_model`` (it carries
     ``.omnizoo_card``), a timm model (its ``pretrained_cfg``), a DataConfig, or a dict of
     DataConfig fields.
 

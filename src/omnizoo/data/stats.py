@@ -10,7 +10,7 @@ float64, and these are merged with Chan et al.'s parallel form of Welford's upda
 
 which stays accurate where the naive ``E[x^2] - E[x]^2`` loses digits. ``std`` is the
 population standard deviation over all pixels, ``sqrt(M2 / n)``, in the 0-1 scale, RGB order:
-the numbers a :class:`~omnizoo.data.config.DataConfig` takes as ``mean`` / ``std``.
+the numbers a :class:`~omnizoo.values.data_config.DataConfig` takes as ``mean`` / ``std``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Inputs the transform accepts:
 * a ``numpy.ndarray`` ``(H, W, C)`` or ``(H, W)`` ``uint8`` array (the layout PIL, OpenCV
   and scikit-image use) — converted to a PIL image first, so it gives the PIL result.
 
-The eval pipeline follows :mod:`omnizoo.data.config`. Each step calls the same torchvision
+The eval pipeline follows :mod:`omnizoo.values.data_config`. Each step calls the same torchvision
 functional op the reference pipelines call for that input type, so PIL input gives the
 result of the source's PIL pipeline (torchvision ``weights.transforms()``, timm's eval
 transform, pretrainedmodels ``TransformImage``, EfficientNet's Resize+CenterCrop recipe)
@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from .config import DataConfig
+from ..values.data_config import DataConfig
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +43,7 @@ def create_transform(
 ) -> ImageTransform:
     """The preprocessing for a model name, card, omnizoo model or :class:`DataConfig`.
 
-    >>> from omnizoo.data.config import DataConfig
+    >>> from omnizoo.values.data_config import DataConfig
     >>> t = create_transform(DataConfig(input_size=(3, 224, 224), resize_size=256))
     >>> t.config.crop_size
     (224, 224)

@@ -51,7 +51,7 @@ from .onnx import DEFAULT_OPSET, export_onnx_report
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..data.config import DataConfig
+    from ..values.data_config import DataConfig
 
 __all__ = [
     "MAX_EXPORT_BYTES",

@@ -13,8 +13,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..data.config import DataConfig
 from ..errors import ConfigurationError, ExportError
+from ..values.data_config import DataConfig
 
 if TYPE_CHECKING:
     import torch

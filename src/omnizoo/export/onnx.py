@@ -53,9 +53,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..data.config import DataConfig
 from ..errors import ConfigurationError, ExportError
 from ..loading.heads import unwrap_model
+from ..saved.onnx_metadata import onnx_metadata, write_onnx
+from ..values.card import ModelCard
+from ..values.data_config import DataConfig
 from .exporters import (
     export_input_size,
     export_mode,
@@ -67,7 +69,6 @@ from .exporters import (
     quiet_fds,
     run_exporter,
 )
-from .metadata import build_metadata, finalise
 from .verify import verify_export
 
 if TYPE_CHECKING:
@@ -155,7 +156,7 @@ def _attempt(
         raise ExportError(first_line(exc)) from None
     doc = f"{name} exported by omnizoo {metadata['omnizoo.version']}"
     try:
-        files = finalise(raw, final_name, metadata, doc)
+        files = write_onnx(raw, final_name, metadata, doc)
     except Exception as exc:
         raise ExportError(f"cannot write the ONNX file: {first_line(exc)}") from None
     max_diff = None
@@ -203,6 +204,13 @@ def export_onnx_report(
 
         data = resolve_data_config(data, input_size=shape)
     name = getattr(card, "name", None) or type(inner).__name__
+    now, label_set = card, None
+    if isinstance(card, ModelCard):
+        from ..data.labels import label_set_for
+        from ..registry.derive import current_card
+
+        now = current_card(inner, card)  # a head replaced by hand: not the old label set
+        label_set = label_set_for(now)  # timm cards name none: inferred, as get_labels does
     if not target.parent.is_dir():
         raise ExportError(f"cannot write {target}: directory {target.parent} does not exist")
 
@@ -261,8 +269,8 @@ def export_onnx_report(
                         atol=atol,
                         rtol=rtol,
                         name=name,
-                        metadata=build_metadata(
-                            inner, data, card, fold_preprocessing, which, shape
+                        metadata=onnx_metadata(
+                            inner, data, now, label_set, fold_preprocessing, which, shape
                         ),
                     )
                 except ExportError as exc:

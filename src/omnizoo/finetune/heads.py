@@ -162,12 +162,12 @@ def _update_card(
     init: str | Callable[[nn.Module], None],
     labels: Sequence[str] | None,
 ) -> None:
-    from ..registry.card import ModelCard
+    from ..values.card import ModelCard
 
     card = getattr(model, "omnizoo_card", None)
     if not isinstance(card, ModelCard):
         return
-    from ..registry.derive import with_labels
+    from ..values.relabel import with_labels
 
     scheme = init if isinstance(init, str) else "custom"
     if num_classes:

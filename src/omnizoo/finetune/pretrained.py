@@ -13,7 +13,7 @@ rebuilds it exactly, with its labels and preprocessing.
 >>> torch.equal(again.fc.weight, model.fc.weight)
 True
 
-The folder layout and ``card.json`` are described in :mod:`omnizoo.registry.local`. Before
+The folder layout and ``card.json`` are described in :mod:`omnizoo.saved.folder`. Before
 anything is written, the model's architecture is rebuilt on the meta device from what the card
 records and compared key by key with the model's state dict: a model that ``create_model`` could
 not rebuild (a head replaced by a ``Sequential`` by hand, a layer added) is refused with the
@@ -22,25 +22,17 @@ keys that differ, instead of being saved and failing to load later.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._version import __version__
 from ..errors import ConfigurationError, UnsupportedError
-from ..registry.card import ModelCard
-from ..registry.derive import saved_card, with_labels, with_saved_file
-from ..registry.local import (
-    CARD_FILE,
-    FORMAT,
-    FORMAT_VERSION,
-    SAFETENSORS_CARD_KEY,
-    WEIGHTS_FILE,
-)
+from ..registry.derive import saved_card
+from ..saved.writer import write_folder
+from ..values.card import ModelCard
+from ..values.relabel import with_labels
 from .heads import unwrap_model
 
 if TYPE_CHECKING:
@@ -108,34 +100,7 @@ def save_pretrained(
         "dtype": dtype,
     }
     _check_rebuildable(base, record, state)
-    target.mkdir(parents=True, exist_ok=True)
-    # the card inside the weights file cannot hold the file's own sha256; card.json does
-    inside = with_saved_file(card, WEIGHTS_FILE, None, None)
-    metadata = {
-        "format": "pt",
-        SAFETENSORS_CARD_KEY: json.dumps(inside.to_dict(), sort_keys=True),
-        "omnizoo.base": base.name,
-        "omnizoo.version": __version__,
-    }
-    digest, size = _write_weights(state, target / WEIGHTS_FILE, metadata)
-    card = with_saved_file(card, WEIGHTS_FILE, digest, size)
-    card_dict = card.to_dict()
-    doc = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "omnizoo_version": __version__,
-        "source": base.source,
-        "architecture": base.arch,
-        "num_classes": card.num_classes,
-        "labels": _labels(card),
-        "data_config": card.data.to_dict(),
-        "card": card_dict,
-        "base": base.to_dict(),
-        "build": record,
-        "weights": {"file": WEIGHTS_FILE, "sha256": digest, "size": size, "format": "safetensors"},
-        "lineage": dict(build.get("lineage") or {}),
-    }
-    _write_atomic(target / CARD_FILE, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8"))
+    write_folder(target, state, card, base, record, _labels(card), build.get("lineage"))
     return target
 
 
@@ -240,42 +205,3 @@ def _check_rebuildable(base: ModelCard, record: dict[str, Any], state: dict[str,
         "layer was replaced or added by hand. Use omnizoo.reset_classifier to change the head, "
         "or save the state_dict() yourself"
     )
-
-
-def _write_weights(state: dict[str, Any], path: Path, metadata: dict[str, str]) -> tuple[str, int]:
-    from safetensors.torch import save_file
-
-    from ..weights.hashing import hash_file
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        digest, size = hash_file(Path(tmp))
-        _umask_mode(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return digest, size
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        _umask_mode(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask_mode(path: Path) -> None:
-    """mkstemp makes 0600 files; saved models get the mode the umask gives (0644 usually)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, 0o666 & ~mask)

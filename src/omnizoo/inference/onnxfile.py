@@ -2,7 +2,7 @@
 
 Files written by :func:`omnizoo.export_onnx` carry their whole card in their
 ``metadata_props``; it is read by the same reader as ``omnizoo.read_card(path)``
-(:func:`omnizoo.registry.onnx_card.read_onnx`: every value checked, the class count equal to
+(:func:`omnizoo.saved.onnx_metadata.read_onnx`: every value checked, the class count equal to
 the graph's output width), so the Predictor and ``read_card`` see the same card. For any other
 file, ``data_config=`` is required (and ``labels=`` names the outputs; without it they are
 numbered). A graph exported with its preprocessing folded in (uint8 input) is refused: the
@@ -18,17 +18,17 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigurationError, UnsupportedError
 
 if TYPE_CHECKING:
-    from ..data.config import DataConfig
-    from ..registry.card import ModelCard
+    from ..values.card import ModelCard
+    from ..values.data_config import DataConfig
 
 __all__ = ["onnx_file_card", "open_onnx_file"]
 
 
 def onnx_file_card(path: Path, data_config: DataConfig | None = None) -> ModelCard:
-    """The :class:`~omnizoo.registry.card.ModelCard` of an ONNX file, from its metadata;
+    """The :class:`~omnizoo.values.card.ModelCard` of an ONNX file, from its metadata;
     ``data_config`` overrides (or, for a file omnizoo did not export, supplies) its input."""
-    from ..registry.card import ModelCard
-    from ..registry.onnx_card import read_onnx
+    from ..saved.onnx_metadata import read_onnx
+    from ..values.card import ModelCard
 
     info = read_onnx(path)
     if info.folded:

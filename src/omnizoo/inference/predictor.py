@@ -38,15 +38,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.labels import check_label_count, labels_for
 from ..errors import ConfigurationError, ImageLoadError, UnsupportedError
-from ..registry.card import is_classification
-from .auto import BackendChoice
-from .opening import as_image_list, card_or_none, is_module, labels_of, open_model
+from ..values.card import is_classification
+from .backend_choice import BackendChoice
+from .open_model import as_image_list, card_or_none, is_module, labels_of, open_model
 from .results import Prediction, PredictionResults
 
 if TYPE_CHECKING:
     import torch
 
-    from ..data.config import DataConfig
+    from ..values.data_config import DataConfig
 
 __all__ = ["BackendChoice", "Prediction", "PredictionResults", "Predictor"]
 
@@ -68,7 +68,7 @@ class Predictor:
     :func:`~omnizoo.data.labels.read_label_file`); a count that does not match the
     model's outputs is a :class:`~omnizoo.errors.ConfigurationError` naming both numbers.
 
-    ``backend``: ``"auto"`` (default; see :mod:`omnizoo.inference.auto`), ``"torch"`` or
+    ``backend``: ``"auto"`` (default; see :mod:`omnizoo.inference.backend_choice`), ``"torch"`` or
     ``"onnxruntime"`` (a torch classifier is exported once into the weights cache). The
     choice and its reason are ``backend`` and ``backend_choice``.
     ``device``: ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda[:N]"``.
@@ -165,7 +165,7 @@ class Predictor:
     def _select_backend(
         self, backend: str, *, precision: str, channels_last: bool, fold_bn: bool
     ) -> tuple[Any, BackendChoice]:
-        from .auto import choose_cpu_backend
+        from .backend_choice import choose_cpu_backend
         from .backends import OrtRunner, TorchRunner, is_onnx_model
         from .device import autocast_dtype
 

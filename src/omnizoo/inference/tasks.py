@@ -34,7 +34,7 @@ from .results import ClassShare, Detection, Keypoint, Prediction, Segmentation
 if TYPE_CHECKING:
     import torch
 
-    from ..data.config import DataConfig
+    from ..values.data_config import DataConfig
 
 __all__ = [
     "SUPPORTED_TASKS",

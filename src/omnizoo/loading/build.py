@@ -29,7 +29,7 @@ from .meta import meta_params
 from .report import LoadReport
 
 if TYPE_CHECKING:
-    from ..registry.card import ModelCard
+    from ..values.card import ModelCard
     from .request import CreateRequest
 
 __all__ = ["META_NOTE", "RANDOM_NOTE", "Upstream", "build_model", "plan_head"]

@@ -31,15 +31,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointError
-from .checkpoint import copy_metadata
 from .meta import materialize_, real_params
 from .report import LoadReport
+from .state_dict_files import copy_metadata
 from .surgery import adapt_input_conv
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..registry.card import ModelCard
+    from ..values.card import ModelCard
     from .request import CreateRequest
 
 __all__ = ["FitPlan", "check_strict", "fit_state_dict", "load_into"]

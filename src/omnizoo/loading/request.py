@@ -56,11 +56,11 @@ class CreateRequest:
 
     def read_weights(self) -> dict[str, Any]:
         """The state dict to load: the one handed over in memory (a copy), else
-        ``weights_path`` read safely (:func:`omnizoo.loading.checkpoint.load_checkpoint`)."""
+        ``weights_path`` read safely (:func:`omnizoo.loading.state_dict_files.load_checkpoint`)."""
         if self.state_dict is not None:
             return dict(self.state_dict)
         if self.weights_path is None:
             raise ValueError("read_weights() on a request without weights (see has_weights)")
-        from .checkpoint import load_checkpoint
+        from .state_dict_files import load_checkpoint
 
         return load_checkpoint(self.weights_path, verified=self.verified)

@@ -23,7 +23,7 @@ head, random init, a local checkpoint, a saved fine-tune, parameters trained in 
   weights, an architecture, a file), ``start`` (published / random / local / saved / memory),
   ``new_head`` (the width of a re-initialised head), ``trained`` (parameters changed in place
   since the build), ``summary`` (one sentence), and facts such as ``base_sha256``
-  (:mod:`omnizoo.registry.lineage`: the :class:`~omnizoo.registry.lineage.Start` a build
+  (:mod:`omnizoo.values.lineage`: the :class:`~omnizoo.values.lineage.Start` a build
   records, the lineage a card implies, its summary).
 
 "Trained in place" is told from the parameters' version counters, recorded at the build
@@ -32,7 +32,7 @@ them, while ``.to()``/``.eval()``/inference do not. A deep copy counts as change
 then says less, never more.
 
 >>> import torch
->>> from omnizoo.registry.card import ModelCard, WeightsFile
+>>> from omnizoo.values.card import ModelCard, WeightsFile
 >>> model = torch.nn.Sequential()
 >>> model.add_module("fc", torch.nn.Linear(8, 3))
 >>> w = WeightsFile(urls=("https://x/w.pth",), filename="w.pth")
@@ -54,10 +54,10 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import ConfigurationError
 from ..loading.heads import classifier_width
-from .card import GENERIC_LABELS, ModelCard, WeightsFile, is_classification
-from .lineage import SAVED, Start, lineage_of, summary
+from ..values.card import ModelCard, is_classification
+from ..values.lineage import SAVED, Start, lineage_of
+from ..values.relabel import check_label_count, strip_claims, with_labels
 
 __all__ = [
     "count_params",
@@ -66,12 +66,10 @@ __all__ = [
     "head_size",
     "mark_built",
     "saved_card",
-    "with_labels",
 ]
 
 _COUNTED = "counted from the model in hand (sum of its parameters' numel)"
 _VERSIONS = "_omnizoo_param_versions"
-_METRIC_FIELDS = frozenset(("top1", "top5", "metrics_dataset", "gflops"))
 
 
 def head_size(model: Any, card: ModelCard) -> int | None:
@@ -116,31 +114,6 @@ def _trained(model: Any) -> bool:
     return before is not None and _versions(model) != before
 
 
-def _strip(card: ModelCard, weights: WeightsFile | None, lineage: dict[str, Any]) -> ModelCard:
-    """``card`` as a model that is not the published one: no tag, no published metrics, no
-    upstream origin; ``weights`` and ``lineage`` (with its summary) as given."""
-    lineage["summary"] = summary(lineage)
-    drop_gflops = bool(lineage.get("new_head") is not None or lineage.get("in_chans"))
-    drop_gflops = drop_gflops or bool(lineage.get("features_only"))
-    dropped = _METRIC_FIELDS if drop_gflops else _METRIC_FIELDS - {"gflops"}
-    return dataclasses.replace(
-        card,
-        tag=None,
-        is_default=False,
-        weights=weights,
-        top1=None,
-        top5=None,
-        metrics_dataset=None,
-        extra_metrics=(),
-        gflops=None if drop_gflops else card.gflops,
-        provenance=tuple(
-            (k, v) for k, v in card.provenance if k not in dropped and "metric" not in k
-        ),
-        origin=None,
-        lineage=lineage,
-    )
-
-
 def _counted(card: ModelCard, model: Any) -> ModelCard:
     n = count_params(model)
     if n is None or (n == card.num_params and card.cited("num_params") == _COUNTED):
@@ -149,53 +122,6 @@ def _counted(card: ModelCard, model: Any) -> ModelCard:
     return dataclasses.replace(
         card, num_params=n, provenance=(*provenance, ("num_params", _COUNTED))
     )
-
-
-def with_labels(
-    card: ModelCard,
-    num_classes: int,
-    labels: Sequence[str] | None = None,
-    *,
-    why: str,
-    new_head: bool = True,
-) -> ModelCard:
-    """``card`` for a head of ``num_classes`` outputs: named by ``labels``, or, without them,
-    ``class_0 .. class_{n-1}`` (``label_set="generic"``); the metrics of the old head and its
-    background offset go, and a note says what happened.
-
-    ``new_head`` (the default: ``reset_classifier``) means the classifier was re-initialised:
-    the card then also loses its weights file, its tag and its GFLOPs, and its lineage records
-    ``new_head``. ``new_head=False`` only names the classes of the head the model has."""
-    if labels is not None:
-        categories: tuple[str, ...] | None = tuple(str(x) for x in labels)
-        label_set = None
-        note = f"{why}: {num_classes} classes, labels given"
-    else:
-        categories = None
-        label_set = GENERIC_LABELS if num_classes else None
-        note = (
-            f"{why}: {num_classes} classes without names (class_0 .. class_{num_classes - 1}); "
-            "pass labels=[...] to name them"
-            if num_classes
-            else f"{why}: no classifier (num_classes=0)"
-        )
-    out = dataclasses.replace(
-        card,
-        num_classes=num_classes,
-        label_set=label_set,
-        categories=categories,
-        label_offset=0,
-        top1=None,
-        top5=None,
-        metrics_dataset=None,
-        extra_metrics=(),
-        notes=(*card.notes, note),
-    )
-    if not new_head:
-        return out
-    lineage = lineage_of(card)
-    lineage["new_head"] = int(num_classes)
-    return dataclasses.replace(_strip(out, None, lineage), num_params=None)
 
 
 def derive_card(
@@ -236,7 +162,7 @@ def derive_card(
         n = None
     if labels is not None:
         count = card.num_classes if n is None else n
-        check_labels(labels, count)
+        check_label_count(labels, count)
         card = with_labels(card, count, labels, why="labels given", new_head=False)
     elif n is not None and n != card.num_classes and not features_only:
         why = f"num_classes={n}" if num_classes is not None else f"the checkpoint's head has {n}"
@@ -261,7 +187,7 @@ def derive_card(
     if features_only:
         lineage["features_only"] = True
     whole = complete and start.kind != "published"  # the file holds exactly this model
-    return _counted(_strip(card, start.file if whole else None, lineage), model)
+    return _counted(strip_claims(card, start.file if whole else None, lineage), model)
 
 
 def _data_for_channels(card: ModelCard, c: int) -> Any:
@@ -269,18 +195,6 @@ def _data_for_channels(card: ModelCard, c: int) -> Any:
     mean = d.mean if len(d.mean) in (1, c) else (sum(d.mean) / len(d.mean),)
     std = d.std if len(d.std) in (1, c) else (sum(d.std) / len(d.std),)
     return d.replace(input_size=(c, *d.input_size[1:]), mean=mean, std=std)
-
-
-def check_labels(labels: Sequence[str] | None, count: int) -> None:
-    """Raise :class:`~omnizoo.errors.ConfigurationError` unless ``labels`` is None or one
-    name per output."""
-    if labels is None:
-        return
-    if isinstance(labels, str) or len(labels) != count:
-        got = "a string" if isinstance(labels, str) else f"{len(labels)} name(s)"
-        raise ConfigurationError(
-            f"labels: {got} for a model with {count} outputs; give a list of one name per class"
-        )
 
 
 def current_card(model: Any, card: ModelCard) -> ModelCard:
@@ -303,21 +217,15 @@ def current_card(model: Any, card: ModelCard) -> ModelCard:
         else:
             lineage = lineage_of(card)
         lineage["trained"] = True
-        card = _strip(card, None, lineage)
+        card = strip_claims(card, None, lineage)
     return _counted(card, model)
 
 
 def saved_card(card: ModelCard, model: Any, name: str) -> ModelCard:
     """The card ``save_pretrained`` writes for ``model`` (whose card is ``card``) in a folder
     called ``name``: identity ``local:<name>``, the lineage of the model in hand, no published
-    metrics. Its weights file (with its sha256) is added by :func:`with_saved_file`."""
+    metrics. Its weights file (with its sha256) is added by
+    :func:`omnizoo.values.relabel.with_saved_file`."""
     now = current_card(model, card)
-    stripped = _strip(now, None, lineage_of(now))
+    stripped = strip_claims(now, None, lineage_of(now))
     return dataclasses.replace(stripped, source="local", arch=name or "saved")
-
-
-def with_saved_file(
-    card: ModelCard, filename: str, sha256: str | None, size: int | None
-) -> ModelCard:
-    """``card`` (from :func:`saved_card`) with the folder's own weights file."""
-    return dataclasses.replace(card, weights=Start.saved(card, filename, sha256, size).file)

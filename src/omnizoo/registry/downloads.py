@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigurationError, NoPretrainedWeightsError
+from ..values.card import WeightsFile
 from ..weights.download import download_url, fetch_verified, is_url
 from ..weights.lockfile import LockEntry, WeightsLock, lock_entry
 from ..weights.verification import Fetched, recording
-from .card import WeightsFile
 from .registry import get_card
 
 __all__ = ["add_to_cache", "download_weights", "lock_targets"]

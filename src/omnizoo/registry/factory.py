@@ -15,11 +15,11 @@ from typing import Any
 from ..errors import ConfigurationError, NoPretrainedWeightsError
 from ..loading.report import LoadReport
 from ..loading.request import CreateRequest
+from ..saved.folder import check_weights, checkpoint_card, local_folder, read_saved
+from ..values.card import ModelCard
+from ..values.lineage import Start
 from .adapters import get_adapter
-from .card import ModelCard
 from .derive import derive_card, mark_built
-from .lineage import Start
-from .local import check_weights, checkpoint_card, local_folder, read_saved
 from .registry import get_card
 
 __all__ = ["create_model"]
@@ -45,7 +45,7 @@ def create_model(
 
     ``name`` may also be a folder written by :func:`omnizoo.save_pretrained` (a
     ``pathlib.Path``, ``"local:<folder>"``, or a path string): the saved model comes back
-    exactly, with its labels and preprocessing (see :mod:`omnizoo.registry.local`).
+    exactly, with its labels and preprocessing (see :mod:`omnizoo.saved.folder`).
 
     * ``pretrained=True`` downloads (or finds in the cache) the card's weights file, verified
       by hash, and loads it safely (safetensors or ``torch.load(weights_only=True)``);

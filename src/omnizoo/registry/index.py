@@ -1,7 +1,7 @@
 """The on-disk card index: one JSON file per (source, library version, card schema).
 
 Building cards imports the source library (timm, torchvision, ...) and counts the parameters
-and GFLOPs no source publishes (:func:`omnizoo.sources.counting.fill_stats`); this cache makes
+and GFLOPs no source publishes (:func:`omnizoo.sources.param_flops.fill_stats`); this cache makes
 every later ``list_models()`` / ``get_card()`` a JSON read. The file name is the adapter's
 :meth:`~omnizoo.sources.base.SourceAdapter.index_key`, so upgrading a library (or bumping
 ``INDEX_SCHEMA``) builds a fresh index. Writes are atomic (temp file + rename), so concurrent
@@ -67,7 +67,7 @@ def _write_atomic(path: Path, payload: Mapping[str, Any]) -> None:
 
 def prebuilt_path(key: str) -> Path:
     """Where the package keeps the prebuilt index of ``key`` (it may not exist)."""
-    from ..sources.packaged import PREBUILT_DIR
+    from ..sources.package_data import PREBUILT_DIR
 
     return PREBUILT_DIR / f"{_safe(key)}.json.gz"
 
@@ -137,7 +137,7 @@ def _base_index(source: str, adapter: SourceAdapter, rebuild: bool) -> SourceInd
 
 
 def _build(adapter: SourceAdapter, source: str, key: str, path: Path, save: bool) -> SourceIndex:
-    from ..sources.counting import progress_stream
+    from ..sources.param_flops import progress_stream
 
     started = time.monotonic()
     sys.stderr.write(

@@ -1,5 +1,5 @@
 """Building a source's card index: the cards its library declares, the parameters and GFLOPs
-no source publishes counted (:func:`omnizoo.sources.counting.fill_stats`), as the content of
+no source publishes counted (:func:`omnizoo.sources.param_flops.fill_stats`), as the content of
 an index file (:func:`build_payload`, saved by :mod:`omnizoo.registry.index` and shipped by
 ``scripts/build_prebuilt.py``).
 """
@@ -27,7 +27,7 @@ def build_payload(
     (default: the adapter's key before the build; building may change it, e.g. by fetching
     the ONNX manifest). Torch's, numpy's and Python's global random states are left as they
     were."""
-    from ..sources.counting import fill_stats
+    from ..sources.param_flops import fill_stats
 
     key = adapter.index_key() if key is None else key
     with rng_untouched():

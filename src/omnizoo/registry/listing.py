@@ -7,7 +7,7 @@ multiply-adds at the card's input size), ``size`` (input image size, e.g. ``224`
 ``240x320``), ``file_mb`` (the weights file in MB, where the source says), ``license``,
 ``weights`` (``yes``: has pretrained weights).
 
->>> from omnizoo.registry.card import ModelCard
+>>> from omnizoo.values.card import ModelCard
 >>> card = ModelCard(source="timm", arch="resnet50", tag="a1_in1k", top1=80.382,
 ...                  num_params=25_557_032, gflops=4.11)
 >>> row = card_row(card, ["name", "top1", "params", "gflops", "size"])
@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
-from .card import ModelCard
+from ..values.card import ModelCard
 
 __all__ = ["COLUMNS", "FORMATS", "card_row", "file_mb", "format_rows", "parse_columns"]
 

@@ -5,10 +5,10 @@ use none of it imports torch, timm or torchvision.
 
 Resolution of a name (see docs/registry.md):
 
-1. :func:`~omnizoo.registry.names.parse_name` splits off the ``source:`` prefix, if any.
+1. :func:`~omnizoo.values.names.parse_name` splits off the ``source:`` prefix, if any.
 2. For each source (only the named one, else ``settings.source_order``), the body is read as
    ``arch[.tag]`` with the longest architecture name that source knows
-   (:func:`~omnizoo.registry.names.split_body`).
+   (:func:`~omnizoo.values.names.split_body`).
 3. A source is a candidate when it knows the arch; it *matches* when it also has the tag (no
    tag: the arch's default weights, or the bare architecture when it has none; torchvision's
    ``DEFAULT`` is accepted as a tag). The first matching source in order wins.
@@ -36,9 +36,9 @@ from ..errors import (
 )
 from ..settings import get_settings
 from ..sources.table import adapter_path, resolution_order
-from .card import ModelCard
+from ..values.card import ModelCard
+from ..values.names import format_name, parse_name, split_body
 from .index import load_index
-from .names import format_name, parse_name, split_body
 from .source_index import SourceIndex
 
 __all__ = [
@@ -261,11 +261,11 @@ def _pick_tag(idx: SourceIndex, arch: str, tag: str | None) -> tuple[str | None,
 def resolve(name: str) -> Resolution:
     """Resolve ``name`` to one card; see the module docstring for the rules."""
     order = tuple(list_sources())
-    from .local import local_folder
+    from ..saved.folder import local_folder
 
     folder = local_folder(name)
     if folder is not None:  # a folder written by save_pretrained
-        from .local import read_saved
+        from ..saved.folder import read_saved
 
         card = read_saved(folder).card
         why = f"{folder} is a model saved by omnizoo.save_pretrained (its card.json)"
@@ -399,7 +399,7 @@ def get_card(name_or_model: Any) -> ModelCard:
     if isinstance(name_or_model, ModelCard):
         return name_or_model
     if isinstance(name_or_model, os.PathLike):  # a folder written by save_pretrained
-        from .local import read_card
+        from ..saved.folder import read_card
 
         return read_card(name_or_model)
     if isinstance(name_or_model, str):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .card import ModelCard
+from ..values.card import ModelCard
 
 __all__ = ["METRIC_FIELDS", "Entry", "LazyCards", "SourceIndex", "compact", "entry"]
 

@@ -1,6 +1,6 @@
 """Schema checks for cards, shared by every source's tests.
 
->>> from omnizoo.registry.card import ModelCard
+>>> from omnizoo.values.card import ModelCard
 >>> card_problems(ModelCard(source="timm", arch="resnet50"))
 []
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from ..data.config import DataConfig
 from ..errors import ConfigurationError
 from ..sources.table import adapter_path
-from .card import TASKS, WEIGHT_FORMATS, ModelCard
-from .names import parse_name, split_body
+from ..values.card import TASKS, WEIGHT_FORMATS, ModelCard
+from ..values.data_config import DataConfig
+from ..values.names import parse_name, split_body
 
 __all__ = ["card_problems", "validate_card", "validate_cards"]
 

@@ -3,7 +3,7 @@
 An adapter has two halves:
 
 * **metadata** — :meth:`SourceAdapter.build_cards` turns what the installed library declares
-  into :class:`~omnizoo.registry.card.ModelCard` objects. The registry caches the result on disk
+  into :class:`~omnizoo.values.card.ModelCard` objects. The registry caches the result on disk
   per (source, library version), so this runs (and imports the library) once per upgrade.
 * **building** — :meth:`SourceAdapter.create` builds the architecture for a card and loads a
   verified local weights file into it, adapting ``num_classes`` / ``in_chans`` the same way for
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..loading.report import LoadReport
 from ..loading.request import CreateRequest
-from ..registry.card import ModelCard
+from ..values.card import ModelCard
 
 if TYPE_CHECKING:
     import torch
@@ -107,7 +107,7 @@ class SourceAdapter(abc.ABC):
     def meta_model(self, card: ModelCard) -> torch.nn.Module:
         """``card``'s architecture built on the meta device (no weights, no memory), as the
         card's weights expect it (head size, image size), for counting parameters and GFLOPs.
-        Called inside :func:`omnizoo.sources.counting.meta_build`. Default: unsupported."""
+        Called inside :func:`omnizoo.sources.param_flops.meta_build`. Default: unsupported."""
         from ..errors import UnsupportedError
 
         raise UnsupportedError(f"the {self.name} source builds no torch model to count")

@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data.config import DataConfig
 from ..errors import ConfigurationError, UnknownModelError, UnsupportedError
 from ..loading.build import Upstream, build_model
 from ..loading.fit import FitPlan, fit_state_dict
@@ -38,7 +37,8 @@ from ..loading.heads import find_last_layer, replace_classifier
 from ..loading.meta import materialize_, meta_params
 from ..loading.report import LoadReport
 from ..loading.request import CreateRequest
-from ..registry.card import ModelCard
+from ..values.card import ModelCard
+from ..values.data_config import DataConfig
 from .base import SourceAdapter
 from .table import USER_SOURCE
 from .user_cards import arch_of, base_card, default_num_classes, weight_cards
@@ -88,7 +88,7 @@ def register_model(
       like any download; without it, a torch.hub file-name hash prefix, else the file is
       ``unverified``), or ``file``: a local checkpoint (read where it is, checked the same way);
     * optional ``labels``, ``label_set``, ``label_offset``, ``num_classes``, ``data`` (a
-      :class:`~omnizoo.data.config.DataConfig` or a dict of its fields), ``default`` (the
+      :class:`~omnizoo.values.data_config.DataConfig` or a dict of its fields), ``default`` (the
       weights a bare name resolves to; else the first), ``size``, ``format``, ``top1``,
       ``top5``, ``metrics_dataset``, ``license``, ``notes``: each overrides the model-level
       argument of the same name.

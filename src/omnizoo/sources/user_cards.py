@@ -1,5 +1,5 @@
 """The cards of :func:`~omnizoo.sources.user.register_model`: its arguments checked and turned
-into one :class:`~omnizoo.registry.card.ModelCard` per set of weights (``user:<name>.<tag>``).
+into one :class:`~omnizoo.values.card.ModelCard` per set of weights (``user:<name>.<tag>``).
 
 >>> card = base_card("doc_net", num_classes=2, labels=["no", "yes"], label_set=None,
 ...                  data={"input_size": (3, 8, 8)}, task="classification", classifier="fc",
@@ -18,11 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..data.config import DataConfig
 from ..errors import ConfigurationError
-from ..registry.card import TASKS, WEIGHT_FORMATS, ModelCard, WeightsFile, format_of_name
+from ..values.card import TASKS, WEIGHT_FORMATS, ModelCard, WeightsFile, format_of_name
+from ..values.data_config import DataConfig
 from ..weights.hashing import normalize_sha256, parse_hash_prefix
-from ..weights.local import file_url
+from ..weights.local_files import file_url
 from .table import USER_SOURCE
 
 __all__ = ["arch_of", "base_card", "default_num_classes", "weight_cards"]

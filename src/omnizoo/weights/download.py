@@ -10,7 +10,7 @@ with no hash at all is accepted after the sniff and its sha256 is recorded, so e
 read is checked against it. Only verified bytes are renamed into the cache.
 
 **The entry point** other layers call for a card's weights is :func:`fetch_verified` (a
-:class:`~omnizoo.registry.card.WeightsFile` in, a
+:class:`~omnizoo.values.card.WeightsFile` in, a
 :class:`~omnizoo.weights.verification.Fetched` out: path, sha256, verification state,
 revision); ``create_model`` and ``omnizoo.download_weights`` use it. The others are its
 narrower forms, all one chain (:func:`_fetch`):
@@ -51,7 +51,7 @@ from .verification import Fetched, check_format, check_git_sha1, how_to_pin, pla
 log = logging.getLogger("omnizoo.weights")
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..registry.card import WeightsFile
+    from ..values.card import WeightsFile
 
 __all__ = [
     "download_url",
@@ -90,7 +90,7 @@ def fetch_url(url: str, *, sha256: str | None = None, size: int | None = None) -
 
 
 def fetch_weights(weights: WeightsFile, *, name: str | None = None) -> Path:
-    """Fetch a card's :class:`~omnizoo.registry.card.WeightsFile` (its ``urls`` are a mirror
+    """Fetch a card's :class:`~omnizoo.values.card.WeightsFile` (its ``urls`` are a mirror
     chain tried in order, each preceded by its OMNIZOO_MIRRORS rewrites)."""
     return fetch_verified(weights, name=name).path
 
@@ -105,8 +105,8 @@ def fetch_verified(
     (:class:`~omnizoo.weights.verification.Fetched`: path, sha256, size, ``verification``
     state, revision). The card's declared format is enforced."""
     prefix = weights.hash_prefix or parse_hash_prefix(weights.filename or weights.url)
-    if weights.url.startswith("file:"):  # a local file: checked where it is (weights.local)
-        from .local import fetch_local
+    if weights.url.startswith("file:"):  # a local file: checked where it is (weights.local_files)
+        from .local_files import fetch_local
 
         return fetch_local(
             weights.url,

@@ -19,7 +19,7 @@ from ...loading.meta import materialize_, meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
 from ...loading.surgery import replace_first_conv
-from ...registry.card import ModelCard
+from ...values.card import ModelCard
 from .upstream import (
     build_upstream,
     fix_quirks,

@@ -19,10 +19,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ...data.config import DataConfig
-from ...registry.card import ModelCard, WeightsFile
+from ...values.card import ModelCard, WeightsFile
+from ...values.data_config import DataConfig
 from ...weights.hashing import parse_hash_prefix
-from ..counting import COUNTED
+from ..param_flops import COUNTED
 from ..readme import distribution_readme, link_text, table_rows
 from .upstream import (
     SQUEEZENETS,
@@ -190,7 +190,7 @@ def build_cards(source: str) -> list[ModelCard]:
 def meta_model(card: ModelCard) -> Any:
     """The card's architecture with its head, as omnizoo builds it (upstream's builder and
     omnizoo's fixes of its quirks; call it inside
-    :func:`omnizoo.sources.counting.meta_build`)."""
+    :func:`omnizoo.sources.param_flops.meta_build`)."""
     model = build_upstream(import_pretrainedmodels(), card.arch, card.num_classes)
     fix_quirks(card.arch, model)
     return model

@@ -6,7 +6,7 @@ from typing import Any
 
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
-from ...registry.card import ModelCard
+from ...values.card import ModelCard
 from ..base import SourceAdapter
 
 __all__ = ["EfficientNetSource"]

@@ -12,7 +12,7 @@ from ...loading.heads import replace_classifier
 from ...loading.meta import meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
-from ...registry.card import ModelCard
+from ...values.card import ModelCard
 from ..features import FeatureInfo, take_indices
 from .cards import override_params
 

@@ -13,10 +13,16 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ...data.config import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD, DataConfig
-from ...registry.card import ModelCard, WeightsFile
+from ...values.card import ModelCard, WeightsFile
+from ...values.data_config import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    INCEPTION_MEAN,
+    INCEPTION_STD,
+    DataConfig,
+)
 from ...weights.hashing import parse_hash_prefix
-from ..counting import COUNTED
+from ..param_flops import COUNTED
 from ..readme import distribution_readme, table_rows
 
 __all__ = ["build_cards", "data_config", "meta_model", "override_params", "readme_top1"]
@@ -88,7 +94,7 @@ def readme_top1(readme: str) -> dict[str, float]:
 
 def meta_model(card: ModelCard) -> Any:
     """The card's architecture (``EfficientNet.from_name``, plain swish as omnizoo builds it;
-    call it inside :func:`omnizoo.sources.counting.meta_build`)."""
+    call it inside :func:`omnizoo.sources.param_flops.meta_build`)."""
     from efficientnet_pytorch import EfficientNet
 
     model = EfficientNet.from_name(card.arch, num_classes=card.num_classes)

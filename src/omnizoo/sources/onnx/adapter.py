@@ -17,8 +17,8 @@ from ...errors import (
 )
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
-from ...registry.card import ModelCard
 from ...settings import get_settings
+from ...values.card import ModelCard
 from ..base import INDEX_SCHEMA, SourceAdapter
 from . import manifest
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ...registry.card import ModelCard, WeightsFile
-from ..packaged import package_data, read_json
+from ...values.card import ModelCard, WeightsFile
+from ..package_data import package_data, read_json
 from .families import FAMILIES, ZooEntry, classify_manifest
 from .manifest import HF_REPO, model_urls, try_manifest
 

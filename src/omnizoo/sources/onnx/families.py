@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...data.config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
+from ...values.data_config import IMAGENET_MEAN, IMAGENET_STD, DataConfig
 
 __all__ = ["FAMILIES", "Family", "ZooEntry", "classify_manifest", "family_of"]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ...errors import DownloadError, HashMismatchError, IntegrityError, OfflineError
 from ...settings import get_settings
-from ..packaged import package_data
+from ..package_data import package_data
 
 __all__ = [
     "HF_MIRROR",

@@ -27,7 +27,7 @@ from ...errors import BackendError, ConfigurationError, DependencyError, Unsuppo
 if TYPE_CHECKING:
     import torch
 
-    from ...registry.card import ModelCard
+    from ...values.card import ModelCard
 
 __all__ = ["OnnxModel", "providers_for"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UnsupportedError
-from ...registry.card import ModelCard, WeightsFile
 from ...settings import get_settings
+from ...values.card import ModelCard, WeightsFile
 from .manifest import model_urls
 
 __all__ = ["download_test_data", "load_test_data"]

@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...loading.build import Upstream, build_model
-from ...loading.checkpoint import sniff_format
 from ...loading.fit import FitPlan, fit_state_dict
 from ...loading.meta import meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
-from ...registry.card import ModelCard
+from ...loading.state_dict_files import sniff_format
+from ...values.card import ModelCard
 from ..features import register_timm_feature_info
 
 if TYPE_CHECKING:

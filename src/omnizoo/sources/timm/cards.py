@@ -8,7 +8,7 @@ where it has one.
 
 Metrics come from timm's published result tables (:mod:`.results`): accuracies, robustness
 sets, parameter counts and GMACs; what they do not cover is counted on the meta device when
-the index is built (:func:`omnizoo.sources.counting.fill_stats`, through :func:`meta_model`).
+the index is built (:func:`omnizoo.sources.param_flops.fill_stats`, through :func:`meta_model`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from ...registry.card import ModelCard, WeightsFile, format_of_name
+from ...values.card import ModelCard, WeightsFile, format_of_name
 from ...weights.hashing import parse_hash_prefix
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def arch_cards(source: str, arch: str) -> list[ModelCard]:
 def meta_model(card: ModelCard) -> nn.Module:
     """The card's architecture with the card's head, as ``timm.create_model("arch.tag")``
     builds it (call it on the meta device, inside
-    :func:`omnizoo.sources.counting.meta_build`)."""
+    :func:`omnizoo.sources.param_flops.meta_build`)."""
     import timm
 
     name = f"{card.arch}.{card.tag}" if card.tag else card.arch
@@ -169,7 +169,7 @@ def card_from_cfg(
     extra: dict[str, Any] | None = None,
 ) -> ModelCard:
     """A card from one timm pretrained_cfg dict."""
-    from ...data.config import data_config_from_timm
+    from ...values.data_config import data_config_from_timm
 
     extra = {"module": module, **(extra or {})}
     notes: list[str] = []

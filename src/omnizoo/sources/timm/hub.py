@@ -17,7 +17,7 @@ from typing import Any
 
 from ...errors import CheckpointError, ConfigurationError, NoPretrainedWeightsError
 from ...loading.request import CreateRequest
-from ...registry.card import ModelCard, WeightsFile, format_of_name
+from ...values.card import ModelCard, WeightsFile, format_of_name
 from .cards import HF_FILENAME, card_from_cfg, hf_url
 
 __all__ = ["external_card", "local_checkpoint", "resolve_weights_source"]
@@ -218,7 +218,7 @@ def _with_data_config(card: ModelCard, cfg: dict[str, Any]) -> ModelCard:
     """The card with the preprocessing the given cfg declares; a cfg whose preprocessing
     DataConfig cannot express (13 input channels with a 3-value mean, as timm's multispectral
     tests give) keeps the card's and says so."""
-    from ...data.config import data_config_from_timm
+    from ...values.data_config import data_config_from_timm
 
     try:
         return dataclasses.replace(card, data=data_config_from_timm(cfg))

@@ -23,7 +23,7 @@ import functools
 from collections.abc import Collection
 from typing import Any
 
-from ..packaged import package_data, read_json
+from ..package_data import package_data, read_json
 
 __all__ = ["DATASET", "ROBUSTNESS", "TimmResults", "load_results"]
 

@@ -18,7 +18,7 @@ from ...loading.meta import materialize_, meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
 from ...loading.surgery import replace_first_conv
-from ...registry.card import ModelCard
+from ...values.card import ModelCard
 from .features import feature_extractor
 from .heads import transplant_heads, user_checkpoint_with_classes
 from .upstream import meta_or_real, quiet, tvm, weights_hooks

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...data.config import DataConfig
 from ...loading.heads import find_layers_of_width
 from ...loading.meta import meta_params
-from ...registry.card import ModelCard, WeightsFile
+from ...values.card import ModelCard, WeightsFile
+from ...values.data_config import DataConfig
 from ...weights.hashing import parse_hash_prefix
 from .upstream import quiet, tvm
 

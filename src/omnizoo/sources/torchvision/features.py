@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...errors import UnsupportedError
-from ...registry.card import ModelCard
+from ...values.card import ModelCard
 from ..features import FeatureInfo, OutIndices, take_indices
 
 if TYPE_CHECKING:

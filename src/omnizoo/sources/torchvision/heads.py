@@ -18,7 +18,7 @@ from ...loading.heads import set_submodule
 from ...loading.meta import meta_params
 from ...loading.report import LoadReport
 from ...loading.request import CreateRequest
-from ...registry.card import ModelCard
+from ...values.card import ModelCard
 from .upstream import meta_or_real, quiet, weights_hooks
 
 if TYPE_CHECKING:

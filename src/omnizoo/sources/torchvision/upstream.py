@@ -66,8 +66,8 @@ def fetch_enum_weights(member: Any) -> dict[str, Any]:
     Used for weights a builder loads by itself (``weights_backbone``); offline and uncached,
     the error names the weights and the way out (``weights_backbone=None``).
     """
-    from ...loading.checkpoint import load_checkpoint
-    from ...registry.card import WeightsFile
+    from ...loading.state_dict_files import load_checkpoint
+    from ...values.card import WeightsFile
     from ...weights.download import fetch_weights
     from ...weights.hashing import parse_hash_prefix
 

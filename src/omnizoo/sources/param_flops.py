@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..registry.card import ModelCard
+    from ..values.card import ModelCard
     from .base import SourceAdapter
 
 __all__ = ["COUNTED", "count_gflops", "count_params", "fill_stats", "meta_build"]

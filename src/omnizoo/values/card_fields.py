@@ -1,4 +1,4 @@
-"""A :class:`~omnizoo.registry.card.ModelCard` from fields read out of a file.
+"""A :class:`~omnizoo.values.card.ModelCard` from fields read out of a file.
 
 A saved folder's ``card.json`` and an exported ``.onnx``'s ``omnizoo.card_json`` are untrusted
 input: :func:`card_from_fields` checks every known field for type, range and size (through
@@ -26,10 +26,10 @@ import math
 import re
 from typing import Any
 
-from ..data.config import DataConfig
 from ..errors import MetadataError
 from ..schema import MAX_CLASSES, Fields
 from .card import TASKS, WEIGHT_FORMATS, ModelCard, WeightsFile
+from .data_config import DataConfig
 
 __all__ = ["OUTPUTS", "card_from_fields", "sha256_field"]
 

@@ -1,4 +1,5 @@
-"""The one reader of an ``.onnx`` file's omnizoo metadata (what ``export_onnx`` writes).
+"""An ``.onnx`` file's omnizoo metadata: its one reader (:func:`read_onnx`) beside its writer
+(:func:`onnx_metadata`, :func:`write_onnx`, what ``export_onnx`` uses).
 
 ``omnizoo.read_card(path)``, ``get_card(path)``, ``Predictor("x.onnx")`` and ``omnizoo predict
 x.onnx`` all read a file through :func:`read_onnx`, so they see the same card. The file is
@@ -10,7 +11,7 @@ graph declares it. A violation is one :class:`~omnizoo.errors.MetadataError` nam
 and the key.
 
 Keys read (all text, as ONNX stores them): ``omnizoo.card_json`` (the whole
-:class:`~omnizoo.registry.card.ModelCard` as JSON), ``omnizoo.data_config`` (JSON: the input
+:class:`~omnizoo.values.card.ModelCard` as JSON), ``omnizoo.data_config`` (JSON: the input
 the graph takes), ``omnizoo.card`` (the model's name), ``omnizoo.num_classes``,
 ``omnizoo.categories`` (a JSON list), ``omnizoo.label_set``, ``omnizoo.label_offset``,
 ``omnizoo.output``, ``omnizoo.preprocessing_folded`` (``"0"``/``"1"``), ``omnizoo.exporter``
@@ -21,17 +22,28 @@ from the other keys; other keys are ignored.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..data.config import DataConfig
 from ..errors import ConfigurationError, MetadataError
 from ..schema import MAX_CLASSES, MAX_METADATA_BYTES, Fields, parse_json
-from .card import ModelCard, is_classification
-from .card_schema import OUTPUTS, card_from_fields
+from ..values.card import ModelCard, is_classification
+from ..values.card_fields import OUTPUTS, card_from_fields
+from ..values.data_config import DataConfig
 
-__all__ = ["MAX_ONNX_BYTES", "ONNX_CARD_KEY", "OnnxFile", "read_onnx"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = [
+    "MAX_ONNX_BYTES",
+    "ONNX_CARD_KEY",
+    "OnnxFile",
+    "onnx_metadata",
+    "read_onnx",
+    "write_onnx",
+]
 
 #: The key of the whole card in an exported .onnx's metadata.
 ONNX_CARD_KEY = "omnizoo.card_json"
@@ -162,7 +174,7 @@ def _legacy_card(
     legacy: dict[str, Any],
 ) -> ModelCard:
     """A card from the ``omnizoo.*`` keys every export has written."""
-    from .names import parse_name, split_body
+    from ..values.names import parse_name, split_body
 
     path = Path(f.path)
     name = f.optional_text("omnizoo.card", max_len=512) or "onnx:exported"
@@ -183,3 +195,106 @@ def _legacy_card(
         **legacy,
         notes=(f"card rebuilt from the metadata of {path.name}",),
     )
+
+
+_TWO_GB = 2**31 - 1
+
+
+def onnx_metadata(
+    model: nn.Module,
+    data: DataConfig,
+    card: Any,
+    label_set: str | None,
+    folded: bool,
+    exporter: str,
+    shape: Any,
+) -> dict[str, str]:
+    """The ``metadata_props`` ``export_onnx`` writes (what :func:`read_onnx` reads back):
+    ``card`` is the card of the model as it is now (``registry.derive.current_card``),
+    ``label_set`` the label set its classes are named by."""
+    from .._version import __version__
+
+    name = getattr(card, "name", None) or f"{type(model).__module__}.{type(model).__qualname__}"
+    c, h, w = shape
+    if folded:
+        order = "RGB"
+        text = (
+            f"uint8 NCHW {order} images, 0-255, already resized and cropped to {h}x{w} as "
+            "omnizoo.data_config says; scaling and mean/std normalisation are in the graph"
+        )
+    else:
+        text = (
+            f"float32 NCHW tensors of {c}x{h}x{w}, preprocessed exactly as omnizoo.data_config "
+            f"says (value range {list(data.value_range)}, {data.color_order}, mean/std applied)"
+        )
+    meta = {
+        "omnizoo.version": __version__,
+        "omnizoo.card": str(name),
+        "omnizoo.data_config": json.dumps(data.to_dict(), sort_keys=True),
+        "omnizoo.label_set": str(label_set or ""),
+        "omnizoo.label_offset": str(getattr(card, "label_offset", 0) or 0),
+        "omnizoo.output": str(getattr(card, "output", "logits") or "logits"),
+        "omnizoo.preprocessing_folded": "1" if folded else "0",
+        "omnizoo.input": text,
+        "omnizoo.exporter": exporter,
+    }
+    report = getattr(model, "omnizoo_load_report", None)
+    if report is not None:  # a model from create_model: say where its weights came from
+        source = getattr(report, "source_file", None)
+        meta["omnizoo.weights"] = Path(source).name if source else "none (random init)"
+    num_classes = getattr(card, "num_classes", None)
+    if num_classes is not None:
+        meta["omnizoo.num_classes"] = str(num_classes)
+    categories = getattr(card, "categories", None)
+    if categories:
+        meta["omnizoo.categories"] = json.dumps(list(categories))
+    if isinstance(card, ModelCard):  # the whole card: omnizoo.read_card(path) gives it back
+        meta[ONNX_CARD_KEY] = json.dumps(dataclasses.replace(card, data=data).to_dict())
+    return meta
+
+
+def _safe_size(proto: Any) -> bool:
+    try:
+        proto.ByteSize()
+        return True
+    except Exception:  # protobuf refuses to size messages over 2 GB
+        return False
+
+
+def write_onnx(tmp_file: Path, final_name: str, metadata: dict[str, str], doc: str) -> list[Path]:
+    """Add ``metadata`` to the exported graph ``tmp_file`` and save it as one .onnx (+ one
+    .data file when > 2 GB) in a new ``final/`` folder beside it; the files made."""
+    try:
+        import onnx
+    except ImportError as exc:
+        from ..errors import DependencyError, pip_install
+
+        raise DependencyError(f"ONNX export needs onnx: {pip_install('export')}") from exc
+
+    proto = onnx.load(str(tmp_file), load_external_data=True)
+    existing = {p.key: p for p in proto.metadata_props}
+    for key, value in metadata.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+    proto.doc_string = doc
+    proto.producer_name = proto.producer_name or "pytorch"
+    out_dir = tmp_file.parent / "final"
+    out_dir.mkdir()
+    out = out_dir / final_name
+    large = proto.ByteSize() > _TWO_GB if _safe_size(proto) else True
+    if large:
+        data_name = final_name + ".data"
+        onnx.save_model(
+            proto,
+            str(out),
+            save_as_external_data=True,
+            all_tensors_to_one_file=True,
+            location=data_name,
+            size_threshold=1024,
+        )
+        return [out, out_dir / data_name]
+    onnx.save_model(proto, str(out))
+    return [out]

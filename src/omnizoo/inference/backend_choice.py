@@ -47,7 +47,7 @@ from ..errors import ExportError, UnsupportedError
 if TYPE_CHECKING:
     import torch
 
-    from ..data.config import DataConfig
+    from ..values.data_config import DataConfig
 
 __all__ = ["BackendChoice", "choose_cpu_backend", "machine_signature"]
 

@@ -13,7 +13,7 @@ and tell me about everything else". :func:`load_partial` does exactly that and r
   (each shape mismatch is also described in ``notes``);
 * ``unexpected``: checkpoint keys the model has no place for.
 
-Files are read with :func:`omnizoo.loading.checkpoint.load_checkpoint` (safetensors, or
+Files are read with :func:`omnizoo.loading.state_dict_files.load_checkpoint` (safetensors, or
 ``torch.load(weights_only=True)``: no arbitrary unpickling; the wrapper keys ``state_dict_ema``,
 ``model``, ``state_dict``, ... are looked into and ``module.`` / ``_orig_mod.`` prefixes
 stripped).
@@ -70,7 +70,7 @@ def load_partial(
     """
     import torch
 
-    from ..loading.checkpoint import clean_state_dict, load_checkpoint, unwrap_checkpoint
+    from ..loading.state_dict_files import clean_state_dict, load_checkpoint, unwrap_checkpoint
 
     inner = unwrap_model(model)
     if not isinstance(inner, torch.nn.Module):

@@ -24,7 +24,7 @@ ParsedName(source='timm', body='timm/resnet18.a1_in1k@main', scheme='hf-hub')
 ('~/runs/ft', None)
 
 ``local:<folder>`` names a fine-tune saved by ``omnizoo.save_pretrained`` (a ``card.json`` and
-its weights); no source reads it, :mod:`omnizoo.registry.local` does.
+its weights); no source reads it, :mod:`omnizoo.saved.folder` does.
 """
 
 from __future__ import annotations

@@ -36,13 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..data.config import MAX_CHANNELS, DataConfig
 from ..errors import CheckpointError, ConfigurationError, HashMismatchError, MetadataError
 from ..schema import MAX_CLASSES, MAX_METADATA_BYTES, Fields, parse_json
-from .card import ModelCard
-from .card_schema import card_from_fields, sha256_field
-from .names import local_location
-from .onnx_card import ONNX_CARD_KEY, read_onnx
+from ..values.card import ModelCard
+from ..values.card_fields import card_from_fields, sha256_field
+from ..values.data_config import MAX_CHANNELS, DataConfig
+from ..values.names import local_location
+from .onnx_metadata import ONNX_CARD_KEY, read_onnx
 
 __all__ = [
     "CARD_FILE",
@@ -333,7 +333,7 @@ def checkpoint_card(path: str | os.PathLike[str]) -> ModelCard | None:
 def read_card(path: str | os.PathLike[str]) -> ModelCard:
     """The card saved with a model: a ``save_pretrained`` folder (or its ``card.json``), a
     ``model.safetensors`` it wrote, or an ``.onnx`` file written by ``export_onnx`` (its
-    metadata, read by :func:`omnizoo.registry.onnx_card.read_onnx`; files from before
+    metadata, read by :func:`omnizoo.saved.onnx_metadata.read_onnx`; files from before
     ``omnizoo.card_json`` existed give a card rebuilt from the other ``omnizoo.*`` keys).
 
     An ONNX card's ``extra["onnx"]`` says how the file's input differs from the card's

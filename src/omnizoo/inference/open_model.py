@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.labels import check_label_count, read_label_file
 from ..errors import ConfigurationError
-from ..registry.card import is_classification
+from ..values.card import is_classification
 
 if TYPE_CHECKING:
-    from ..data.config import DataConfig
+    from ..values.data_config import DataConfig
 
 __all__ = [
     "as_image_list",

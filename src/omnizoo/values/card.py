@@ -3,7 +3,7 @@
 Cards are built by the source adapters from what the installed libraries declare, cached on
 disk as JSON (see :mod:`omnizoo.registry.registry`), and never import torch.
 
->>> from omnizoo.registry.card import ModelCard
+>>> from omnizoo.values.card import ModelCard
 >>> card = ModelCard(source="timm", arch="resnet50", tag="a1_in1k")
 >>> card.name
 'timm:resnet50.a1_in1k'
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..data.config import DataConfig
+from .data_config import DataConfig
 
 __all__ = [
     "CLASSIFICATION_TASKS",

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigurationError, DependencyError
-from .card import ModelCard
+from ..values.card import ModelCard
 
 __all__ = ["SOURCE_COLOURS", "pareto_front", "plot_zoo", "plottable"]
 
