@@ -120,10 +120,10 @@ def test_cache_remove_by_model_name(
     isolated_home: Path, weight_server: WeightServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from omnizoo.values.card import WeightsFile
-    from omnizoo.weights.download import fetch_weights
+    from omnizoo.weights.download import fetch_verified
 
     url = weight_server.add(f"/m/a-{SHA_A[:8]}.pth", A)
-    fetch_weights(WeightsFile(urls=(url,), filename=url.rsplit("/", 1)[-1]), name="cadene:a")
+    fetch_verified(WeightsFile(urls=(url,), filename=url.rsplit("/", 1)[-1]), name="cadene:a")
     assert main(["cache", "list"]) == 0
     assert "cadene:a" in capsys.readouterr().out
     assert main(["cache", "remove", "cadene:a"]) == 0

@@ -25,7 +25,7 @@ from omnizoo.errors import (
     RemoteNotFoundError,
 )
 from omnizoo.weights.cache import Cache
-from omnizoo.weights.download import fetch_weights
+from omnizoo.weights.download import fetch_verified
 from omnizoo.weights.verification import plan_candidates
 from weightserver import WeightServer
 
@@ -131,14 +131,14 @@ def test_fetch_weights_uses_the_mirror_chain(fast: Path, weight_server: WeightSe
     dead = weight_server.add("/dead/tiny.pth", status=404)
     good = weight_server.add(NAME, DATA)
     wf = WeightsFile(urls=(dead, good), filename=NAME.rsplit("/", 1)[-1], size=len(DATA))
-    assert fetch_weights(wf, name="test:tiny").read_bytes() == DATA
+    assert fetch_verified(wf, name="test:tiny").path.read_bytes() == DATA
     assert cache_of(fast).ref(dead)["names"] == ["test:tiny"]  # type: ignore[index]
     # A recorded size that disagrees is an integrity error.
     bad = WeightsFile(
         urls=(weight_server.add("/s/other.pth", DATA),), filename="other.pth", size=len(DATA) + 1
     )
     with pytest.raises(HashMismatchError, match="size mismatch"):
-        fetch_weights(bad)
+        fetch_verified(bad)
 
 
 # -- faults ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from omnizoo import download_weights, settings
 from omnizoo.errors import DownloadError
 from omnizoo.values.card import WeightsFile
 from omnizoo.weights.cache import Cache
-from omnizoo.weights.download import fetch_weights
+from omnizoo.weights.download import fetch_verified
 from weightserver import WeightServer
 
 # Compressible (so gzip changes the bytes a lot) but not trivially so.
@@ -68,7 +68,7 @@ def test_redirect_loop_is_a_download_error(fast: Path, weight_server: WeightServ
     assert_nothing_cached(fast)
     good = weight_server.add(HASHED, DATA)
     wf = WeightsFile(urls=(loop, good), filename=HASHED.rsplit("/", 1)[-1])
-    assert fetch_weights(wf).read_bytes() == DATA
+    assert fetch_verified(wf).path.read_bytes() == DATA
 
 
 @pytest.mark.parametrize(
@@ -131,7 +131,7 @@ def test_undecodable_encoding_is_refused_and_the_chain_moves_on(
     assert_nothing_cached(fast)
     good = weight_server.add(HASHED, DATA)
     wf = WeightsFile(urls=(liar, good), filename=HASHED.rsplit("/", 1)[-1])
-    assert fetch_weights(wf).read_bytes() == DATA
+    assert fetch_verified(wf).path.read_bytes() == DATA
 
 
 def test_gzip_that_does_not_decode_is_a_download_error(

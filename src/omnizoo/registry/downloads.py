@@ -10,13 +10,12 @@ PosixPath('~/.cache/omnizoo/weights/blobs/sha256/f37072fd...')
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import ConfigurationError, NoPretrainedWeightsError
 from ..values.card import WeightsFile
-from ..weights.download import download_url, fetch_verified, is_url
+from ..weights.download import fetch_verified
 from ..weights.lockfile import LockEntry, WeightsLock, lock_entry
 from ..weights.verification import Fetched, recording
 from .registry import get_card
@@ -43,18 +42,15 @@ def download_weights(
     :class:`NotAWeightsFileError`, :class:`FormatMismatchError` or :class:`UnpinnedError`
     (:class:`NotInLockError`).
     """
-    if is_url(name_or_url):
-        return download_url(name_or_url, sha256=sha256, lock=lock)
+    if _is_url(name_or_url):
+        return fetch_verified(name_or_url, sha256=sha256, lock=lock).path
     card = get_card(name_or_url)
     if card.weights is None:
         raise NoPretrainedWeightsError(
             f"{card.name} has no pretrained weights to download; "
             "`omnizoo list --pretrained` shows the names that do"
         )
-    weights = card.weights
-    if sha256 is not None:
-        weights = dataclasses.replace(weights, sha256=sha256)
-    return fetch_verified(weights, name=card.name, lock=lock).path
+    return fetch_verified(card.weights, name=card.name, sha256=sha256, lock=lock).path
 
 
 def add_to_cache(
@@ -77,7 +73,7 @@ def add_to_cache(
     file = Path(path).expanduser()
     if name_or_url is None:
         name_or_url = _card_for_file(file.name)
-    if is_url(name_or_url):
+    if _is_url(name_or_url):
         return add_file(file, (name_or_url,), sha256=sha256, lock=lock)
     card = get_card(name_or_url)
     if card.weights is None:
@@ -94,6 +90,11 @@ def add_to_cache(
         hf_hub_id=w.hf_hub_id,
         lock=lock,
     )
+
+
+def _is_url(value: str) -> bool:
+    """Whether ``value`` is a URL (a registry name never holds ``://``)."""
+    return "://" in value
 
 
 def _card_for_file(filename: str) -> str:
@@ -130,7 +131,7 @@ def lock_targets(targets: Sequence[str]) -> list[LockEntry]:
     entries: dict[tuple[str | None, str], LockEntry] = {}
     for target in targets:
         with recording() as seen:
-            if is_url(target):
+            if _is_url(target):
                 filename = target.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
                 main = fetch_verified(WeightsFile(urls=(target,), filename=filename), lock=False)
                 name, fmt = None, None

@@ -1,4 +1,4 @@
-"""Get a verified weights file into the cache and return its path: the layer's entry points.
+"""Get a verified weights file into the cache and return it: the layer's one entry point.
 
 >>> from omnizoo import download_weights                      # doctest: +SKIP
 >>> download_weights("torchvision:resnet18.IMAGENET1K_V1")    # doctest: +SKIP
@@ -9,28 +9,25 @@ plus the size when known, plus a sniff that rejects HTML pages and Git-LFS point
 with no hash at all is accepted after the sniff and its sha256 is recorded, so every later
 read is checked against it. Only verified bytes are renamed into the cache.
 
-**The entry point** other layers call for a card's weights is :func:`fetch_verified` (a
-:class:`~omnizoo.values.card.WeightsFile` in, a
-:class:`~omnizoo.weights.verification.Fetched` out: path, sha256, verification state,
-revision); ``create_model`` and ``omnizoo.download_weights`` use it. The others are its
-narrower forms, all one chain (:func:`_fetch`):
-
-* :func:`fetch_weights`: :func:`fetch_verified`'s path only (sources that need a file
-  beside the model: torchvision's upstream metadata, the ONNX test data);
-* :func:`download_url`: a bare URL with an optional sha256 and lock file
-  (``download_weights(url)``);
-* :func:`fetch_url`: a bare URL with an optional sha256 and size, no lock file (the timm hub
-  config, the ONNX manifest);
-* :func:`get_cache`: the :class:`~omnizoo.weights.cache.Cache` of the settings in force
-  (``omnizoo cache``), :func:`is_url`: a URL or a model name.
-
-The chain's steps live beside this module: :mod:`.lookup` serves a request without a download
-(this cache, another tool's cache, offline mode), :mod:`.download_chain` downloads, checks and
-publishes a blob.
+**The one entry point** the layers above ``weights/`` call for verified bytes is
+:func:`fetch_verified`: a card's :class:`~omnizoo.values.card.WeightsFile` (its ``urls`` a
+mirror chain, its hashes, size and format enforced) or a bare URL (an optional ``sha256`` and
+``size`` pin it; else the hash prefix in its file name) in, a
+:class:`~omnizoo.weights.verification.Fetched` out (path, sha256, verification state,
+revision; ``.path`` when only the file is wanted). ``create_model``,
+``omnizoo.download_weights``, ``omnizoo lock`` and the sources' side files (timm's Hub
+``config.json``, the ONNX manifest and test data, torchvision's ``weights_backbone``) all call
+it; ``tests/test_download_entry.py`` holds the rule. Everything else here is the chain behind
+it (:func:`_fetch`): :mod:`.lookup` serves a request without a download (this cache, another
+tool's cache, offline mode), :mod:`.download_chain` downloads, checks and publishes a blob;
+neither is called from outside ``weights/``. :func:`get_cache` (the
+:class:`~omnizoo.weights.cache.Cache` of the settings in force, for ``omnizoo cache``) gets no
+bytes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,57 +50,60 @@ log = logging.getLogger("omnizoo.weights")
 if TYPE_CHECKING:  # pragma: no cover
     from ..values.card import WeightsFile
 
-__all__ = [
-    "download_url",
-    "fetch_url",
-    "fetch_verified",
-    "fetch_weights",
-    "get_cache",
-    "is_url",
-]
-
-
-def is_url(value: str) -> bool:
-    """Whether ``value`` is a URL (as opposed to a model name)."""
-    return "://" in value
+__all__ = ["fetch_verified", "get_cache"]
 
 
 def get_cache(settings: Settings | None = None) -> Cache:
-    """The cache object for the settings in force."""
+    """The cache object for the settings in force (no download: ``omnizoo cache``)."""
     return Cache((settings or get_settings()).weights_dir)
 
 
-def download_url(
-    url: str,
-    *,
-    sha256: str | None = None,
-    lock: str | Path | WeightsLock | bool | None = None,
-) -> Path:
-    """The verified file for ``url`` in the cache, downloaded once (see
-    :func:`omnizoo.download_weights`, which also takes model names)."""
-    return _fetch((url,), sha256=sha256, hash_prefix=None, size=None, lock=lock).path
-
-
-def fetch_url(url: str, *, sha256: str | None = None, size: int | None = None) -> Path:
-    """Fetch one URL (with OMNIZOO_MIRRORS/HF_ENDPOINT applied) into the cache."""
-    return _fetch((url,), sha256=sha256, hash_prefix=None, size=size).path
-
-
-def fetch_weights(weights: WeightsFile, *, name: str | None = None) -> Path:
-    """Fetch a card's :class:`~omnizoo.values.card.WeightsFile` (its ``urls`` are a mirror
-    chain tried in order, each preceded by its OMNIZOO_MIRRORS rewrites)."""
-    return fetch_verified(weights, name=name).path
-
-
 def fetch_verified(
-    weights: WeightsFile,
+    weights: WeightsFile | str,
     *,
     name: str | None = None,
+    sha256: str | None = None,
+    size: int | None = None,
     lock: str | Path | WeightsLock | bool | None = None,
 ) -> Fetched:
-    """:func:`fetch_weights`, returning the file with how it was verified
-    (:class:`~omnizoo.weights.verification.Fetched`: path, sha256, size, ``verification``
-    state, revision). The card's declared format is enforced."""
+    """The verified file for ``weights`` in the cache, downloaded once: the weights layer's
+    one entry point.
+
+    ``weights``: a card's :class:`~omnizoo.values.card.WeightsFile` (its ``urls`` are a mirror
+    chain tried in order, each preceded by its OMNIZOO_MIRRORS rewrites; its sha256 or hash
+    prefix, size and declared format are enforced; a ``file:`` URL is checked where it is), or
+    a bare URL string (no format is enforced; the torch.hub hash prefix in its file name
+    applies unless ``sha256`` is given). ``sha256``/``size``: what the file must match, in
+    place of the card's. ``name``: the model name, for messages, the lock file and the cache's
+    refs. ``lock``: a lock file (path or :class:`~omnizoo.weights.lockfile.WeightsLock`) the
+    file must match; None uses ``OMNIZOO_LOCK``, False none.
+
+    Returns a :class:`~omnizoo.weights.verification.Fetched` (``path``, ``sha256``, ``size``,
+    ``verification`` state, revision).
+
+    Raises:
+        OfflineError: OMNIZOO_OFFLINE is set and the file is not in the cache.
+        DownloadError: every URL failed (RemoteNotFoundError: the origin says 404).
+        HashMismatchError: the bytes do not match the expected sha256, prefix or size.
+        NotAWeightsFileError: the bytes are an HTML page or a Git-LFS pointer.
+        FormatMismatchError: the file is another format than the card declares.
+        UnpinnedError: only mirrors could serve a file whose hash is not known in advance,
+            or the lock file has no entry for it (NotInLockError).
+        ConfigurationError: ``sha256`` is not a sha256.
+
+    >>> from omnizoo.weights.download import fetch_verified
+    >>> url = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
+    >>> fetch_verified(url).verification                      # doctest: +SKIP
+    'prefix'
+    """
+    if isinstance(weights, str):
+        return _fetch((weights,), sha256=sha256, hash_prefix=None, size=size, name=name, lock=lock)
+    if sha256 is not None or size is not None:
+        weights = dataclasses.replace(
+            weights,
+            sha256=sha256 if sha256 is not None else weights.sha256,
+            size=size if size is not None else weights.size,
+        )
     prefix = weights.hash_prefix or parse_hash_prefix(weights.filename or weights.url)
     if weights.url.startswith("file:"):  # a local file: checked where it is (weights.local_files)
         from .local_files import fetch_local
@@ -139,7 +139,7 @@ def _fetch(
     hf_hub_id: str | None = None,
     lock: str | Path | WeightsLock | bool | None = None,
 ) -> Fetched:
-    """The chain behind every entry point: what the file must match (caller, card, lock
+    """The chain behind :func:`fetch_verified`: what the file must match (caller, card, lock
     file), served without a download when it can be (:mod:`.lookup`), else downloaded under
     the file's cache lock from the usable candidate URLs (:mod:`.download_chain`) and pointed
     at by a ref for each of its URLs."""

@@ -149,9 +149,9 @@ def fetch_manifest() -> Path:
                 f"{MANIFEST_SHA256} (onnx/models ddbbd127)"
             )
         return local
-    from ...weights.download import fetch_url
+    from ...weights.download import fetch_verified
 
-    return fetch_url(source, sha256=MANIFEST_SHA256)
+    return fetch_verified(source, sha256=MANIFEST_SHA256).path
 
 
 def load_manifest(*, fetch: bool = True) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ def download_test_data(card: ModelCard) -> Path:
     model and its ``test_data_set_*`` protobuf inputs/outputs (:func:`load_test_data`).
     """
     from ...weights.archive import safe_extract
-    from ...weights.download import fetch_weights
+    from ...weights.download import fetch_verified
 
     info = card.extra.get("test_data") if card.source == "onnx" else None
     if not info or not info.get("path"):
@@ -31,7 +31,7 @@ def download_test_data(card: ModelCard) -> Path:
     if dest.is_dir():
         return dest
     path = info["path"]
-    tarball = fetch_weights(
+    tarball = fetch_verified(
         WeightsFile(
             urls=model_urls(path),
             filename=path.rsplit("/", 1)[-1],
@@ -40,7 +40,7 @@ def download_test_data(card: ModelCard) -> Path:
             format="pickle",  # not a weights format; only the bytes matter here
         ),
         name=f"{card.name} test data",
-    )
+    ).path
     try:
         return safe_extract(tarball, dest)
     except FileExistsError:  # another process finished first

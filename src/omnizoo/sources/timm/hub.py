@@ -90,7 +90,7 @@ def external_card(scheme: str, identifier: str) -> ModelCard:
         )
         weights = None
     elif scheme == "hf-hub":
-        from ...weights.download import fetch_url
+        from ...weights.download import fetch_verified
 
         repo, _, revision = identifier.partition("@")
         if repo.count("/") != 1 or not all(repo.split("/")):
@@ -99,7 +99,7 @@ def external_card(scheme: str, identifier: str) -> ModelCard:
                 "e.g. hf-hub:timm/resnet18.a1_in1k"
             )
         revision = revision or "main"
-        config = fetch_url(hf_url(repo, "config.json", revision))
+        config = fetch_verified(hf_url(repo, "config.json", revision)).path
         cfg, arch, model_args = _parse_config(
             _read_json(config, f"{repo}/config.json"),
             {"hf_hub_id": identifier, "source": "hf-hub"},

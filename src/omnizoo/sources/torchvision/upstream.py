@@ -68,17 +68,17 @@ def fetch_enum_weights(member: Any) -> dict[str, Any]:
     """
     from ...loading.state_dict_files import load_checkpoint
     from ...values.card import WeightsFile
-    from ...weights.download import fetch_weights
+    from ...weights.download import fetch_verified
     from ...weights.hashing import parse_hash_prefix
 
     url = str(member.url)
     filename = url.rsplit("/", 1)[-1]
     label = f"{type(member).__name__}.{member.name}"
     try:
-        path = fetch_weights(
+        path = fetch_verified(
             WeightsFile(urls=(url,), filename=filename, hash_prefix=parse_hash_prefix(filename)),
             name=label,
-        )
+        ).path
     except OfflineError as exc:
         raise OfflineError(
             f"the builder loads {label} (its default weights_backbone) and it is not in the "
