@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from ..errors import ConfigurationError
 from ..sources.table import adapter_path
-from ..values.card import TASKS, WEIGHT_FORMATS, ModelCard
+from ..values.card import OUTPUTS, TASKS, WEIGHT_FORMATS, ModelCard
 from ..values.data_config import DataConfig
 from ..values.names import parse_name, split_body
 
@@ -77,7 +77,7 @@ def card_problems(card: ModelCard) -> list[str]:
         p.append(f"{len(card.categories)} categories for num_classes={card.num_classes}")
     if not isinstance(card.data, DataConfig):
         p.append("data is not a DataConfig")
-    if card.output not in ("logits", "probabilities"):
+    if card.output not in OUTPUTS:
         p.append(f"output {card.output!r} must be 'logits' or 'probabilities'")
     for label, value in (("top1", card.top1), ("top5", card.top5)):
         if value is not None and not 0 <= value <= 100:

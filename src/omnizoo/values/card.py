@@ -14,14 +14,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .data_config import DataConfig
 
 __all__ = [
     "CLASSIFICATION_TASKS",
     "GENERIC_LABELS",
+    "OUTPUTS",
+    "TASKS",
+    "WEIGHT_FORMATS",
     "ModelCard",
+    "Output",
+    "Task",
+    "WeightFormat",
     "WeightsFile",
     "format_of_name",
     "is_classification",
@@ -31,12 +37,24 @@ __all__ = [
 #: labels given): ``get_labels`` says ``class_0 .. class_{n-1}``.
 GENERIC_LABELS = "generic"
 
-WEIGHT_FORMATS = ("pickle", "safetensors", "onnx", "npz")
-_SUFFIX_FORMATS = ((".safetensors", "safetensors"), (".npz", "npz"), (".onnx", "onnx"))
+#: The formats of a weights file (``WeightsFile.format``); the one list, for annotations
+#: (``WeightFormat``) and run-time checks (``WEIGHT_FORMATS``, derived from it).
+WeightFormat = Literal["pickle", "safetensors", "onnx", "npz"]
+WEIGHT_FORMATS: tuple[WeightFormat, ...] = get_args(WeightFormat)
+
+#: What a classifier's output is (``ModelCard.output``): raw logits, or probabilities (a graph
+#: that ends in a softmax).
+Output = Literal["logits", "probabilities"]
+OUTPUTS: tuple[Output, ...] = get_args(Output)
+_SUFFIX_FORMATS: tuple[tuple[str, WeightFormat], ...] = (
+    (".safetensors", "safetensors"),
+    (".npz", "npz"),
+    (".onnx", "onnx"),
+)
 
 
 #: The tasks whose output is one score per class (labels, top-k, heads apply).
-CLASSIFICATION_TASKS = ("classification", "quantized_classification")
+CLASSIFICATION_TASKS: tuple[Task, ...] = ("classification", "quantized_classification")
 
 
 def is_classification(task: str | None) -> bool:
@@ -48,7 +66,7 @@ def is_classification(task: str | None) -> bool:
     return task in CLASSIFICATION_TASKS
 
 
-def format_of_name(filename: str) -> str:
+def format_of_name(filename: str) -> WeightFormat:
     """The weights format a file name declares (``pickle`` unless its suffix says otherwise).
 
     >>> format_of_name("model.safetensors"), format_of_name("resnet50-0676ba61.pth")
@@ -58,7 +76,10 @@ def format_of_name(filename: str) -> str:
     return next((fmt for suffix, fmt in _SUFFIX_FORMATS if lower.endswith(suffix)), "pickle")
 
 
-TASKS = (
+#: A model's task (``ModelCard.task``, ``list_models(task=...)``, ``register_model(task=...)``,
+#: ``Predictor(task=...)``): the one list, for annotations (``Task``) and run-time checks
+#: (``TASKS``, derived from it).
+Task = Literal[
     "classification",
     "detection",
     "segmentation",
@@ -67,7 +88,8 @@ TASKS = (
     "optical_flow",
     "quantized_classification",
     "features",
-)
+]
+TASKS: tuple[Task, ...] = get_args(Task)
 
 
 @dataclass(frozen=True)
@@ -84,7 +106,7 @@ class WeightsFile:
     sha256: str | None = None
     hash_prefix: str | None = None
     size: int | None = None
-    format: str = "pickle"
+    format: WeightFormat = "pickle"
     # Hugging Face repo the file came from (timm), for HF_ENDPOINT rewriting and docs.
     hf_hub_id: str | None = None
     # On a card derived for a model in hand (omnizoo.registry.derive): where these bytes are
@@ -108,7 +130,7 @@ class ModelCard:
     source: str
     arch: str
     tag: str | None = None
-    task: str = "classification"
+    task: Task = "classification"
     weights: WeightsFile | None = None
     # True on the tag a bare ``source:arch`` resolves to.
     is_default: bool = False
@@ -121,7 +143,7 @@ class ModelCard:
     label_offset: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     # "logits" or "probabilities" (softmax in the graph: some ONNX zoo models).
-    output: str = "logits"
+    output: Output = "logits"
     top1: float | None = None
     top5: float | None = None
     metrics_dataset: str | None = None

@@ -28,13 +28,11 @@ from typing import Any
 
 from ..errors import MetadataError
 from ..schema import MAX_CLASSES, Fields
-from .card import TASKS, WEIGHT_FORMATS, ModelCard, WeightsFile
+from .card import OUTPUTS, TASKS, WEIGHT_FORMATS, ModelCard, WeightsFile
 from .data_config import DataConfig
 
-__all__ = ["OUTPUTS", "card_from_fields", "sha256_field"]
+__all__ = ["OUTPUTS", "card_from_fields", "sha256_field"]  # OUTPUTS: re-exported from .card
 
-#: What a classifier's output holds.
-OUTPUTS = ("logits", "probabilities")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 _NAME = 256  # an architecture, tag or source name
 _MAX_ITEMS = 4096  # urls, notes, classifier prefixes, metrics, provenance entries

@@ -7,7 +7,7 @@ from typing import Any
 
 from ...loading.heads import find_layers_of_width
 from ...loading.meta import meta_params
-from ...values.card import ModelCard, WeightsFile
+from ...values.card import ModelCard, Task, WeightsFile
 from ...values.data_config import DataConfig
 from ...weights.hashing import parse_hash_prefix
 from .upstream import quiet, tvm
@@ -16,7 +16,7 @@ __all__ = ["ORIGIN", "build_cards"]
 
 ORIGIN = "https://github.com/pytorch/vision"
 # torchvision module -> omnizoo task
-_MODULES = (
+_MODULES: tuple[tuple[str, Task], ...] = (
     ("", "classification"),
     ("detection", "detection"),
     ("segmentation", "segmentation"),
@@ -38,7 +38,7 @@ def build_cards(source: str) -> list[ModelCard]:
     for sub, task in _MODULES:
         module = getattr(models, sub) if sub else models
         for arch in models.list_models(module=module):
-            arch_task = "keypoints" if arch.startswith("keypointrcnn") else task
+            arch_task: Task = "keypoints" if arch.startswith("keypointrcnn") else task
             try:
                 enum = models.get_model_weights(arch)
                 members = list(enum)
@@ -80,7 +80,7 @@ def build_cards(source: str) -> list[ModelCard]:
 def _card(
     source: str,
     arch: str,
-    task: str,
+    task: Task,
     sub: str,
     w: Any,
     is_default: bool,
