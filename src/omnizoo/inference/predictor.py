@@ -46,7 +46,9 @@ from .results import Prediction, PredictionResults
 if TYPE_CHECKING:
     import torch
 
+    from ..values.card import Task
     from ..values.data_config import DataConfig
+    from ..values.device_dtype import DeviceLike
 
 __all__ = ["BackendChoice", "Prediction", "PredictionResults", "Predictor"]
 
@@ -84,13 +86,29 @@ class Predictor:
     backend; 1.25-1.5x faster CPU inference on ResNet/MobileNet). The model you pass keeps its
     weights: the folded layers live in a copy that shares every other tensor, and the fold is
     checked against the original on a probe input before it is used.
+
+    >>> import omnizoo
+    >>> p = omnizoo.Predictor("resnet50", device="cpu")              # doctest: +SKIP
+    >>> p.predict("cat.jpg", topk=1)[0]                               # doctest: +SKIP
+    [Prediction(label='tabby', index=281, score=0.61)]
+
+    Raises:
+        ConfigurationError: an option out of range (``backend``, ``batch_size``, an unknown
+            or absent ``device``, ``task``, ``precision``), ``labels`` of another count than
+            the model's outputs, or ``checkpoint_path`` with a model or an ``.onnx`` file.
+        UnsupportedError: a task or backend the model cannot run (an ONNX graph that is not
+            a classifier; ``scores()`` on a detector).
+        ImageLoadError: from ``predict(on_error="raise")``, an image that cannot be decoded.
+        Building a model by name raises what :func:`omnizoo.create_model` raises
+        (UnknownModelError, DownloadError, IntegrityError, CheckpointError...); an ``.onnx``
+        file, what :func:`omnizoo.read_card` raises; onnxruntime failures are BackendError.
     """
 
     def __init__(
         self,
         name_or_model: Any,
         *,
-        device: Any = "auto",
+        device: DeviceLike = "auto",
         batch_size: int = 32,
         backend: str = "auto",
         num_workers: int | None = None,
@@ -101,7 +119,7 @@ class Predictor:
         channels_last: bool = True,
         prefetch: int = 2,
         fold_bn: bool = True,
-        task: str | None = None,
+        task: Task | None = None,
         score_threshold: float = 0.5,
         num_threads: int | None = None,
     ) -> None:
