@@ -3,6 +3,10 @@
 >>> import omnizoo
 >>> model = omnizoo.create_model("timm:resnet18", num_classes=10)   # doctest: +SKIP
 >>> model.omnizoo_card.name, model.omnizoo_load_report.summary()    # doctest: +SKIP
+
+Typed with overloads: an ``onnx:`` zoo name written literally gives an
+:class:`~omnizoo.sources.onnx.model.OnnxModel`, anything else an ``nn.Module`` (see
+:func:`create_model`, "Return type").
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ..errors import ConfigurationError, NoPretrainedWeightsError
 from ..loading.report import LoadReport
@@ -22,7 +26,53 @@ from .adapters import get_adapter
 from .derive import derive_card, mark_built
 from .registry import get_card
 
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from torch import nn
+
+    from ..sources.onnx.model import OnnxModel
+    from ..sources.onnx.zoo_names import OnnxZooName
+    from ..values.device_dtype import DeviceLike, DtypeLike
+    from ..weights.lockfile import WeightsLock
+
 __all__ = ["create_model"]
+
+
+@overload
+def create_model(  # listed first: a literal onnx: name is also a str
+    name: OnnxZooName,
+    pretrained: bool = False,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    checkpoint_path: str | Path | None = None,
+    device: DeviceLike | None = None,
+    dtype: DtypeLike | None = None,
+    strict: bool = True,
+    lock: str | Path | WeightsLock | bool | None = None,
+    labels: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> OnnxModel: ...
+
+
+@overload
+def create_model(
+    name: str | Path | ModelCard,
+    pretrained: bool = False,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
+    checkpoint_path: str | Path | None = None,
+    device: DeviceLike | None = None,
+    dtype: DtypeLike | None = None,
+    strict: bool = True,
+    lock: str | Path | WeightsLock | bool | None = None,
+    labels: Sequence[str] | None = None,
+    **kwargs: Any,
+) -> nn.Module: ...
 
 
 def create_model(
@@ -32,16 +82,22 @@ def create_model(
     num_classes: int | None = None,
     in_chans: int | None = None,
     features_only: bool = False,
-    out_indices: Any = None,
+    out_indices: int | Sequence[int] | None = None,
     checkpoint_path: str | Path | None = None,
-    device: Any = None,
-    dtype: Any = None,
+    device: DeviceLike | None = None,
+    dtype: DtypeLike | None = None,
     strict: bool = True,
-    lock: str | Path | Any = None,
+    lock: str | Path | WeightsLock | bool | None = None,
     labels: Sequence[str] | None = None,
     **kwargs: Any,
-) -> Any:
+) -> nn.Module | OnnxModel:
     """Build a model by name, optionally with verified pretrained weights.
+
+    >>> import omnizoo
+    >>> model = omnizoo.create_model("resnet18", device="meta")   # the architecture only
+    >>> type(model).__name__, model.omnizoo_card.name
+    ('ResNet', 'torchvision:resnet18')
+    >>> omnizoo.create_model("resnet50", pretrained=True)        # doctest: +SKIP
 
     ``name`` may also be a folder written by :func:`omnizoo.save_pretrained` (a
     ``pathlib.Path``, ``"local:<folder>"``, or a path string): the saved model comes back
@@ -74,6 +130,38 @@ def create_model(
     The model comes back in the mode upstream returns it (train), and carries ``omnizoo_card``
     (so ``get_card(model)`` works) and ``omnizoo_load_report`` (a
     :class:`~omnizoo.loading.report.LoadReport`).
+
+    Return type: an ``nn.Module`` for every torch source (torchvision, timm, Cadene,
+    efficientnet, registered models, saved folders); an ONNX-zoo model (``onnx:`` names) is an
+    :class:`~omnizoo.sources.onnx.model.OnnxModel`, an onnxruntime session with the module
+    look-alikes (``__call__``, ``eval``, ``to``, ``parameters``...) but not an ``nn.Module``.
+    Which one comes back depends on the name's value, so the annotation says what can be told
+    before run time: an ``onnx:`` name written literally (``create_model("onnx:resnet50-v1-7")``;
+    the names are :data:`~omnizoo.sources.onnx.zoo_names.OnnxZooName`) is typed ``OnnxModel``,
+    every other ``str``, ``Path`` or card ``nn.Module``. A name known only at run time that
+    resolves to the ONNX zoo (a variable, a bare zoo name without ``onnx:``, a card) is still
+    typed ``nn.Module``: tell the two apart with
+    ``isinstance(model, omnizoo.sources.onnx.model.OnnxModel)``.
+
+    Raises:
+        UnknownModelError: no model has this name (with close matches); its subclass
+            UnknownSourceError names an unknown ``source:``. InvalidNameError: the name does
+            not follow ``[source:]arch[.tag]``.
+        NoPretrainedWeightsError: ``pretrained=True`` for a card without weights.
+        ConfigurationError: an argument out of range (``num_classes``, ``in_chans``,
+            ``out_indices`` without ``features_only``, an unknown ``dtype`` name), or an option
+            a saved folder cannot change.
+        DependencyError: the source's library (timm, pretrainedmodels, onnxruntime...) is not
+            installed.
+        UnsupportedError: the source cannot do what is asked (e.g. ``features_only`` for an
+            ONNX graph).
+        DownloadError: the weights could not be fetched (OfflineError: offline and not
+            cached; RemoteNotFoundError: the origin says 404).
+        IntegrityError: the weights failed verification (HashMismatchError,
+            NotAWeightsFileError, FormatMismatchError, UnpinnedError).
+        CheckpointError: missing or unexpected keys with ``strict=True``, or a checkpoint
+            that cannot be read (UnsafeCheckpointError: it needs unpickling and is unverified).
+        MetadataError: a saved folder's ``card.json`` fails the schema.
     """
     folder = local_folder(name) if not isinstance(name, ModelCard) else None
     if folder is not None:
