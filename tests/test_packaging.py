@@ -1,7 +1,8 @@
 """Packaging by extras: the core install is torch + torchvision (and small pure-Python
 helpers); each other source is an extra. A source whose library is missing lists nothing and
 its names fail with the exact ``pip install "omnizoo[...]"``. Also: ``python -m omnizoo``,
-Project-URLs, lower bounds the tests run against, an sdist that carries (and runs) its tests.
+Project-URLs, lower bounds that ``make test-oldest`` installs and tests, an sdist that carries
+(and runs) its tests.
 
 The core-only install is simulated in a subprocess whose ``sitecustomize`` wraps every
 ``sys.meta_path`` finder so that none finds an optional library, as if it were not installed
@@ -12,6 +13,7 @@ A real fresh core-only venv needs the network for torch: that test is marked slo
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -21,6 +23,7 @@ import sys
 import tarfile
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomllib
@@ -101,16 +104,106 @@ def test_the_core_is_torch_and_torchvision_and_each_source_is_an_extra() -> None
         assert get_adapter(source).extra == extra
 
 
-def test_lower_bounds_are_the_versions_the_tests_run_against() -> None:
-    """Every requirement has a lower bound, and this environment runs exactly it."""
+def _lower_bounds_script() -> Any:
+    spec = importlib.util.spec_from_file_location("lower_bounds", ROOT / "scripts/lower_bounds.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _declared_bounds() -> dict[str, str]:
+    """Normalised name -> lower bound, read here independently of scripts/lower_bounds.py."""
     specs = list(PROJECT["dependencies"])
     for name, values in PROJECT["optional-dependencies"].items():
         if name != "all":
             specs += values
+    bounds: dict[str, set[str]] = {}
     for spec in specs:
         name, bound = _requirement(spec)
         assert bound is not None, f"{spec}: no lower bound"
-        assert importlib.metadata.version(name) == bound, f"{spec}: tests run against another"
+        bounds.setdefault(re.sub(r"[-_.]+", "-", name).lower(), set()).add(bound)
+    several = {k: v for k, v in bounds.items() if len(v) > 1}
+    assert not several, f"one package, several lower bounds: {several}"
+    return {k: v.pop() for k, v in sorted(bounds.items())}
+
+
+def test_every_requirement_has_one_lower_bound_and_lower_bounds_py_pins_it() -> None:
+    """The constraints `make test-oldest` installs are exactly pyproject's lower bounds."""
+    declared = _declared_bounds()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/lower_bounds.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == [f"{k}=={v}" for k, v in declared.items()]
+    assert {"torch", "torchvision", "numpy", "pillow", "timm", "onnx", "onnxruntime"} <= set(
+        declared
+    )
+
+
+def test_lower_bounds_py_refuses_two_bounds_for_one_package(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\ndependencies = ["numpy>=1.26.0"]\n'
+        '[project.optional-dependencies]\nplot = ["NumPy>=2.0.0"]\nall = ["x[plot]"]\n'
+    )
+    with pytest.raises(ValueError, match=r"numpy: two lower bounds \(1\.26\.0 and 2\.0\.0\)"):
+        _lower_bounds_script().lower_bounds(tmp_path / "pyproject.toml")
+
+
+def test_every_bound_has_a_reason_beside_it() -> None:
+    """pyproject says, on each requirement's line, which feature sets its bound (the dev
+    tools excepted: they are no promise to users)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    lines = text.split("[project]", 1)[1].split("\n[project.scripts]", 1)[0].splitlines()
+    specs = list(PROJECT["dependencies"])
+    for name, values in PROJECT["optional-dependencies"].items():
+        if name not in ("all", "dev"):
+            specs += values
+    for spec in specs:
+        found = [ln for ln in lines if f'"{spec}"' in ln]
+        assert found, spec
+        assert all("#" in ln.split(f'"{spec}"', 1)[1] for ln in found), (
+            f"{spec}: say beside it which feature sets this bound"
+        )
+
+
+def test_installed_versions_are_within_the_declared_ranges() -> None:
+    """Inside `make test-oldest`'s venv (it leaves floors.txt there): every package is exactly
+    at its bound, and floors.txt is the current pyproject's, so raising a bound without
+    re-running test-oldest fails here. Anywhere else (`make test`): nothing is below a bound,
+    so a bound raised above what the newest venv holds fails too."""
+    from packaging.version import Version
+
+    declared = _declared_bounds()
+    floors = Path(sys.prefix) / "floors.txt"
+    if floors.is_file():
+        assert floors.read_text().split() == [f"{k}=={v}" for k, v in declared.items()], (
+            "pyproject's lower bounds changed since `make test-oldest` installed this venv"
+        )
+    for name, bound in declared.items():
+        installed = importlib.metadata.version(name)
+        if floors.is_file():
+            assert Version(installed) == Version(bound), f"{name} {installed}, bound {bound}"
+        else:
+            assert Version(installed) >= Version(bound), f"{name} {installed} < bound {bound}"
+
+
+def test_make_test_installs_the_newest_and_test_oldest_the_floors() -> None:
+    """The Makefile keeps the promises scripts/lower_bounds.py's docstring makes."""
+    make = (ROOT / "Makefile").read_text()
+    recipes = dict(re.findall(r"^(\S+):[^\n]*\n((?:\t[^\n]*\n)+)", make, flags=re.M))
+    newest = recipes["$(STAMP)"]
+    assert "lower_bounds" not in newest and " -c " not in newest
+    assert "--upgrade" in newest
+    oldest = recipes["$(OLD_STAMP)"]
+    assert "scripts/lower_bounds.py > $(OLD_VENV)/floors.txt" in oldest
+    assert "-c $(OLD_VENV)/floors.txt" in oldest
+    assert recipes["test-oldest"].replace("OLD_PY", "PY") == recipes["test"]
+    assert ".venv-oldest/" in (ROOT / ".gitignore").read_text().split()
+    assert "make test\n" in (ROOT / ".ci/run").read_text()
 
 
 def test_project_urls_and_the_readme_install_section() -> None:
