@@ -7,11 +7,13 @@ for the pinned library versions, and the pinned ONNX zoo manifest.
 * ``src/omnizoo/data/onnx_hub_manifest.json.gz``: ONNX_HUB_MANIFEST.json of onnx/models at
   ddbbd127, checked against ``MANIFEST_SHA256`` before it is written (gzip, no timestamp).
 * ``src/omnizoo/data/prebuilt/<index key>.json.gz``: exactly what
-  ``omnizoo.registry.index.build_payload`` gives for each source (cards from the installed
-  libraries, metrics from the shipped tables, parameter counts and GFLOPs counted on the meta
-  device where no source publishes them), built in an empty OMNIZOO_HOME. The key names the
-  library and torch versions, so another version never reads these files: it builds its own
-  index as before. ``tests/test_prebuilt.py`` compares them with a fresh build.
+  ``omnizoo.registry.index_build.build_payload(..., count=True)`` gives for each source (cards
+  from the installed libraries, metrics from the shipped tables, parameter counts and GFLOPs
+  counted on the meta device where no source publishes them: every one, now), built in an
+  empty OMNIZOO_HOME. The key names the library and torch versions, so another version never
+  reads these files as its index: it builds its own without counting, and takes from these
+  files the counted figures of every architecture, head and input size they share
+  (``omnizoo.registry.figures``). ``tests/test_prebuilt.py`` compares them with a fresh build.
 
 Run it after changing card code (bump INDEX_SCHEMA) or the pinned versions, then commit the
 files. It refuses library versions other than the pinned ones unless ``--any-version``.
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for source in args.sources or source_names():
         adapter = get_adapter(source)
         started = time.monotonic()
-        payload = build_payload(adapter, stream=sys.stderr)
+        payload = build_payload(adapter, stream=sys.stderr, count=True)
         path = prebuilt_path(payload["key"])
         for old in PREBUILT_DIR.glob(f"{source}-*.json.gz"):
             if old != path:

@@ -11,10 +11,17 @@ import pytest
 from omnizoo.errors import UnsupportedError
 from omnizoo.registry import adapters as adapters_mod
 from omnizoo.registry import index_build
-from omnizoo.values.card import ModelCard
 from omnizoo.registry.registry import get_card
 from omnizoo.sources.base import SourceAdapter
-from omnizoo.sources.param_flops import COUNTED, count_gflops, count_params, fill_stats, meta_build
+from omnizoo.sources.param_flops import (
+    COUNTED,
+    count_gflops,
+    count_params,
+    counted_builds,
+    fill_stats,
+    meta_build,
+)
+from omnizoo.values.card import ModelCard
 
 torch = pytest.importorskip("torch")
 
@@ -110,9 +117,20 @@ def test_fill_stats_counts_what_is_missing_and_notes_failures() -> None:
 def test_building_an_index_leaves_the_random_state_alone() -> None:
     torch.manual_seed(0)
     state = torch.random.get_rng_state()
-    payload = index_build.build_payload(_Fake())
+    payload = index_build.build_payload(_Fake(), count=True)  # the prebuilt indexes' way
     assert torch.equal(torch.random.get_rng_state(), state)
     assert len(payload["cards"]) == 4 and payload["entries"][0][7] is not None
+    assert "pending" not in payload
+
+
+def test_building_an_index_counts_nothing() -> None:
+    """The runtime build leaves the figures no source publishes (and no shipped index holds)
+    to be counted when asked: it lists them as pending."""
+    before = counted_builds()
+    payload = index_build.build_payload(_Fake())
+    assert counted_builds() == before
+    assert payload["entries"][0][7] is None and payload["entries"][3][7] == 5e-6
+    assert payload["pending"] == ["efficientnet:good", "efficientnet:good.x", "efficientnet:bad"]
 
 
 def test_the_onnx_source_is_not_counted() -> None:

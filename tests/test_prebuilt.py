@@ -22,10 +22,10 @@ from omnizoo import errors, settings
 from omnizoo.registry import adapters as adapters_mod
 from omnizoo.registry import index as index_mod
 from omnizoo.registry import index_build, source_index
-from omnizoo.values.card import ModelCard
-from omnizoo.sources.param_flops import COUNTED, fill_stats
 from omnizoo.sources.onnx import manifest as onnx_manifest
 from omnizoo.sources.package_data import read_json
+from omnizoo.sources.param_flops import COUNTED, counted_builds, fill_stats
+from omnizoo.values.card import ModelCard
 
 SOURCES = ("torchvision", "timm", "cadene", "efficientnet", "onnx")
 PINNED = {
@@ -124,7 +124,7 @@ def test_prebuilt_counted_figures_recount(source: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("source", SOURCES)
 def test_prebuilt_index_equals_a_full_fresh_build(source: str) -> None:
-    payload = index_build.build_payload(adapters_mod.get_adapter(source))
+    payload = index_build.build_payload(adapters_mod.get_adapter(source), count=True)
     assert json.loads(json.dumps(payload)) == _prebuilt(source)
 
 
@@ -171,6 +171,7 @@ def test_another_version_builds_and_says_so(
     monkeypatch.setitem(adapters_mod._adapters, "efficientnet", adapter)
     torch.manual_seed(1234)
     before = torch.random.get_rng_state()
+    counted = counted_builds()
     try:
         idx = index_mod.load_index("efficientnet")
         err = capsys.readouterr().err
@@ -179,10 +180,22 @@ def test_another_version_builds_and_says_so(
         assert torch.equal(torch.random.get_rng_state(), before)
         saved = isolated_home / "index" / f"{idx.key}.json"
         assert saved.is_file() and "post999" in idx.key
-        # the same cards as the prebuilt index of the pinned version, counted figures too
+        # the same cards as the prebuilt index of the pinned version, its counted figures
+        # reused (saying so) instead of counted again: the build counted nothing
+        assert counted_builds() == counted
         path = index_mod.prebuilt_path(pinned_key)
         if path.is_file():
-            assert json.loads(saved.read_text())["cards"] == read_json(path)["cards"]
+            built = json.loads(saved.read_text())
+            assert "pending" not in built
+            shipped = read_json(path)["cards"]
+            assert len(built["cards"]) == len(shipped)
+            reused = f" (reused from the shipped index {pinned_key}: "
+            for raw, want in zip(built["cards"], shipped, strict=True):
+                card = json.loads(raw)
+                where = dict(card["provenance"])["gflops"]
+                assert where.startswith(COUNTED) and reused in where, where
+                plain = [[f, w.split(reused)[0]] for f, w in card["provenance"]]
+                assert {**card, "provenance": plain} == json.loads(want)
         index_mod.reset_indexes()
         monkeypatch.setitem(adapters_mod._adapters, "efficientnet", adapter)
         index_mod.load_index("efficientnet")

@@ -139,6 +139,10 @@ def run_list(args: argparse.Namespace) -> int:
         for name in names:
             out.write(name + "\n")
     else:
+        if {"params", "gflops"} & set(columns):  # what is still uncounted: one batch
+            from ..registry.index import fill_figures
+
+            fill_figures(names)
         rows = []
         for name in names:
             row = card_row(get_card(name), columns)

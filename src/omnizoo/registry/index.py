@@ -1,8 +1,9 @@
 """The on-disk card index: one JSON file per (source, library version, card schema).
 
-Building cards imports the source library (timm, torchvision, ...) and counts the parameters
-and GFLOPs no source publishes (:func:`omnizoo.sources.param_flops.fill_stats`); this cache makes
-every later ``list_models()`` / ``get_card()`` a JSON read. The file name is the adapter's
+Building cards imports the source library (timm, torchvision, ...) and counts nothing: the
+parameters and GFLOPs no source publishes come from the shipped indexes or are counted when
+asked, into a figure cache beside the index (:mod:`.figures`); this cache makes every later
+``list_models()`` / ``get_card()`` a JSON read. The file name is the adapter's
 :meth:`~omnizoo.sources.base.SourceAdapter.index_key`, so upgrading a library (or bumping
 ``INDEX_SCHEMA``) builds a fresh index. Writes are atomic (temp file + rename), so concurrent
 processes never see half a file.
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..settings import get_settings
 from .adapters import get_adapter, is_own_adapter, reset_adapters
+from .figures import FigureCache
 from .index_build import build_payload
 from .source_index import METRIC_FIELDS, LazyCards, SourceIndex, compact
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from ..sources.base import SourceAdapter
 
 __all__ = [
+    "fill_figures",
     "load_index",
     "prebuilt_path",
     "reset_indexes",
@@ -54,6 +57,11 @@ def _safe(key: str) -> str:
 
 def _index_path(source: str, key: str) -> Path:
     return get_settings().index_dir / f"{_safe(key)}.json"
+
+
+def _figures_path(key: str) -> Path:
+    """The figure cache of an index key (:class:`~omnizoo.registry.figures.FigureCache`)."""
+    return get_settings().index_dir / f"{_safe(key)}.figures.json"
 
 
 def _write_atomic(path: Path, payload: Mapping[str, Any]) -> None:
@@ -132,20 +140,20 @@ def _base_index(source: str, adapter: SourceAdapter, rebuild: bool) -> SourceInd
         elif idx is None:  # an in-memory source: cheap, builds no model, nothing to count
             cards = [compact(c.to_dict()) for c in adapter.build_cards()]
             idx = SourceIndex.from_cards(source, key, cards)
+        if idx.pending and adapter.countable:
+            idx.figures = FigureCache(adapter, key, _figures_path(key) if on_disk else None)
         _indexes[cache_key] = idx
         return idx
 
 
 def _build(adapter: SourceAdapter, source: str, key: str, path: Path, save: bool) -> SourceIndex:
-    from ..sources.param_flops import progress_stream
-
     started = time.monotonic()
     sys.stderr.write(
         f"omnizoo: building the {source} card index ({key}): reading what the installed "
         f"library declares, once per library version\n"
     )
     sys.stderr.flush()
-    data = build_payload(adapter, stream=progress_stream(), key=key)
+    data = build_payload(adapter, key=key)
     if save:
         try:
             _write_atomic(path, data)
@@ -182,7 +190,12 @@ def _from_payload(data: Any, source: str, key: str) -> SourceIndex | None:
             isinstance(e, (list, tuple)) and len(e) == len(METRIC_FIELDS) + 5 for e in entries
         ):
             return None
-        return SourceIndex.from_entries(source, key, [tuple(e) for e in entries], cards)
+        idx = SourceIndex.from_entries(source, key, [tuple(e) for e in entries], cards)
+        pending = data.get("pending", [])
+        if not isinstance(pending, list) or not all(isinstance(n, str) for n in pending):
+            return None
+        idx.pending = {n for n in pending if n in idx.raw}
+        return idx
     except (ValueError, AttributeError, TypeError):
         return None
 
@@ -223,7 +236,8 @@ def stale_index_files() -> list[Path]:
 
     for source in source_names():
         try:
-            current.add(_index_path(source, get_adapter(source).index_key()).name)
+            key = get_adapter(source).index_key()
+            current.update((_index_path(source, key).name, _figures_path(key).name))
         except Exception:  # an adapter that fails here: leave its files alone
             continue
         judged.append(source)
@@ -232,6 +246,32 @@ def stale_index_files() -> list[Path]:
         for path in directory.glob("*.json")
         if path.name not in current and any(path.name.startswith(f"{s}-") for s in judged)
     )
+
+
+def fill_figures(names: list[str]) -> None:
+    """Get the pending parameters and GFLOPs of the cards behind ``names`` (fully qualified,
+    as ``list_models`` gives them: an architecture stands for its default card) in one batch
+    per source, before they are shown one by one."""
+    by_source: dict[str, list[str]] = {}
+    for name in names:
+        source, sep, body = name.partition(":")
+        if sep:
+            by_source.setdefault(source, []).append(body)
+    for source, bodies in by_source.items():
+        try:
+            idx = load_index(source)
+        except Exception:  # an unknown or broken source: its cards say so when shown
+            continue
+        if not idx.pending:
+            continue
+        cards = []
+        for body in bodies:
+            name = f"{source}:{body}"
+            if name in idx.raw:
+                cards.append(name)
+            elif body in idx.archs:
+                cards.append(idx.default_name(body))
+        idx.fill(cards)
 
 
 def reset_indexes() -> None:

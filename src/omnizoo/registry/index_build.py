@@ -1,7 +1,11 @@
-"""Building a source's card index: the cards its library declares, the parameters and GFLOPs
-no source publishes counted (:func:`omnizoo.sources.param_flops.fill_stats`), as the content of
-an index file (:func:`build_payload`, saved by :mod:`omnizoo.registry.index` and shipped by
+"""Building a source's card index: the cards its library declares, as the content of an index
+file (:func:`build_payload`, saved by :mod:`omnizoo.registry.index` and shipped by
 ``scripts/build_prebuilt.py``).
+
+The parameters and GFLOPs no source publishes are not counted here (that took minutes for
+timm): they come from the shipped prebuilt indexes where those counted the same build
+(:func:`omnizoo.registry.figures.reuse_shipped`), and the rest are listed as ``pending``, to be
+counted when asked. ``count=True`` counts them all now (the prebuilt indexes themselves).
 """
 
 from __future__ import annotations
@@ -20,26 +24,37 @@ __all__ = ["build_payload", "rng_untouched"]
 
 
 def build_payload(
-    adapter: SourceAdapter, *, stream: Any = None, key: str | None = None
+    adapter: SourceAdapter, *, stream: Any = None, key: str | None = None, count: bool = False
 ) -> dict[str, Any]:
-    """Build ``adapter``'s cards, count what no source publishes, and return the index file's
-    content (what ``load_index`` saves and ``scripts/build_prebuilt.py`` ships), under ``key``
-    (default: the adapter's key before the build; building may change it, e.g. by fetching
-    the ONNX manifest). Torch's, numpy's and Python's global random states are left as they
-    were."""
-    from ..sources.param_flops import fill_stats
+    """Build ``adapter``'s cards and return the index file's content (what ``load_index``
+    saves and ``scripts/build_prebuilt.py`` ships), under ``key`` (default: the adapter's key
+    before the build; building may change it, e.g. by fetching the ONNX manifest).
+
+    Figures no source publishes: ``count`` counts them now (progress to ``stream``), else they
+    are reused from the shipped indexes or listed under ``"pending"``. Torch's, numpy's and
+    Python's global random states are left as they were."""
+    from .figures import reuse_shipped
 
     key = adapter.index_key() if key is None else key
+    pending: list[str] = []
     with rng_untouched():
         built = adapter.build_cards()
-        built = fill_stats(adapter, built, stream=stream)
+        if count:
+            from ..sources.param_flops import fill_stats
+
+            built = fill_stats(adapter, built, stream=stream)
+        else:
+            built, pending = reuse_shipped(adapter, key, built)
     cards = [compact(c.to_dict()) for c in built]
-    return {
+    payload = {
         "key": key,
         "source": adapter.name,
         "entries": [entry(c) for c in cards],
         "cards": [json.dumps(c, separators=(",", ":"), sort_keys=True) for c in cards],
     }
+    if pending:
+        payload["pending"] = pending
+    return payload
 
 
 @contextlib.contextmanager

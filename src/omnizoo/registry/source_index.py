@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..values.card import ModelCard
 
-__all__ = ["METRIC_FIELDS", "Entry", "LazyCards", "SourceIndex", "compact", "entry"]
+if TYPE_CHECKING:
+    from .figures import FigureCache
+
+__all__ = [
+    "COUNTED_METRICS",
+    "METRIC_FIELDS",
+    "Entry",
+    "LazyCards",
+    "SourceIndex",
+    "compact",
+    "entry",
+]
 
 
 class LazyCards(Mapping[str, dict[str, Any]]):
@@ -53,6 +64,10 @@ class LazyCards(Mapping[str, dict[str, Any]]):
 Entry = tuple[Any, ...]
 #: metric name -> position in an entry row
 METRIC_FIELDS = {"top1": 5, "top5": 6, "params": 7, "gflops": 8}
+
+
+#: the metrics counted on the meta device where no source publishes them
+COUNTED_METRICS = ("params", "gflops")
 
 
 def entry(card: Mapping[str, Any]) -> Entry:
@@ -95,6 +110,10 @@ class SourceIndex:
     # the rows it was made from, and its merge with the source's session cards
     entries: list[Entry] = field(default_factory=list, repr=False)
     _session: tuple[Any, SourceIndex] | None = field(default=None, repr=False)
+    # cards whose parameters/GFLOPs are counted when asked (:meth:`fill`), and by what
+    pending: set[str] = field(default_factory=set, repr=False)
+    figures: FigureCache | None = field(default=None, repr=False)
+    _filled: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
     def from_cards(cls, source: str, key: str, cards: list[dict[str, Any]]) -> SourceIndex:
@@ -153,10 +172,38 @@ class SourceIndex:
         merged = SourceIndex.from_entries(
             self.source, self.key, [self.entries[i] for i in keep] + live, rows
         )
+        names = list(items)
+        # never a session card; filled ones again (from the figure cache's memory)
+        merged.pending = (self.pending | self._filled) & {names[i] for i in keep}
+        merged.figures = self.figures
         self._session = (cards, merged)
         return merged
 
     def card(self, name: str) -> ModelCard:
+        """The card ``name``, with its parameters and GFLOPs counted if they are pending."""
+        card = self._decoded(name)
+        if name in self.pending:
+            self.fill([name])
+            card = self._cards[name]
+        return card
+
+    def fill(self, names: Iterable[str]) -> None:
+        """Get the pending figures of the cards ``names`` in one batch (the figure cache, else
+        counted): what a sort or filter on ``params``/``gflops`` needs first."""
+        todo = [n for n in dict.fromkeys(names) if n in self.pending]
+        if not todo or self.figures is None:
+            return
+        filled = self.figures.fill([self._decoded(n) for n in todo])
+        for name, card in zip(todo, filled, strict=True):
+            self._cards[name] = card
+            row = self.metrics.get(name, (None,) * 4)
+            params = None if card.num_params is None else card.num_params / 1e6
+            self.metrics[name] = (*row[:2], params, card.gflops)
+            self.pending.discard(name)
+            self._filled.add(name)
+
+    def _decoded(self, name: str) -> ModelCard:
+        """The card as the index file holds it."""
         card = self._cards.get(name)
         if card is None:
             if name not in self.raw:
@@ -170,7 +217,7 @@ class SourceIndex:
                 if self.path is None or self.rebuild is None:
                     raise
                 self._heal(exc)
-                return self.card(name)
+                return self._decoded(name)
             self._cards[name] = card
         return card
 
@@ -188,6 +235,7 @@ class SourceIndex:
         self.metrics = fresh.metrics
         self._lower, self._cards = fresh._lower, {}
         self.entries, self._session = fresh.entries, None
+        self.pending, self.figures, self._filled = fresh.pending, fresh.figures, set()
 
     def default_name(self, arch: str) -> str:
         """The card an architecture resolves to (its default weights, or the bare card)."""
@@ -196,6 +244,8 @@ class SourceIndex:
 
     def metric(self, name: str, key: str) -> float | None:
         """``top1``/``top5``/``params`` (millions)/``gflops`` of a card, from the index row."""
+        if key in COUNTED_METRICS and name in self.pending:
+            self.fill([name])
         row = self.metrics.get(name)
         if row is None or key not in METRIC_FIELDS:
             return None

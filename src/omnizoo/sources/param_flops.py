@@ -25,9 +25,8 @@ normalisation, pooling) count nothing, as in torchvision's and timm's figures.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -36,7 +35,20 @@ if TYPE_CHECKING:
     from ..values.card import ModelCard
     from .base import SourceAdapter
 
-__all__ = ["COUNTED", "count_gflops", "count_params", "fill_stats", "meta_build"]
+__all__ = [
+    "COUNTED",
+    "Figure",
+    "apply_figure",
+    "count_figures",
+    "count_gflops",
+    "count_one",
+    "count_params",
+    "counted_builds",
+    "fill_stats",
+    "meta_build",
+    "needs_count",
+    "stats_key",
+]
 
 #: The provenance text of counted figures (the torch version is added where they are counted).
 COUNTED = "counted: meta-device build, torch.utils.flop_counter formulas"
@@ -200,93 +212,123 @@ def count_gflops(model: nn.Module, input_size: Sequence[int]) -> float:
     return counter.flops / 2e9
 
 
-def _stats_key(card: ModelCard) -> tuple[Any, ...]:
-    return (card.arch, card.num_classes, tuple(card.data.input_size))
+#: What counting gives for one build: (parameters, GFLOPs, why it failed); None where unknown.
+Figure = tuple[int | None, float | None, str | None]
+
+_counted: list[tuple[str, str]] = []  # (source, arch) of every meta build this process counted
+
+
+def counted_builds() -> tuple[tuple[str, str], ...]:
+    """The (source, architecture) of every build this process counted, in order (how tests
+    see that a listing counted nothing, or only what it was asked for)."""
+    return tuple(_counted)
+
+
+def stats_key(card: ModelCard) -> tuple[str, int, tuple[int, ...]]:
+    """What a card's counted figures depend on: its architecture, head size and input size."""
+    return (card.arch, int(card.num_classes), tuple(int(v) for v in card.data.input_size))
+
+
+def count_one(adapter: SourceAdapter, card: ModelCard) -> Figure:
+    """Build ``card``'s architecture on the meta device and count it; a builder or forward
+    that fails gives (None, None, why) instead of raising."""
+    _counted.append((adapter.name, card.arch))
+    try:
+        with meta_build():
+            # .to("meta"): a tensor some builder made on the CPU (a legacy constructor)
+            model = adapter.meta_model(card).to("meta")
+        params = count_params(model)
+        return params, round(count_gflops(model, card.data.input_size), 6), None
+    except Exception as exc:  # any builder or forward failure: no figure, a note
+        return None, None, f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+
+
+def count_figures(
+    adapter: SourceAdapter,
+    cards: Sequence[ModelCard],
+    *,
+    stream: TextIO | None = None,
+    announce_after: float = 0.0,
+    why: str = "once per library version",
+) -> dict[tuple[Any, ...], Figure]:
+    """:func:`stats_key` -> figure for each distinct build of ``cards`` (one build each).
+
+    Progress goes to ``stream`` (None: silent) once counting has run ``announce_after``
+    seconds (0: before it starts): a line saying what is counted and ``why``, one every 5 s,
+    and one at the end."""
+    groups: dict[tuple[Any, ...], ModelCard] = {}
+    for card in cards:
+        groups.setdefault(stats_key(card), card)
+    results: dict[tuple[Any, ...], Figure] = {}
+    started = last = time.monotonic()
+    announced = False
+    for i, (key, first) in enumerate(groups.items(), 1):
+        now = time.monotonic()
+        if stream is not None and not announced and now - started >= announce_after:
+            announced = True
+            last = _say(
+                stream,
+                f"omnizoo: counting parameters and GFLOPs of {len(groups)} {adapter.name} "
+                f"architectures on the meta device ({why})"
+                + (f": {i - 1} done in {now - started:.0f} s" if i > 1 else ""),
+            )
+        results[key] = count_one(adapter, first)
+        now = time.monotonic()
+        if announced and stream is not None and (now - last > 5 or i == len(groups)):
+            last = _say(stream, f"omnizoo:   {i}/{len(groups)} counted ({now - started:.0f} s)")
+    return results
+
+
+def _say(stream: TextIO, line: str) -> float:
+    stream.write(line + "\n")
+    stream.flush()
+    return time.monotonic()
+
+
+def apply_figure(card: ModelCard, figure: Figure, where: str = COUNTED) -> ModelCard:
+    """``card`` with the figures it lacks taken from ``figure`` (their provenance ``where``;
+    the GFLOPs' names the input size), or a note when counting failed."""
+    import dataclasses
+
+    params, gflops, problem = figure
+    provenance = dict(card.provenance)
+    changes: dict[str, Any] = {}
+    if card.num_params is None and params is not None:
+        changes["num_params"] = params
+        provenance["num_params"] = where
+    if card.gflops is None and gflops is not None:
+        changes["gflops"] = gflops
+        provenance["gflops"] = f"{where} at {'x'.join(map(str, card.data.input_size))}"
+    if problem is not None:
+        note = f"parameters/GFLOPs not counted: the meta-device build failed ({problem})"
+        if note not in card.notes:
+            changes["notes"] = (*card.notes, note)
+    if not changes:
+        return card
+    changes["provenance"] = tuple(provenance.items())
+    return dataclasses.replace(card, **changes)
+
+
+def needs_count(card: ModelCard) -> bool:
+    """Whether a card lacks a figure counting would give."""
+    return card.num_params is None or card.gflops is None
 
 
 def fill_stats(
     adapter: SourceAdapter,
     cards: list[ModelCard],
     *,
-    key: Callable[[ModelCard], tuple[Any, ...]] | None = None,
     stream: TextIO | None = None,
 ) -> list[ModelCard]:
-    """``cards`` with ``num_params`` and ``gflops`` counted where the source published none.
+    """``cards`` with ``num_params`` and ``gflops`` counted where the source published none
+    (the eager path of ``scripts/build_prebuilt.py``; the registry counts on demand).
 
-    ``key`` groups cards that share one build (default: arch, head size, input size);
-    each group is built once with ``adapter.meta_model``. A card that cannot be built or run
-    on the meta device keeps None and gets a note saying why: counting never fails a build.
-    Progress goes to ``stream`` (None: silent).
+    Cards sharing an architecture, head size and input size are built once, with
+    ``adapter.meta_model``. A card that cannot be built or run on the meta device keeps None
+    and gets a note saying why: counting never fails a build. Progress goes to ``stream``.
     """
-    import dataclasses
-
-    todo = [c for c in cards if c.num_params is None or c.gflops is None]
+    todo = [c for c in cards if needs_count(c)]
     if not todo or not adapter.countable:
         return cards
-    group = key or _stats_key
-    groups: dict[tuple[Any, ...], list[ModelCard]] = {}
-    for card in todo:
-        groups.setdefault(group(card), []).append(card)
-    where = COUNTED
-    results: dict[str, tuple[int | None, float | None, str | None]] = {}
-    started = last = time.monotonic()
-    if stream is not None:
-        stream.write(
-            f"omnizoo: counting parameters and GFLOPs of {len(groups)} {adapter.name} "
-            "architectures on the meta device (once per library version)\n"
-        )
-        stream.flush()
-    for i, members in enumerate(groups.values(), 1):
-        first = members[0]
-        params: int | None = None
-        gflops: float | None = None
-        problem: str | None = None
-        try:
-            with meta_build():
-                # .to("meta"): a tensor some builder made on the CPU (a legacy constructor)
-                model = adapter.meta_model(first).to("meta")
-            params = count_params(model)
-            gflops = round(count_gflops(model, first.data.input_size), 6)
-        except Exception as exc:  # any builder or forward failure: no figure, a note
-            problem = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
-        for card in members:
-            results[card.name] = (params, gflops, problem)
-        now = time.monotonic()
-        if stream is not None and (now - last > 5 or i == len(groups)):
-            last = now
-            stream.write(f"omnizoo:   {i}/{len(groups)} counted ({now - started:.0f} s)\n")
-            stream.flush()
-    out: list[ModelCard] = []
-    for card in cards:
-        if card.name not in results:
-            out.append(card)
-            continue
-        params, gflops, problem = results[card.name]
-        provenance = dict(card.provenance)
-        changes: dict[str, Any] = {}
-        if card.num_params is None and params is not None:
-            changes["num_params"] = params
-            provenance["num_params"] = where
-        if card.gflops is None and gflops is not None:
-            changes["gflops"] = gflops
-            provenance["gflops"] = f"{where} at {'x'.join(map(str, card.data.input_size))}"
-        if problem is not None:
-            changes["notes"] = (
-                *card.notes,
-                f"parameters/GFLOPs not counted: the meta-device build failed ({problem})",
-            )
-        if changes:
-            changes["provenance"] = tuple(provenance.items())
-            card = dataclasses.replace(card, **changes)
-        out.append(card)
-    return out
-
-
-def progress_stream() -> TextIO | None:
-    """stderr when progress lines are wanted (``OMNIZOO_PROGRESS``; auto: a terminal)."""
-    from ..settings import get_settings
-
-    wanted = get_settings().progress
-    if wanted is None:
-        wanted = sys.stderr.isatty()
-    return sys.stderr if wanted else None
+    figures = count_figures(adapter, todo, stream=stream)
+    return [apply_figure(c, figures[stats_key(c)]) if needs_count(c) else c for c in cards]
