@@ -39,7 +39,7 @@ from ..sources.table import adapter_path, resolution_order
 from ..values.card import ModelCard
 from ..values.names import format_name, parse_name, split_body
 from .index import load_index
-from .source_index import SourceIndex
+from .source_index import COUNTED_METRICS, SourceIndex
 
 __all__ = [
     "SORT_KEYS",
@@ -217,6 +217,8 @@ def list_models(
                 names.append((format_name(idx.source, arch), idx.default_name(arch)))
         names = [(n, c) for n, c in names if _match(n, pats) and not (excl and _match(n, excl))]
         for key, limit, at_least in limits:
+            if key in COUNTED_METRICS:  # counted once, in one batch, where still pending
+                idx.fill(c for _, c in names)
             names = [
                 (n, c)
                 for n, c in names
@@ -226,6 +228,8 @@ def list_models(
         if spec is None:
             out.extend(sorted(n for n, _ in names))
         else:
+            if spec[0] in COUNTED_METRICS:
+                idx.fill(c for _, c in names)
             keyed.extend(
                 (n, None if spec[0] == "name" else idx.metric(c, spec[0])) for n, c in names
             )
