@@ -93,6 +93,16 @@ def get_labels(name_or_model: Any) -> list[str]:
     Accepts a model name, a ModelCard, a model from ``create_model`` (``.omnizoo_card``), or a
     module with a ``num_classes`` attribute (timm models; ImageNet sets inferred from it).
     Outputs with no known names are ``class_0 .. class_{n-1}`` (:func:`generic_labels`).
+
+    >>> from omnizoo import get_labels
+    >>> get_labels("torchvision:resnet18")[:2]
+    ['tench', 'goldfish']
+
+    Raises:
+        UnknownModelError: a name no model has (see :func:`omnizoo.get_card`).
+        ConfigurationError: an object with no omnizoo card and no ``num_classes``, or a
+            label set whose size differs from the card's ``num_classes``.
+        MetadataError: a label file the card names that cannot be read or validated.
     """
     from .resolve import card_of
 

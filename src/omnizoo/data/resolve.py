@@ -56,6 +56,17 @@ def resolve_data_config(name_or_model: Any, **overrides: Any) -> DataConfig:
     Changing ``input_size`` on a torchvision-style config (explicit ``resize_size``) keeps the
     resize-to-crop ratio: ``resize_size`` is dropped and ``crop_pct`` set to crop/resize, so a
     256→224 config asked for 288 resizes to 329 (timm's rule), unless ``resize_size`` is given.
+
+    >>> from omnizoo import resolve_data_config
+    >>> resolve_data_config("torchvision:resnet18").input_size
+    (3, 224, 224)
+    >>> resolve_data_config({"input_size": (3, 224, 224)}, img_size=288).input_size
+    (3, 288, 288)
+
+    Raises:
+        UnknownModelError: a name no model has (see :func:`omnizoo.get_card`).
+        ConfigurationError: an object with no card (and no timm ``pretrained_cfg``), or an
+            override that is not a valid DataConfig field or value.
     """
     config, card = _base(name_or_model)
     overrides = dict(overrides)

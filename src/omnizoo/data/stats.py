@@ -124,6 +124,16 @@ def compute_mean_std(
     images or ``(H, W, C)`` uint8 arrays. Images may have different sizes (each pixel counts
     once). ``on_error="skip"`` leaves unreadable files out (listed in ``skipped``);
     ``"raise"`` stops at the first one.
+
+    >>> import torch
+    >>> stats = compute_mean_std([torch.zeros(3, 4, 4), torch.ones(3, 4, 4)])
+    >>> stats.mean, stats.std
+    ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+    Raises:
+        ConfigurationError: ``on_error`` is not "skip"/"raise", the folder is not a directory,
+            no image was found, an item is not an image, or images differ in channel count.
+        ImageLoadError: with ``on_error="raise"``, the first file that cannot be decoded.
     """
     if on_error not in ("skip", "raise"):
         raise ConfigurationError(f"on_error={on_error!r}; use 'skip' or 'raise'")

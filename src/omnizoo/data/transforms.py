@@ -51,6 +51,13 @@ def create_transform(
     ``train=True`` gives timm's training augmentation; extra keyword arguments (``hflip``,
     ``color_jitter``, ``auto_augment``, ``re_prob``, ``scale``, ``ratio`` ...) go to
     ``timm.data.create_transform``. They are refused for eval transforms.
+
+    Raises:
+        ConfigurationError: augmentation arguments without ``train=True``, or an argument
+            :func:`~omnizoo.data.resolve.resolve_data_config` cannot resolve (a model name
+            raises what :func:`omnizoo.get_card` raises). Calling the transform on something
+            that is not an image is a ConfigurationError too.
+        DependencyError: ``train=True`` without timm installed.
     """
     from .resolve import resolve_data_config
 

@@ -332,6 +332,13 @@ def export_onnx(
     >>> out = export_onnx(torchvision.models.resnet18(), os.path.join(tempfile.mkdtemp(), "r.onnx"))
     >>> read_metadata(out)["omnizoo.preprocessing_folded"]
     '0'
+
+    Raises:
+        ExportError: the model is not a torch module, fails on the example input, cannot be
+            exported, the file cannot be written, or (``verify=True``) onnxruntime's outputs
+            differ from torch's by more than the tolerance.
+        ConfigurationError: an unknown ``exporter``.
+        DependencyError: onnx / onnxruntime (the ``export`` extra) is not installed.
     """
     return export_onnx_report(
         model,

@@ -130,6 +130,10 @@ def freeze(
     ['fc.weight', 'fc.bias']
     >>> _ = m.train(); m.bn1.training
     False
+
+    Raises:
+        ConfigurationError: both ``up_to`` and ``patterns``, or an ``up_to`` that names no
+            module or a module without parameters.
     """
     inner = unwrap_model(model)
     selected = _select(inner, up_to=up_to, patterns=patterns, default="body")
@@ -156,6 +160,10 @@ def unfreeze(
     >>> _ = freeze(m)
     >>> sorted({n.split(".")[0] for n in unfreeze(m, patterns="layer4.*")})
     ['layer4']
+
+    Raises:
+        ConfigurationError: both ``up_to`` and ``patterns``, or an ``up_to`` that names no
+            module or a module without parameters.
     """
     inner = unwrap_model(model)
     selected = _select(inner, up_to=up_to, patterns=patterns, default="all")
@@ -241,6 +249,9 @@ def trainable_summary(model: nn.Module) -> str:
     >>> import torchvision
     >>> print(trainable_summary(torchvision.models.resnet18()).splitlines()[-1])
     total      11,689,512             0          0
+
+    Raises:
+        Nothing: it reads ``requires_grad`` and counts.
     """
     inner = unwrap_model(model)
     rows: list[tuple[str, int, int, int]] = []

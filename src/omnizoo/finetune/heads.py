@@ -100,6 +100,12 @@ def reset_classifier(
     >>> m = reset_classifier(torchvision.models.resnet18(), 3)
     >>> m.fc
     Linear(in_features=512, out_features=3, bias=True)
+
+    Raises:
+        ConfigurationError: ``num_classes`` not an int >= 0, ``labels`` of another count, or
+            an unknown ``init`` scheme.
+        UnsupportedError: not a torch module (an ONNX model), ``global_pool`` for a model
+            that is not timm's, or a head that is neither Linear nor Conv2d.
     """
     from torch import nn
 

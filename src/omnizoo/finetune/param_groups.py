@@ -184,6 +184,12 @@ def param_groups(
     >>> sorted((g["group_name"], g["lr"]) for g in groups)[:3]
     [('head_decay', 0.01), ('head_no_decay', 0.01), ('layer0_decay', 3.125e-05)]
     >>> optimizer = torch.optim.AdamW(groups)
+
+    Raises:
+        ConfigurationError: ``lr``/``head_lr`` <= 0, ``weight_decay`` < 0, ``layer_decay``
+            outside (0, 1].
+        UnsupportedError: a model with no parameters, or ``head_lr`` for a model with no
+            classifier head found.
     """
     if lr <= 0:
         raise ConfigurationError(f"lr must be > 0, got {lr!r}")

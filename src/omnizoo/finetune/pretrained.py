@@ -56,6 +56,17 @@ def save_pretrained(
     ``class_0 .. class_{n-1}``). ``card.json`` records the architecture and source, the head
     size, the labels, the DataConfig, the base weights' name and sha256 and the omnizoo
     version. ``create_model(folder)`` (or ``"local:<folder>"``) rebuilds the model strictly.
+
+    >>> import omnizoo
+    >>> model = omnizoo.create_model("timm:resnet18", num_classes=3)        # doctest: +SKIP
+    >>> omnizoo.save_pretrained(model, "runs/ft", labels=["a", "b", "c"])  # doctest: +SKIP
+    PosixPath('runs/ft')
+
+    Raises:
+        ConfigurationError: a model not made by ``create_model``, or ``labels`` of another
+            count than the classes.
+        UnsupportedError: an ONNX model, a tensor that cannot be written (meta, quantized,
+            not a tensor), or build arguments card.json cannot hold.
     """
     import torch
 

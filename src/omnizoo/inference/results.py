@@ -39,6 +39,13 @@ class Prediction:
     """One of the top-k answers for one image: class name, output index and score.
 
     ``score`` is a softmax probability (or the model's own probability output).
+
+    >>> from omnizoo import Prediction
+    >>> Prediction(label="tabby", index=281, score=0.61).label
+    'tabby'
+
+    Raises:
+        Nothing: a record of an answer.
     """
 
     label: str

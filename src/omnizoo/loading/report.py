@@ -15,6 +15,14 @@ class LoadReport:
     ``in_chans``); ``reinitialized``: left at fresh init on purpose (a new head for
     ``num_classes``); ``missing``: model keys the checkpoint lacked; ``unexpected``: checkpoint
     keys the model has no place for.
+
+    >>> from omnizoo import LoadReport
+    >>> LoadReport(loaded=["fc.weight"], missing=["fc.bias"]).ok
+    False
+
+    Raises:
+        Nothing: a record of what happened; ``create_model`` raises before it would hold an
+        error (with ``strict=True``).
     """
 
     source_file: str | None = None

@@ -37,10 +37,23 @@ def download_weights(
     ``-<hex>.`` convention), a Hugging Face file against the sha256 its origin announces, and a
     file with none of these is accepted from its origin (never a mirror) after a content sniff,
     and recorded as unverified. ``lock``: a lock file (path or :class:`WeightsLock`) the
-    download must match; None uses OMNIZOO_LOCK, False none. Raises :class:`OfflineError`,
-    :class:`RemoteNotFoundError`, :class:`DownloadError`, :class:`HashMismatchError`,
-    :class:`NotAWeightsFileError`, :class:`FormatMismatchError` or :class:`UnpinnedError`
-    (:class:`NotInLockError`).
+    download must match; None uses OMNIZOO_LOCK, False none.
+
+    >>> from omnizoo import download_weights
+    >>> download_weights("torchvision:resnet18.IMAGENET1K_V1")    # doctest: +SKIP
+    PosixPath('~/.cache/omnizoo/weights/blobs/sha256/f37072fd...')
+
+    Raises:
+        UnknownModelError: a name no model has. NoPretrainedWeightsError: a card without
+            weights.
+        OfflineError: OMNIZOO_OFFLINE is set and the file is not cached.
+        DownloadError: every URL failed (RemoteNotFoundError: the origin says 404).
+        HashMismatchError: the bytes do not match the sha256, hash prefix or size.
+        NotAWeightsFileError: an HTML page or a Git-LFS pointer came back.
+        FormatMismatchError: the file is another format than the card declares.
+        UnpinnedError: only a mirror could serve a file whose hash is not known in advance
+            (NotInLockError: the lock file does not list it).
+        ConfigurationError: ``sha256`` is not a sha256; LockFileError: an unreadable lock.
     """
     if _is_url(name_or_url):
         return fetch_verified(name_or_url, sha256=sha256, lock=lock).path

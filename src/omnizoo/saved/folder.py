@@ -338,6 +338,15 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
 
     An ONNX card's ``extra["onnx"]`` says how the file's input differs from the card's
     DataConfig (``preprocessing_folded``: uint8 images in, normalisation inside the graph).
+
+    >>> from omnizoo import read_card
+    >>> read_card("runs/ft").lineage                                  # doctest: +SKIP
+    {'from': 'timm:resnet18.a1_in1k'}
+
+    Raises:
+        ConfigurationError: the path holds no omnizoo card (no ``card.json``, an ``.onnx`` not
+            exported by omnizoo, a safetensors file without one).
+        MetadataError: a card that is there but fails the schema (the field is named).
     """
     p = Path(path).expanduser()
     if p.is_dir() or p.name == CARD_FILE:

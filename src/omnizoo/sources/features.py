@@ -64,6 +64,16 @@ class FeatureInfo(abc.ABC):  # noqa: B024 - an ABC only so that timm's class can
 
     ``info`` lists every level the model has; ``out_indices`` are the levels its forward
     returns, and the accessors answer for those (or for ``idx`` when given), as timm's do.
+
+    >>> from omnizoo import FeatureInfo
+    >>> info = FeatureInfo(
+    ...     [{"num_chs": 64, "reduction": 4, "module": "layer1"},
+    ...      {"num_chs": 128, "reduction": 8, "module": "layer2"}], out_indices=(1,))
+    >>> info.channels(), info.reduction()
+    ([128], [8])
+
+    Raises:
+        UnsupportedError: ``out_indices`` that are not level indices, or out of range.
     """
 
     def __init__(self, info: Sequence[dict[str, Any]], out_indices: OutIndices = None):

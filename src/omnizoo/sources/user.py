@@ -97,6 +97,17 @@ def register_model(
     ``pretrained_cfg`` names them), for ``num_classes``/``in_chans`` with pretrained weights;
     the head is found (the last Linear/Conv2d) when not given. Registering a name again raises
     :class:`~omnizoo.errors.ConfigurationError` unless ``replace=True``.
+
+    >>> import omnizoo, torch
+    >>> def tiny(num_classes: int = 10) -> torch.nn.Module:
+    ...     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, num_classes))
+    >>> omnizoo.register_model("tiny", tiny)                # doctest: +SKIP
+    'user:tiny'
+
+    Raises:
+        ConfigurationError: ``builder`` is not callable, the name is registered already
+            (without ``replace=True``), the name is not a plain string, or a weights entry
+            or card field is invalid.
     """
     arch = arch_of(name)
     if not callable(builder):

@@ -99,6 +99,16 @@ class WeightsFile:
     ``urls`` is a mirror chain tried in order (before OMNIZOO_MIRRORS rewrites are added).
     ``sha256`` is the full digest where the source gives one (ONNX zoo); otherwise
     ``hash_prefix`` is the hex prefix in the file name (torch.hub's convention).
+
+    >>> from omnizoo import WeightsFile
+    >>> w = WeightsFile(urls=("https://download.pytorch.org/models/resnet18-f37072fd.pth",),
+    ...                 filename="resnet18-f37072fd.pth", hash_prefix="f37072fd")
+    >>> w.url.rsplit("/", 1)[-1], w.format
+    ('resnet18-f37072fd.pth', 'pickle')
+
+    Raises:
+        Nothing: plain data; fields read from files are validated where they are read
+        (:mod:`omnizoo.values.card_fields`).
     """
 
     urls: tuple[str, ...]
@@ -125,7 +135,16 @@ class WeightsFile:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """One architecture with one set of weights (``tag`` None: the bare architecture)."""
+    """One architecture with one set of weights (``tag`` None: the bare architecture).
+
+    >>> from omnizoo import ModelCard
+    >>> ModelCard(source="torchvision", arch="resnet18", tag="IMAGENET1K_V1").name
+    'torchvision:resnet18.IMAGENET1K_V1'
+
+    Raises:
+        Nothing: plain data; fields read from files are validated where they are read
+        (:mod:`omnizoo.values.card_fields`).
+    """
 
     source: str
     arch: str

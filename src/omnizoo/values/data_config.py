@@ -63,6 +63,10 @@ class DataConfig:
     >>> cfg = DataConfig(input_size=(3, 224, 224), resize_size=256)
     >>> cfg.scale_size
     256
+
+    Raises:
+        ConfigurationError: a field out of range or of the wrong kind (checked when the
+            config is made; ``from_dict`` raises MetadataError for fields read from a file).
     """
 
     input_size: tuple[int, int, int] = (3, 224, 224)
