@@ -36,7 +36,7 @@ from ..errors import (
 )
 from ..settings import get_settings
 from ..sources.table import adapter_path, resolution_order
-from ..values.card import ModelCard
+from ..values.card import ModelCard, Task
 from ..values.names import format_name, parse_name, split_body
 from .index import load_index
 from .source_index import COUNTED_METRICS, SourceIndex
@@ -67,7 +67,15 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Resolution:
-    """How a name was resolved: every candidate source, the winner and why."""
+    """How a name was resolved: every candidate source, the winner and why.
+
+    >>> from omnizoo import explain
+    >>> explain("resnet50").card.source
+    'torchvision'
+
+    Raises:
+        Nothing: a record made by :func:`explain`.
+    """
 
     name: str
     card: ModelCard
@@ -90,7 +98,14 @@ class Resolution:
 
 
 def list_sources() -> list[str]:
-    """The source prefixes, in the resolution order in force."""
+    """The source prefixes, in the resolution order in force.
+
+    >>> list_sources()[:2]
+    ['torchvision', 'timm']
+
+    Raises:
+        ConfigurationError: OMNIZOO_SOURCE_ORDER (read once, by the settings) is malformed.
+    """
     return list(resolution_order(get_settings().source_order))
 
 
@@ -164,7 +179,7 @@ def list_models(
     pattern: str | Sequence[str] = "*",
     *,
     source: str | None = None,
-    task: str | None = None,
+    task: Task | None = None,
     pretrained: bool = False,
     exclude: str | Sequence[str] = (),
     sort: str | None = None,
@@ -191,6 +206,12 @@ def list_models(
     ['torchvision:resnet50.IMAGENET1K_V2', 'torchvision:resnet50.IMAGENET1K_V1']
     >>> list_models("resnet50.*", source="torchvision", pretrained=True, min_top1=80)
     ['torchvision:resnet50.IMAGENET1K_V2']
+
+    Raises:
+        UnknownSourceError: ``source`` is not one of :func:`list_sources`.
+        ConfigurationError: an unknown ``sort`` key.
+        DependencyError: a source's library is needed to build its card index and is not
+            installed (only with ``source`` naming it; other sources are skipped).
     """
     pats = _patterns(pattern)
     excl = [exclude] if isinstance(exclude, str) else list(exclude)
@@ -391,7 +412,16 @@ def _suggest(body: str, indexes: list[SourceIndex], n: int = 5) -> list[str]:
 
 
 def explain(name: str) -> Resolution:
-    """Every candidate source for ``name``, the winner and why (see :class:`Resolution`)."""
+    """Every candidate source for ``name``, the winner and why (see :class:`Resolution`).
+
+    >>> explain("resnet50").reason                                    # doctest: +SKIP
+    'first in the resolution order (torchvision, timm, ...)'
+
+    Raises:
+        UnknownModelError: no source has this name (with close matches); UnknownSourceError:
+            an unknown ``source:`` prefix.
+        InvalidNameError: the name does not follow ``[source:]arch[.tag]``.
+    """
     return resolve(name)
 
 
@@ -399,6 +429,16 @@ def get_card(name_or_model: Any) -> ModelCard:
     """The :class:`ModelCard` for a name, a model made by ``create_model`` or a card.
 
     Metadata only: builds nothing and downloads nothing.
+
+    >>> get_card("torchvision:resnet18").num_classes
+    1000
+
+    Raises:
+        UnknownModelError: no model has this name, or the object carries no omnizoo card;
+            UnknownSourceError: an unknown ``source:`` prefix.
+        InvalidNameError: the name does not follow ``[source:]arch[.tag]``.
+        ConfigurationError, MetadataError: a saved folder without a card, or whose card
+            fails the schema (see :func:`omnizoo.read_card`).
     """
     if isinstance(name_or_model, ModelCard):
         return name_or_model
