@@ -8,7 +8,6 @@ import io
 import json
 import os
 import random
-import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -169,13 +168,12 @@ def test_symlink_to_a_system_file_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+@pytest.mark.timeout(60)  # opening a FIFO for reading would block forever: a hang fails here
 def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.pth"
     os.mkfifo(fifo)
-    start = time.monotonic()
     with pytest.raises(CheckpointError, match="is not a regular file"):
         read_checkpoint(fifo)
-    assert time.monotonic() - start < 5
 
 
 def test_pickled_objects_in_npz_are_refused(tmp_path: Path) -> None:
@@ -248,7 +246,6 @@ def test_fuzzed_checkpoints_raise_only_checkpoint_errors(tmp_path: Path) -> None
         ".npz": npz_file(),
     }
     outcomes = {"loaded": 0, "refused": 0}
-    start = time.monotonic()
     for i in range(400):
         suffix = list(seeds)[i % len(seeds)]
         data = _mutate(seeds[suffix], rng)
@@ -265,4 +262,3 @@ def test_fuzzed_checkpoints_raise_only_checkpoint_errors(tmp_path: Path) -> None
             outcomes["loaded"] += 1
         path.unlink()
     assert outcomes["refused"] > 100 and outcomes["loaded"] > 10, outcomes
-    assert time.monotonic() - start < 60

@@ -15,7 +15,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -211,9 +210,9 @@ def test_a_wrong_address_fails_within_our_deadline(session_home: Path, tmp_path:
         str(image), "--engine", "ray", "--address", f"127.0.0.1:{port}",
         "--out", str(tmp_path / "preds.parquet"),
     ]  # fmt: skip
-    started = time.monotonic()
+    # the deadline is the 1 s OMNIZOO_RAY_CONNECT_TIMEOUT the error names; timeout= only bounds
+    # a hang (a connection attempt that ignored it), it asserts no speed
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode != 0
     assert f"127.0.0.1:{port}" in done.stderr and "OMNIZOO_RAY_CONNECT_TIMEOUT" in done.stderr
     assert "Traceback" not in done.stderr
-    assert time.monotonic() - started < 60
