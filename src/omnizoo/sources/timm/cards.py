@@ -78,9 +78,30 @@ def build_cards(source: str) -> list[ModelCard]:
 
 
 def _default_classes(arch: str) -> int:
-    from timm.models import get_pretrained_cfg
+    return int(getattr(_registered_cfg(arch), "num_classes", 1000) or 0)
 
-    return int(getattr(get_pretrained_cfg(arch), "num_classes", 1000) or 0)
+
+def _registered_cfg(name: str) -> Any:
+    """timm's pretrained_cfg of ``name`` (``arch`` or ``arch.tag``; None when it has none),
+    read where timm keeps it: ``get_pretrained_cfg`` returns a deep copy, which made up two
+    thirds of building timm's cards, and the cards only read it."""
+    from timm.models import _registry
+
+    cfgs = getattr(_registry, "_model_pretrained_cfgs", None)
+    if not isinstance(cfgs, dict):  # a timm that keeps them elsewhere: its public getter
+        from timm.models import get_pretrained_cfg
+
+        return get_pretrained_cfg(name)
+    return cfgs.get(name)
+
+
+def _cfg_dict(cfg: Any) -> dict[str, Any]:
+    """A pretrained_cfg's fields (its ``to_dict()`` without the deep copy; read only)."""
+    if cfg is None:
+        return {}
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    return dict(cfg.to_dict())
 
 
 def is_builtin(arch: str) -> bool:
@@ -104,22 +125,19 @@ def session_archs(entrypoints: dict[str, Any]) -> tuple[str, ...]:
 
 def arch_cards(source: str, arch: str) -> list[ModelCard]:
     """The cards of one architecture of timm's registry: one per tag, or a bare one."""
-    from timm.models import get_pretrained_cfg
     from timm.models._registry import _model_to_module, _model_with_tags
 
     module = str(_model_to_module.get(arch, "")).rsplit(".", 1)[-1]
     tags = [n.partition(".")[2] for n in _model_with_tags.get(arch, []) if "." in n]
-    default_cfg = get_pretrained_cfg(arch)
+    default_cfg = _registered_cfg(arch)
     default_tag = getattr(default_cfg, "tag", None)
     if default_tag not in tags:
         default_tag = tags[0] if tags else None
     if not tags:
-        cfg = default_cfg.to_dict() if default_cfg is not None else {}
-        return [card_from_cfg(source, arch, None, cfg, module, True)]
+        return [card_from_cfg(source, arch, None, _cfg_dict(default_cfg), module, True)]
     cards: list[ModelCard] = []
     for tag in tags:
-        tag_cfg = get_pretrained_cfg(f"{arch}.{tag}")
-        cfg = tag_cfg.to_dict() if tag_cfg is not None else {}
+        cfg = _cfg_dict(_registered_cfg(f"{arch}.{tag}"))
         cards.append(card_from_cfg(source, arch, tag, cfg, module, tag == default_tag))
     return cards
 
