@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from omnizoo.values.data_config import DataConfig
 from omnizoo.values.card import TASKS, WEIGHT_FORMATS, ModelCard
+from omnizoo.values.data_config import DataConfig
 
 _NAME_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 

@@ -16,13 +16,13 @@ import pytest
 
 from omnizoo.errors import UnsupportedError
 from omnizoo.loading.request import CreateRequest
-from omnizoo.values.card import ModelCard
 from omnizoo.sources.cadene.adapter import CadeneSource
 from omnizoo.sources.cadene.upstream import (
     _TV_WRAPPERS,
     TAG_SPELLING,
     settings_key_for_tag,
 )
+from omnizoo.values.card import ModelCard
 from sources_helpers import check_card, one_default_per_arch, random_state_dict
 
 pm = pytest.importorskip("pretrainedmodels")
@@ -224,7 +224,11 @@ def _upstream_with(arch: str, key: str, num_classes: int, sd: dict[str, Any]) ->
 
 
 def _params(archs: list[str]) -> list[Any]:
-    return [a if a in DEFAULT else pytest.param(a, marks=pytest.mark.slow) for a in archs]
+    """``sweep_cadene`` on each (``-m sweep_cadene`` runs the whole source's sweeps)."""
+    sweep = pytest.mark.sweep_cadene
+    return [
+        pytest.param(a, marks=sweep if a in DEFAULT else (sweep, pytest.mark.slow)) for a in archs
+    ]
 
 
 def _registry_archs() -> list[str]:

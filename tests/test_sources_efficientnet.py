@@ -9,8 +9,8 @@ import pytest
 
 from omnizoo.errors import ConfigurationError, UnsupportedError
 from omnizoo.loading.request import CreateRequest
-from omnizoo.values.card import ModelCard
 from omnizoo.sources.efficientnet.adapter import EfficientNetSource
+from omnizoo.values.card import ModelCard
 from sources_helpers import check_card, one_default_per_arch, random_state_dict
 
 torch = pytest.importorskip("torch")
@@ -70,17 +70,18 @@ def test_cards(cards: list[ModelCard]) -> None:
 
 
 def _archs() -> list[object]:
-    """Every EfficientNet in the registry that has weights (b5 and up: slow)."""
+    """Every EfficientNet in the registry that has weights (b5 and up: slow), each marked
+    ``sweep_efficientnet``."""
     from omnizoo import list_models
 
     out: list[object] = []
+    sweep = pytest.mark.sweep_efficientnet
     for name in list_models(source="efficientnet"):
         arch = name.split(":", 1)[1]
         if arch == "efficientnet-l2":  # no weights anywhere; built by test_l2_builds
             continue
-        out.append(
-            pytest.param(arch, marks=pytest.mark.slow) if arch >= "efficientnet-b5" else arch
-        )
+        slow = arch >= "efficientnet-b5"
+        out.append(pytest.param(arch, marks=(sweep, pytest.mark.slow) if slow else sweep))
     return out
 
 
