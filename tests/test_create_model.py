@@ -18,6 +18,7 @@ import torch
 
 from omnizoo import create_model, errors, get_card, get_labels, settings
 from omnizoo.loading import state_dict_files as loading
+from omnizoo.loading import unwrap
 from omnizoo.registry.registry import list_models
 from tolerance import assert_outputs_close, assert_state_dicts_equal
 
@@ -319,15 +320,15 @@ def test_checkpoint_errors(tmp_path: Path) -> None:
 
 def test_clean_state_dict_and_unwrap() -> None:
     t = torch.zeros(1)
-    sd = loading.clean_state_dict({"module._orig_mod.a": t, "_orig_mod.module.b": t, "c": t})
+    sd = unwrap.clean_state_dict({"module._orig_mod.a": t, "_orig_mod.module.b": t, "c": t})
     assert sorted(sd) == ["a", "b", "c"]
-    assert list(loading.unwrap_checkpoint({"state_dict": {"x": t}, "epoch": 1})) == ["x"]
-    assert list(loading.unwrap_checkpoint({"model_ema": {"e": t}, "model": {"m": t}})) == ["e"]
+    assert list(unwrap.unwrap_checkpoint({"state_dict": {"x": t}, "epoch": 1})) == ["x"]
+    assert list(unwrap.unwrap_checkpoint({"model_ema": {"e": t}, "model": {"m": t}})) == ["e"]
     assert list(
-        loading.unwrap_checkpoint({"model_ema": {"e": t}, "model": {"m": t}}, use_ema=False)
+        unwrap.unwrap_checkpoint({"model_ema": {"e": t}, "model": {"m": t}}, use_ema=False)
     ) == ["m"]
     with pytest.raises(errors.CheckpointError):
-        loading.unwrap_checkpoint({"epoch": 1})
+        unwrap.unwrap_checkpoint({"epoch": 1})
 
 
 def test_adapt_input_conv() -> None:

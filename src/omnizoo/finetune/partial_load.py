@@ -70,7 +70,8 @@ def load_partial(
     """
     import torch
 
-    from ..loading.state_dict_files import clean_state_dict, load_checkpoint, unwrap_checkpoint
+    from ..loading.state_dict_files import load_checkpoint
+    from ..loading.unwrap import clean_state_dict, unwrap_checkpoint
 
     inner = unwrap_model(model)
     if not isinstance(inner, torch.nn.Module):

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CheckpointError
 from .meta import materialize_, real_params
 from .report import LoadReport
-from .state_dict_files import copy_metadata
 from .surgery import adapt_input_conv
+from .unwrap import copy_metadata
 
 if TYPE_CHECKING:
     from torch import nn

@@ -149,7 +149,8 @@ def resolve_on_origin(
     """
     import httpx
 
-    from .transport import auth_headers, get_client
+    from .endpoints import auth_headers
+    from .transport import get_client
 
     url = origin_url(hub, settings)
     client = get_client(settings)

@@ -16,8 +16,8 @@
 * every httpx exception (a redirect loop, an invalid URL, a protocol error) becomes a
   :class:`DownloadError` naming the URL, so a mirror chain moves on to its next URL.
 
-``mirror_urls`` is the one OMNIZOO_MIRRORS rewrite rule; ``verification.plan_candidates``
-orders the mirrors, then the original (HF_ENDPOINT applied), each marked mirror or origin.
+Where a request goes and with which credentials (mirrors, HF_ENDPOINT, the Hub token) is
+:mod:`omnizoo.weights.endpoints`.
 """
 
 from __future__ import annotations
@@ -31,70 +31,21 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DownloadError, RemoteNotFoundError
-from ..settings import DEFAULT_HF_ENDPOINT, Settings
+from ..settings import Settings
 from .encoding import content_codings, decode_body
+from .endpoints import auth_headers
 from .hashing import SNIFF_BYTES, HashingWriter, reject_if_not_weights
 
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-__all__ = ["BATCH_BYTES", "auth_headers", "get_client", "mirror_urls", "stream_to"]
+__all__ = ["BATCH_BYTES", "get_client", "stream_to"]
 
 BATCH_BYTES = 1 << 20  # hand the hasher ~1 MiB at a time
 _NOT_FOUND = (403, 404, 410)
 log = logging.getLogger("omnizoo.weights")
 _client_lock = threading.Lock()
 _client: tuple[int, tuple[float, float], Any] | None = None  # (pid, timeouts, httpx.Client)
-
-
-def mirror_urls(url: str, settings: Settings) -> list[str]:
-    """The OMNIZOO_MIRRORS rewrites of ``url``: the longest matching prefix's mirrors in order,
-    then shorter prefixes' (the one place the rewrite rule lives)."""
-    out: list[str] = []
-    for prefix in sorted(settings.mirrors, key=len, reverse=True):
-        if url.startswith(prefix):
-            rest = url[len(prefix) :]
-            for mirror in settings.mirrors[prefix]:
-                out.append(mirror if not rest else mirror.rstrip("/") + "/" + rest.lstrip("/"))
-    return out
-
-
-def apply_hf_endpoint(url: str, endpoint: str) -> str:
-    """Rewrite a ``https://huggingface.co/...`` URL to the configured HF_ENDPOINT."""
-    endpoint = endpoint.rstrip("/")
-    if endpoint == DEFAULT_HF_ENDPOINT:
-        return url
-    for origin in (DEFAULT_HF_ENDPOINT, "http://huggingface.co"):
-        if url == origin or url.startswith(origin + "/"):
-            return endpoint + url[len(origin) :]
-    return url
-
-
-def auth_headers(url: str, settings: Settings) -> dict[str, str]:
-    """``Authorization: Bearer $HF_TOKEN`` for a request to the Hugging Face origin
-    (``OMNIZOO_HF_ORIGIN``: same scheme, host and port), and nothing for any other URL, so a
-    mirror or ``HF_ENDPOINT`` never sees the token. httpx drops the header when the origin
-    redirects to another host (the Hub's CDN URLs are signed).
-
-    >>> from pathlib import Path
-    >>> s = Settings(home=Path("/tmp"), hf_token="hf_x")
-    >>> auth_headers("https://huggingface.co/org/m/resolve/main/model.safetensors", s)
-    {'Authorization': 'Bearer hf_x'}
-    >>> auth_headers("https://hf-mirror.com/org/m/resolve/main/model.safetensors", s)
-    {}
-    """
-    if not settings.hf_token:
-        return {}
-    from urllib.parse import urlsplit
-
-    try:
-        want, got = urlsplit(settings.hf_origin), urlsplit(url)
-        same = (want.scheme, want.hostname, want.port) == (got.scheme, got.hostname, got.port)
-    except ValueError:
-        return {}
-    if not same or not got.path.startswith(want.path.rstrip("/") + "/"):
-        return {}
-    return {"Authorization": f"Bearer {settings.hf_token}"}
 
 
 def get_client(settings: Settings) -> httpx.Client:

@@ -145,7 +145,7 @@ def plan_candidates(
     (``pin``), on HF_ENDPOINT when that rewrites it (a mirror), else on its origin
     (``origin``: OMNIZOO_HF_ORIGIN for Hub URLs). Duplicates are dropped.
     """
-    from .transport import apply_hf_endpoint, mirror_urls
+    from .endpoints import apply_hf_endpoint, mirror_urls
 
     out: list[Candidate] = []
     for url in urls:
