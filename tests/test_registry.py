@@ -13,7 +13,8 @@ import omnizoo
 from omnizoo import errors, settings
 from omnizoo.registry import adapters as adapters_mod
 from omnizoo.registry import index as index_mod
-from omnizoo.registry.registry import explain, get_card, list_models, list_sources
+from omnizoo.registry.registry import get_card, list_models
+from omnizoo.registry.resolution import explain, list_sources
 from omnizoo.registry.validate import card_problems, validate_card
 from omnizoo.values.card import ModelCard
 from omnizoo.values.names import format_name, parse_name, split_body

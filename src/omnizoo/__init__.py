@@ -47,19 +47,19 @@ _LAZY: dict[str, str] = {
     "ModelCard": "omnizoo.values.card",
     "Prediction": "omnizoo.inference.predictor",
     "Predictor": "omnizoo.inference.predictor",
-    "Resolution": "omnizoo.registry.registry",
+    "Resolution": "omnizoo.registry.resolution",
     "WeightsFile": "omnizoo.values.card",
     "compute_mean_std": "omnizoo.data.stats",
     "create_model": "omnizoo.registry.factory",
     "create_transform": "omnizoo.data.transforms",
     "download_weights": "omnizoo.registry.downloads",
-    "explain": "omnizoo.registry.registry",
+    "explain": "omnizoo.registry.resolution",
     "export_onnx": "omnizoo.export.onnx",
     "freeze": "omnizoo.finetune.freeze",
     "get_card": "omnizoo.registry.registry",
     "get_labels": "omnizoo.data.labels",
     "list_models": "omnizoo.registry.registry",
-    "list_sources": "omnizoo.registry.registry",
+    "list_sources": "omnizoo.registry.resolution",
     "param_groups": "omnizoo.finetune.param_groups",
     "read_card": "omnizoo.saved.folder",
     "register_model": "omnizoo.sources.user",
@@ -150,7 +150,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .loading.report import LoadReport
     from .registry.downloads import download_weights
     from .registry.factory import create_model
-    from .registry.registry import Resolution, explain, get_card, list_models, list_sources
+    from .registry.registry import get_card, list_models
+    from .registry.resolution import Resolution, explain, list_sources
     from .saved.folder import read_card
     from .sources.features import FeatureInfo
     from .sources.user import register_model

@@ -284,7 +284,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from ..registry.registry import explain
+    from ..registry.resolution import explain
 
     print(explain(args.name))
     return 0

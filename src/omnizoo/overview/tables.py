@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..registry.index import load_index
-from ..registry.registry import list_sources
+from ..registry.resolution import list_sources
 from ..values.card import ModelCard
 
 __all__ = ["PLOT_NAME", "main", "source_table", "write_tables"]

@@ -112,7 +112,7 @@ def _is_url(value: str) -> bool:
 
 def _card_for_file(filename: str) -> str:
     """The name of the only card whose weights file is called ``filename``."""
-    from .registry import _indexes
+    from .resolution import source_indexes as _indexes
 
     found: list[str] = []
     for idx in _indexes(None):
