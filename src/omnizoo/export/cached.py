@@ -59,6 +59,8 @@ __all__ = [
     "cached_export",
     "export_key",
     "export_url",
+    "lookup_url",
+    "publish_file",
     "state_dict_sha256",
 ]
 
@@ -166,7 +168,13 @@ def _param_bytes(model: nn.Module) -> int:
 
 
 def _lookup(cache: Any, key: str) -> Path | None:
-    ref = cache.ref(export_url(key))
+    return lookup_url(cache, export_url(key))
+
+
+def lookup_url(cache: Any, url: str) -> Path | None:
+    """The intact blob a cache ref points at (re-hashed when its size or mtime changed: a
+    damaged file is deleted and is no hit), or None."""
+    ref = cache.ref(url)
     if ref is None:
         return None
     path: Path | None = cache.valid_blob(ref["sha256"])
@@ -211,6 +219,7 @@ def cached_export(model: nn.Module, data_config: DataConfig) -> CachedExport:
 
 
 def _writable(cache: Any) -> bool:
+    """Whether omnizoo may add files to this cache (False for a read-only one)."""
     try:
         cache.ensure()
     except CacheError:
@@ -255,34 +264,47 @@ def _export_and_publish(
     data_config: DataConfig,
     keys: dict[str, tuple[str, dict[str, Any]]],
 ) -> CachedExport:
-    from ..weights import fsafe
-
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="omnizoo-export-") as scratch:
         report = _export(model, data_config, Path(scratch))
         if len(list(Path(scratch).iterdir())) != 1:  # pragma: no cover - guarded by the size
             raise ExportError("the export was written as more than one file; not cached")
         key, facts = keys[report.exporter]
-        temp = cache.new_temp(key)
-        try:
-            digest = hashlib.sha256()
-            with open(report.path, "rb") as src, os.fdopen(fsafe.create_new(temp), "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    digest.update(chunk)
-                    dst.write(chunk)
-            blob = cache.publish(temp, digest.hexdigest())
-        finally:
-            cache.release_temp(temp)
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+        origin = (
+            f"exported by omnizoo {facts['omnizoo']} ({report.exporter} exporter, opset "
+            f"{report.opset}, torch {facts['torch']}) from weights sha256 "
+            f"{facts['weights_sha256']}"
+        )
+        blob = publish_file(
+            cache, key, export_url(key), report.path, name=facts["card"], origin=origin
+        )
     seconds = time.perf_counter() - started
-    origin = (
-        f"exported by omnizoo {facts['omnizoo']} ({report.exporter} exporter, opset "
-        f"{report.opset}, torch {facts['torch']}) from weights sha256 {facts['weights_sha256']}"
-    )
-    with cache.guard():
-        if fsafe.lstat_regular(blob) is None:
-            raise CacheError(f"{blob} was deleted right after the export was published; retry")
-        cache.add_ref(export_url(key), blob.name, name=facts["card"], fetched_from=origin)
     log.info("exported %s to ONNX in %.1f s: %s", facts["card"] or facts["class"], seconds, blob)
     return CachedExport(blob, key, report.exporter, report.opset, False, seconds, facts)
+
+
+def publish_file(
+    cache: Any, key: str, url: str, source: Path, *, name: str | None, origin: str
+) -> Path:
+    """Copy a file omnizoo just wrote (``source``, in a private directory) into the cache as
+    a read-only content-addressed blob, hashing as it copies, and point ``url`` at it (the
+    ref is added under the cache guard, so ``cache prune`` never sees it half-way)."""
+    from ..weights import fsafe
+
+    temp = cache.new_temp(key)
+    try:
+        digest = hashlib.sha256()
+        with open(source, "rb") as src, os.fdopen(fsafe.create_new(temp), "wb") as dst:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+        blob: Path = cache.publish(temp, digest.hexdigest())
+    finally:
+        cache.release_temp(temp)
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+    with cache.guard():
+        if fsafe.lstat_regular(blob) is None:
+            raise CacheError(f"{blob} was deleted right after it was published; retry")
+        cache.add_ref(url, blob.name, name=name, fetched_from=origin)
+    return blob

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from ..values.data_config import DataConfig
 
-__all__ = ["BackendChoice", "choose_cpu_backend", "machine_signature"]
+__all__ = ["BackendChoice", "choose_cpu_backend", "machine_signature", "write_record"]
 
 log = logging.getLogger("omnizoo.predict")
 
@@ -71,6 +71,10 @@ class BackendChoice:
     ``parity``: the largest difference between the ONNX graph's and torch's outputs on the
     probe, relative to the output scale; ``torch_ms`` / ``onnxruntime_ms``: the measured time
     per image on the probe batch; ``export``: how the ONNX graph was obtained.
+    ``precision``: what the forward pass computes in (``"fp32"``, ``"bf16"``, ``"int8-static"``,
+    ``"int8-dynamic"``, ...) and ``precision_reason`` why; for a reduced precision on the CPU,
+    ``agreement`` is the share of ``calibration`` images whose top-1 class is fp32's
+    (:mod:`omnizoo.inference.precision`).
     """
 
     backend: str
@@ -79,6 +83,10 @@ class BackendChoice:
     parity: float | None = None
     torch_ms: float | None = None
     onnxruntime_ms: float | None = None
+    precision: str = "fp32"
+    precision_reason: str | None = None
+    agreement: float | None = None
+    calibration: str | None = None
 
     def __str__(self) -> str:
         return f"{self.backend} ({self.reason})"
@@ -137,7 +145,9 @@ def _read_record(path: Path, batch: int) -> dict[str, Any] | None:
     return record
 
 
-def _write_record(path: Path, record: dict[str, Any]) -> None:
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """Atomically replace the JSON record at ``path`` (a measurement omnizoo keeps under
+    ``OMNIZOO_HOME/exports/``); a read-only home is not an error: it is measured again."""
     from ..weights import fsafe
 
     try:
@@ -147,7 +157,7 @@ def _write_record(path: Path, record: dict[str, Any]) -> None:
         # A rename replaces whatever is at ``path`` (a FIFO, a symlink: never followed).
         fsafe.write_atomic(path, json.dumps(record, indent=1, sort_keys=True).encode())
     except OSError as exc:  # a read-only home: measured again next time
-        log.debug("cannot record the backend measurement in %s: %s", path, exc)
+        log.debug("cannot record the measurement in %s: %s", path, exc)
 
 
 def _parity(a: torch.Tensor, b: torch.Tensor) -> tuple[bool, float]:
@@ -251,7 +261,7 @@ def _onnx_or_torch(
             "batch": batch,
             "measured": time.time(),
         }
-        _write_record(record_path, record)
+        write_record(record_path, record)
         how = "measured"
     else:
         how = "measured before on this machine"

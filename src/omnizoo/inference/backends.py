@@ -158,6 +158,7 @@ class OrtRunner:
 
         self.device = device
         self.folded = 0
+        self.keepalive: Any = None  # what must outlive the session (a private graph's folder)
         if isinstance(model_or_path, (str, Path)):
             self.model = OnnxModel(
                 Path(model_or_path), device=_ort_device(device), intra_op_threads=threads, card=card

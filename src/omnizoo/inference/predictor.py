@@ -9,8 +9,9 @@ with the model.
     Detection(label='car', index=3, score=0.93, box=(412.0, 201.5, 598.2, 330.9), keypoints=())
 
 The task (classification, detection, keypoints, segmentation) comes from the model's card
-(:mod:`omnizoo.inference.tasks`); the backend from ``backend="auto"`` (:mod:`.auto`): on the
-CPU a classifier runs on onnxruntime when its exported graph matches torch and is faster.
+(:mod:`omnizoo.inference.tasks`); the backend from ``backend="auto"``
+(:mod:`.backend_choice`): on the CPU a classifier runs on onnxruntime when its exported graph
+matches torch and is faster. Reduced precision (bf16, int8) is opt-in (:mod:`.precision`).
 
 How it runs: a thread pool decodes and preprocesses images (Pillow releases the GIL while it
 decodes and resizes, torch while it converts and normalises) into a bounded window of
@@ -38,9 +39,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..data.labels import check_label_count, labels_for
 from ..errors import ConfigurationError, ImageLoadError, UnsupportedError
-from ..values.card import is_classification
 from .backend_choice import BackendChoice
-from .open_model import as_image_list, card_or_none, is_module, labels_of, open_model
+from .open_model import as_image_list, card_or_none, labels_of, open_model
 from .results import Prediction, PredictionResults
 
 if TYPE_CHECKING:
@@ -80,8 +80,11 @@ class Predictor:
     ``num_workers``: decoding threads (default: CPU count, at most 8). ``num_threads``: threads
     of the forward pass (``torch.set_num_threads``, process-wide, and onnxruntime's intra-op
     threads); default: the libraries' own.
-    ``precision``: autocast dtype: ``"auto"`` (bf16/fp16 on CUDA, fp32 on CPU), ``"fp32"``,
-    ``"bf16"``, ``"fp16"``. ``channels_last``: default on for conv nets (torch backend).
+    ``precision``: ``"auto"`` (bf16/fp16 autocast on CUDA, fp32 on CPU), ``"fp32"``,
+    ``"bf16"``, ``"fp16"``, ``"int8"`` / ``"int8-dynamic"`` (onnxruntime on the CPU). On the
+    CPU, bf16 and int8 run only behind the accuracy guard (:mod:`.precision`): top-1 agreement
+    with fp32 on ``calibration`` (a folder or images; default: built-in photos) of at least
+    ``min_agreement`` (0.99). ``channels_last``: default on for conv nets (torch backend).
     ``fold_bn``: fold eval-mode BatchNorm layers into the convolutions before them (torch
     backend; 1.25-1.5x faster CPU inference on ResNet/MobileNet). The model you pass keeps its
     weights: the folded layers live in a copy that shares every other tensor, and the fold is
@@ -94,10 +97,12 @@ class Predictor:
 
     Raises:
         ConfigurationError: an option out of range (``backend``, ``batch_size``, an unknown
-            or absent ``device``, ``task``, ``precision``), ``labels`` of another count than
-            the model's outputs, or ``checkpoint_path`` with a model or an ``.onnx`` file.
+            or absent ``device``, ``task``, ``precision``, ``min_agreement``), ``labels`` of
+            another count than the model's outputs, or ``checkpoint_path`` with a model or an
+            ``.onnx`` file.
         UnsupportedError: a task or backend the model cannot run (an ONNX graph that is not
-            a classifier; ``scores()`` on a detector).
+            a classifier; ``scores()`` on a detector); bf16 on a CPU without native bf16; a
+            reduced precision whose top-1 agreement is below ``min_agreement``.
         ImageLoadError: from ``predict(on_error="raise")``, an image that cannot be decoded.
         Building a model by name raises what :func:`omnizoo.create_model` raises
         (UnknownModelError, DownloadError, IntegrityError, CheckpointError...); an ``.onnx``
@@ -122,10 +127,14 @@ class Predictor:
         task: Task | None = None,
         score_threshold: float = 0.5,
         num_threads: int | None = None,
+        calibration: str | os.PathLike[str] | Sequence[Any] | None = None,
+        min_agreement: float = 0.99,
     ) -> None:
         from ..data.resolve import resolve_data_config
         from ..data.transforms import ImageTransform
         from .device import resolve_device
+        from .precision import check_min_agreement
+        from .runner_select import select_runner
         from .tasks import ClassificationTask, DetectionTask, SegmentationTask, resolve_task
 
         if backend not in _BACKENDS:
@@ -175,77 +184,16 @@ class Predictor:
             self._task = SegmentationTask(self.data_config, self.labels)
         else:
             self._task = ClassificationTask(self.transform, self.labels)
-        self._run, self.backend_choice = self._select_backend(
-            backend, precision=precision, channels_last=channels_last, fold_bn=fold_bn
+        self._run, self.backend_choice = select_runner(
+            self,
+            backend,
+            precision=precision,
+            channels_last=channels_last,
+            fold_bn=fold_bn,
+            calibration=calibration,
+            min_agreement=check_min_agreement(min_agreement),
         )
         self.backend = self.backend_choice.backend
-
-    def _select_backend(
-        self, backend: str, *, precision: str, channels_last: bool, fold_bn: bool
-    ) -> tuple[Any, BackendChoice]:
-        from .backend_choice import choose_cpu_backend
-        from .backends import OrtRunner, TorchRunner, is_onnx_model
-        from .device import autocast_dtype
-
-        model, device = self.model, self.device
-        if is_onnx_model(model):
-            if not is_classification(self.task):
-                raise UnsupportedError("the Predictor runs ONNX graphs as classifiers only")
-            return OrtRunner(model, device), BackendChoice("onnxruntime", "an ONNX graph")
-        classifier = is_classification(self.task)
-        if backend == "onnxruntime" and not classifier:
-            raise UnsupportedError(
-                f"backend='onnxruntime' runs classifiers; {self.task} models run on torch "
-                "(backend='auto' or 'torch')"
-            )
-        nchw = self.data_config.layout == "NCHW"
-        if backend == "onnxruntime":
-            from ..export.cached import cached_export
-
-            if not nchw:
-                raise ConfigurationError("exporting a torch model needs an NCHW data_config")
-            model.eval()
-            export = cached_export(model, self.data_config)
-            runner = OrtRunner(export.path, device, threads=self.num_threads)
-            return runner, BackendChoice("onnxruntime", "asked for", export=export.describe())
-        probe_size: tuple[int, ...] | None = None
-        if self.task == "segmentation":
-            probe_size = (self.data_config.input_size[0], 96, 96)
-        elif classifier and nchw:
-            probe_size = tuple(self.data_config.input_size)
-        amp = autocast_dtype(device, precision)
-        torch_runner = TorchRunner(
-            model,
-            device,
-            autocast=amp,
-            channels_last=channels_last and self.task != "detection" and self.task != "keypoints",
-            fold_bn=fold_bn,
-            input_size=probe_size,
-        )
-        if backend == "torch":
-            return torch_runner, BackendChoice("torch", "asked for")
-        if device.type == "cuda":
-            amp_name = str(amp).replace("torch.", "") if amp is not None else "float32"
-            layout = "channels_last and " if torch_runner.channels_last else ""
-            return torch_runner, BackendChoice(
-                "torch", f"on CUDA: torch with {layout}{amp_name} autocast"
-            )
-        if device.type != "cpu":
-            return torch_runner, BackendChoice("torch", f"on {device.type}: torch")
-        if not classifier or self.task == "quantized_classification":
-            return torch_runner, BackendChoice(
-                "torch", f"{self.task.replace('_', ' ')} models run on torch"
-            )
-        if not nchw or not is_module(model):
-            return torch_runner, BackendChoice("torch", "not an NCHW torch module: not exported")
-        return choose_cpu_backend(
-            model,
-            torch_runner,
-            self.data_config,
-            device,
-            batch_size=self.batch_size,
-            threads=self.num_threads,
-        )
 
     def __repr__(self) -> str:
         name = getattr(self.card, "name", type(self.model).__name__)
