@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from omnizoo.cli.main import main
-from omnizoo.registry import figures
+from omnizoo.registry import figures, index_build
 from omnizoo.registry import index as index_mod
 from omnizoo.registry.adapters import get_adapter
 from omnizoo.registry.registry import get_card, list_models
@@ -38,7 +38,7 @@ SHIPPED = package_data.PREBUILT_DIR  # the package's own, before a test hides it
 def _forget() -> None:
     """What a new process knows: nothing in memory."""
     index_mod.reset_indexes()
-    figures.shipped_figures.cache_clear()
+    index_build.shipped_figures.cache_clear()
 
 
 @pytest.fixture

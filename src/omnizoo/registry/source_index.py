@@ -13,12 +13,9 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..values.card import ModelCard
-
-if TYPE_CHECKING:
-    from .figures import FigureCache
 
 __all__ = [
     "COUNTED_METRICS",
@@ -29,6 +26,12 @@ __all__ = [
     "compact",
     "entry",
 ]
+
+
+class FigureSource(Protocol):
+    """What fills a card's pending figures (:class:`omnizoo.registry.figures.FigureCache`)."""
+
+    def fill(self, cards: Sequence[ModelCard]) -> list[ModelCard]: ...
 
 
 class LazyCards(Mapping[str, dict[str, Any]]):
@@ -112,7 +115,7 @@ class SourceIndex:
     _session: tuple[Any, SourceIndex] | None = field(default=None, repr=False)
     # cards whose parameters/GFLOPs are counted when asked (:meth:`fill`), and by what
     pending: set[str] = field(default_factory=set, repr=False)
-    figures: FigureCache | None = field(default=None, repr=False)
+    figures: FigureSource | None = field(default=None, repr=False)
     _filled: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
