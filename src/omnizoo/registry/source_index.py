@@ -261,6 +261,8 @@ class SourceIndex:
         return self._lower.get(arch.lower())
 
     def cards(self) -> Iterator[ModelCard]:
+        """Every card, its pending figures got first in one batch."""
+        self.fill(list(self.raw))
         for name in self.raw:
             yield self.card(name)
 
