@@ -160,6 +160,20 @@ def _materialize_into(model: nn.Module, names: list[str], device: Any) -> None:
         ]
         if not own:
             continue
+        # to_empty and the fresh init touch every tensor of the module: the ones already
+        # loaded are put back (SwinV2-CR on timm 1.0.9 has a meta buffer beside its
+        # loaded logit_scale).
+        loaded = {
+            n: t.detach()  # its storage: to_empty swaps a parameter's .data in place
+            for n, t in list(module._parameters.items()) + list(module._buffers.items())
+            if t is not None and not t.is_meta
+        }
         module.to_empty(device=device, recurse=False)
         _init_module_(module)
+        for n, t in loaded.items():
+            param = module._parameters.get(n)
+            if param is not None:
+                param.data = t
+            else:
+                module._buffers[n] = t
         names.extend(f"{mod_name}.{n}" if mod_name else n for n, _ in own)

@@ -199,7 +199,13 @@ def _fast_pretrained(
         cache_dir: Any = None,
     ) -> None:
         cfg = pretrained_cfg or getattr(model, "pretrained_cfg", None) or {}
-        sd: dict[str, Any] = dict(state_dict)
+        # In the model's own key order: a safetensors file comes back sorted by name, and the
+        # filter fns of older timm (LeViT's before 1.0.14) pair the file's tensors with the
+        # model's by position.
+        order = {key: i for i, key in enumerate(model.state_dict())}
+        sd: dict[str, Any] = dict(
+            sorted(state_dict.items(), key=lambda kv: order.get(kv[0], len(order)))
+        )
         if filter_fn is not None:
             try:
                 sd = filter_fn(sd, model)
