@@ -4,6 +4,7 @@ torch.export-based exporter with its chatter kept out of the user's terminal."""
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import re
@@ -212,7 +213,8 @@ def run_exporter(
         else:
             _require("onnxscript", "the dynamo exporter")
             shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic_batch else None
-            with contextlib.redirect_stdout(None):
+            # A sink with isatty(): torch 2.5's exporter asks sys.stdout.isatty() (None has none).
+            with contextlib.redirect_stdout(io.StringIO()):
                 program = torch.onnx.export(
                     module,
                     (example,),
