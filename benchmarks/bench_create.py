@@ -1,6 +1,7 @@
 """How long does a pretrained ``create_model`` take, against timm, torchvision and the floor?
 
     python benchmarks/bench_create.py [--repeat 3] [--models resnet50,vit_large_patch16_224]
+    python benchmarks/bench_create.py --overhead-only [--repeat 9]   # the fixed overhead alone
 
 Every measurement runs in a fresh Python process (torch/timm/torchvision already imported, so
 the figure is the model creation itself) and the median of ``--repeat`` runs is printed.
@@ -19,22 +20,31 @@ Weights: real weights cannot be downloaded here, so the files are generated from
   with ``checkpoint_path=`` (the same build and load code, minus the cache lookup), against
   ``torchvision.models.get_model(weights=None)`` + ``load_state_dict(torch.load(f))``.
 * **floor**: the least work possible: build the architecture on the meta device
-  (``with torch.device("meta")``), read the file (safetensors / ``torch.load(mmap=True)``) and
-  ``load_state_dict(assign=True)``. It skips what a correct model needs (non-persistent
-  buffers are left on meta), so it is a lower bound, not a usable model.
+  (``with torch.device("meta")``, the in-place init ops on meta tensors returning at once:
+  the same ops omnizoo skips, ``omnizoo.loading.meta.SKIPPED_ON_META``), read the file
+  (safetensors / ``torch.load(mmap=True)``) and ``load_state_dict(assign=True)``. It skips
+  what a correct model needs (non-persistent buffers are left on meta), so it is a lower
+  bound, not a usable model.
 
 ``--meta`` rows time ``create_model(name, device="meta")`` (the architecture only) against
 ``timm.create_model(arch, device="meta")`` and torchvision's builder under
 ``torch.device("meta")``.
 
-A last line times a fresh process doing ``import omnizoo``, a warm ``list_models()`` and
-``get_card()``, and checks that it imported neither torch nor timm.
+**Fixed overhead** (the lines after the tables, and ``--overhead-only``): what omnizoo costs
+before any model code runs, isolated from torch and timm. For each name of the table, fresh
+processes (warm home) time ``import omnizoo`` + the first ``get_card(name)`` from inside
+(``perf_counter`` from before the import: interpreter start-up excluded) and from outside
+(the process's wall time minus that of ``python -c pass``, the "nothing" of ``-X importtime``);
+``--importtime`` adds the slowest imports of one such process. A last line times ``import
+omnizoo``, a warm ``list_models()`` and ``get_card()``, and checks that it imported neither
+torch nor timm. The load average is printed at the start and end of every run.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -45,6 +55,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 # (label, omnizoo name, timm arch or torchvision builder, kind)
@@ -68,14 +80,16 @@ MODELS = {
 }
 
 PRELUDE = "import time, torch, timm, torchvision, omnizoo\ntorch.set_num_threads(4)\n"
-# The floor also skips parameter init on meta tensors (random in-place ops on meta go through
-# slow Python decompositions), so that it is the least work possible.
+# The floor also skips parameter init on meta tensors (in-place ops on meta go through slow
+# Python reference implementations: clamp_ costs ms a call), the same ops omnizoo skips, so
+# that it is the least work possible.
 FLOOR_PRELUDE = """
+from omnizoo.loading.meta import SKIPPED_ON_META
 def _skip(orig):
     return lambda self, *a, **k: self if self.is_meta else orig(self, *a, **k)
-for _op in ("normal_", "uniform_", "erfinv_", "exponential_", "log_normal_", "cauchy_",
-            "geometric_", "bernoulli_", "random_"):
-    setattr(torch.Tensor, _op, _skip(getattr(torch.Tensor, _op)))
+for _op in SKIPPED_ON_META:
+    if hasattr(torch.Tensor, _op):
+        setattr(torch.Tensor, _op, _skip(getattr(torch.Tensor, _op)))
 """
 
 SNIPPETS = {
@@ -156,7 +170,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve(directory: Path):
+def serve(directory: Path) -> Iterator[str]:
     handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -182,7 +196,8 @@ def make_files(work: Path, models: list[str]) -> dict[str, Path]:
         for name, arch, kind in MODELS[label]:
             card = get_card(name)
             if kind == "timm":
-                hub = card.weights.hf_hub_id
+                hub = card.weights.hf_hub_id if card.weights is not None else None
+                assert hub is not None, f"{name} has no Hugging Face weights"
                 f = work / "hf" / hub / "resolve" / "main" / "model.safetensors"
                 if not f.exists():
                     f.parent.mkdir(parents=True, exist_ok=True)
@@ -212,12 +227,125 @@ def make_files(work: Path, models: list[str]) -> dict[str, Path]:
     return files
 
 
+OVERHEAD = """
+import sys, time
+t0 = time.perf_counter(); c0 = time.process_time()
+import omnizoo
+t1 = time.perf_counter()
+card = omnizoo.get_card(NAME)
+t2 = time.perf_counter(); c2 = time.process_time()
+heavy = [m for m in ("torch", "timm", "torchvision", "numpy") if m in sys.modules]
+print("OH", t1 - t0, t2 - t1, c2 - c0, ",".join(heavy) or "-", card.name)
+"""
+
+
+def _wall(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
+    t = time.perf_counter()
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
+    return time.perf_counter() - t, out.stdout
+
+
+@dataclasses.dataclass
+class Overhead:
+    """One name's fixed overhead, ms (medians over fresh processes)."""
+
+    name: str
+    import_ms: float  # import omnizoo
+    get_card_ms: float  # the first get_card(name) after it
+    inside_ms: float  # both, timed inside the process
+    inside_min_ms: float
+    cpu_ms: float  # CPU time of both (less sensitive to other processes)
+    outside_ms: float  # the process's wall time minus that of python -c pass
+    nothing_ms: float  # python -c pass
+    heavy: str  # heavy modules the process imported
+
+
+def overhead(names: list[str], env: dict[str, str], repeat: int) -> list[Overhead]:
+    """The fixed overhead of ``import omnizoo`` + the first ``get_card(name)``, per name:
+    medians over ``repeat`` fresh processes, interleaved with ``python -c pass`` runs."""
+    for name in names:  # warm: the home's index files exist, the .pyc files are written
+        _wall([sys.executable, "-c", f"NAME = {name!r}\n" + OVERHEAD], env)
+    rows = []
+    med = statistics.median
+    for name in names:
+        nothing, imp, card, cpu, outside = [], [], [], [], []
+        heavy = ""
+        for _ in range(repeat):
+            nothing.append(_wall([sys.executable, "-c", "pass"], env)[0])
+            wall, out = _wall([sys.executable, "-c", f"NAME = {name!r}\n" + OVERHEAD], env)
+            fields = [ln for ln in out.splitlines() if ln.startswith("OH ")][-1].split()
+            imp.append(float(fields[1]))
+            card.append(float(fields[2]))
+            cpu.append(float(fields[3]))
+            heavy = fields[4]
+            outside.append(wall)
+        both = [a + b for a, b in zip(imp, card, strict=True)]
+        rows.append(
+            Overhead(
+                name,
+                1e3 * med(imp),
+                1e3 * med(card),
+                1e3 * med(both),
+                1e3 * min(both),
+                1e3 * med(cpu),
+                1e3 * (med(outside) - med(nothing)),
+                1e3 * med(nothing),
+                heavy,
+            )
+        )
+    return rows
+
+
+def print_overhead(rows: list[Overhead]) -> None:
+    print(
+        f"{'fixed overhead: import omnizoo + get_card(name)':<56}{'import':>8}{'card':>8}"
+        f"{'total':>8}{'min':>8}{'cpu':>8}{'-pass':>8}  ms (median), heavy modules"
+    )
+    for r in rows:
+        print(
+            f"{r.name:<56}{r.import_ms:>8.1f}{r.get_card_ms:>8.1f}{r.inside_ms:>8.1f}"
+            f"{r.inside_min_ms:>8.1f}{r.cpu_ms:>8.1f}{r.outside_ms:>8.1f}  {r.heavy}",
+            flush=True,
+        )
+    if rows:
+        print(f"(python -c pass: {rows[0].nothing_ms:.1f} ms)", flush=True)
+
+
+def importtime(name: str, env: dict[str, str], top: int = 15) -> None:
+    """The slowest imports (cumulative) of one fresh ``import omnizoo; get_card(name)``."""
+    code = f"import omnizoo; omnizoo.get_card({name!r})"
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, env=env
+    )
+    rows = []
+    for line in out.stderr.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), int(parts[0]), parts[2].rstrip()))
+    print(f"-X importtime, {name}: slowest cumulative imports (us: cumulative, self)")
+    for cum, own, mod in sorted(rows, reverse=True)[:top]:
+        print(f"  {cum:>8} {own:>8} {mod}")
+
+
+def load_average() -> str:
+    try:
+        return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--work", default=None, help="directory for the generated files and cache")
     ap.add_argument("--meta", action="store_true", help='also time device="meta" builds')
+    ap.add_argument(
+        "--overhead-only", action="store_true", help="only the fixed-overhead lines (no weights)"
+    )
+    ap.add_argument(
+        "--importtime", action="store_true", help="also list the slowest imports of one process"
+    )
     args = ap.parse_args()
     models = [m for m in args.models.split(",") if m]
     work = Path(args.work or tempfile.mkdtemp(prefix="omnizoo-bench-"))
@@ -226,8 +354,16 @@ def main() -> int:
     env["OMNIZOO_HOME"] = str(work / "home")
     env["OMNIZOO_PROGRESS"] = "0"
     os.environ.update({"OMNIZOO_HOME": env["OMNIZOO_HOME"], "OMNIZOO_PROGRESS": "0"})
+    print(f"# start: {load_average()}", flush=True)
+    names = [name for label in models for name, _, _ in MODELS[label]]
+    if args.overhead_only:
+        print_overhead(overhead(names, env, max(3, args.repeat)))
+        if args.importtime:
+            importtime(names[0], env)
+        print(f"# end: {load_average()}", flush=True)
+        return 0
     files = make_files(work, models)
-    rows = []
+    rows: list[tuple[str, float, float, float | None]] = []
     with serve(work / "hf") as base:
         env["HF_ENDPOINT"] = base
         os.environ["HF_ENDPOINT"] = base
@@ -293,6 +429,11 @@ def main() -> int:
         f"import omnizoo + list_models() ({out[1]} names) + get_card(): "
         f"{statistics.median(times):.3f} s (median), heavy modules imported: {out[2].strip()}"
     )
+    print_overhead(oh := overhead(names, env, max(3, args.repeat)))
+    rows.extend((r.name + " (overhead ms)", r.inside_ms, r.cpu_ms, None) for r in oh)
+    if args.importtime:
+        importtime(names[0], env)
+    print(f"# end: {load_average()}", flush=True)
     print(json.dumps({"rows": rows}), file=sys.stderr)
     return 0
 
