@@ -8,6 +8,7 @@ labels and task (classification, detection, keypoints, segmentation).
     omnizoo predict resnet50 photos/ --engine ray --out preds.parquet [--address HOST:6379]
     omnizoo predict model.onnx cat.jpg          # an omnizoo export: its labels, preprocessing
     omnizoo predict finetuned.onnx cat.jpg --labels labels.txt  # own labels, one per line
+    omnizoo predict resnet50 photos/ --precision int8 --calibration some_photos/ -v
 
 IMAGE: files, directories (their image files, recursively, sorted) or glob patterns. Without
 ``--out`` the answers are printed (text, or one JSON document with ``--json``). With ``--out``
@@ -28,6 +29,11 @@ seconds (30) is an error.
 Images that cannot be read are reported (one ``omnizoo: error: <file>: <cause>`` line each on
 stderr, or as ``"error"`` in ``--json`` and the output files) and the others are still
 predicted, by either engine; the exit code is then 1 (0 when every image was predicted).
+
+``--precision bf16`` (CPUs with native bf16 only) and ``--precision int8`` (onnxruntime
+quantization, cached) are measured first: the share of ``--calibration`` images (default:
+built-in photos) whose top-1 class is fp32's must reach ``--min-agreement`` (0.99), else the
+command stops with the measured figure; ``--verbose`` shows it.
 """
 
 from __future__ import annotations
@@ -66,6 +72,25 @@ def register(subparsers: Any) -> None:
         choices=("auto", "torch", "onnxruntime"),
         default="auto",
         help="inference engine (default auto: the fastest that matches torch; see --verbose)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16", "int8", "int8-static", "int8-dynamic"),
+        default="auto",
+        help="auto (default: fp32 on CPU, bf16/fp16 autocast on CUDA); on the CPU bf16 and "
+        "int8 run only when their top-1 agreement with fp32 reaches --min-agreement",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="DIR",
+        default=None,
+        help="images to measure (and calibrate) reduced precision on (default: built-in photos)",
+    )
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.99,
+        help="least top-1 agreement with fp32 on the calibration images (default 0.99)",
     )
     p.add_argument("--num-workers", type=int, default=None, help="decoding threads")
     p.add_argument("--task", default=None, help="override the card's task")
@@ -149,8 +174,11 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose:
         print(f"omnizoo: {predictor!r}", file=sys.stderr)
         print(f"omnizoo: backend {predictor.backend_choice}", file=sys.stderr)
-        if predictor.backend_choice.export:
-            print(f"omnizoo: {predictor.backend_choice.export}", file=sys.stderr)
+        choice = predictor.backend_choice
+        if choice.export:
+            print(f"omnizoo: {choice.export}", file=sys.stderr)
+        why = f" ({choice.precision_reason})" if choice.precision_reason else ""
+        print(f"omnizoo: precision {choice.precision}{why}", file=sys.stderr)
     if args.out:
         return _run_to_file(args, predictor, images)
     return _run_print(args, predictor, images)
@@ -168,6 +196,9 @@ def _predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "task": args.task,
         "score_threshold": args.score_threshold,
         "labels": read_label_file(args.labels) if args.labels else None,
+        "precision": args.precision,
+        "calibration": args.calibration,
+        "min_agreement": args.min_agreement,
     }
 
 
@@ -229,8 +260,9 @@ def _run_ray(args: argparse.Namespace, images: list[str]) -> int:
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if kwargs.get("device") == "auto":
         kwargs.pop("device")  # each actor: CPU, or its GPU with --gpus-per-actor
-    if kwargs.get("checkpoint_path"):
-        kwargs["checkpoint_path"] = str(Path(kwargs["checkpoint_path"]).resolve())
+    for key in ("checkpoint_path", "calibration"):  # each actor runs in its own folder
+        if kwargs.get(key):
+            kwargs[key] = str(Path(kwargs[key]).resolve())
     summary = predict_ray(
         args.model,
         images,

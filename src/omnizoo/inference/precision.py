@@ -49,6 +49,7 @@ __all__ = [
     "cpu_bf16_support",
     "fp32_reason",
     "reduced_cpu_runner",
+    "refuse_early",
 ]
 
 log = logging.getLogger("omnizoo.predict")
@@ -111,6 +112,28 @@ def check_min_agreement(value: Any) -> float:
     return number
 
 
+def refuse_early(precision: str, backend: str) -> None:
+    """Refuse what cannot run, before any calibration image is read: bf16 on a CPU without
+    native bf16 or on onnxruntime, int8 on torch."""
+    if precision == "bf16":
+        if backend == "onnxruntime":
+            raise ConfigurationError(
+                "precision='bf16' runs on torch (CPU autocast); use backend='auto' or 'torch', "
+                "or precision='int8' for onnxruntime"
+            )
+        native, facts = cpu_bf16_support()
+        if not native:
+            raise UnsupportedError(
+                f"precision='bf16': this CPU has no native bf16 ({facts}); torch would emulate "
+                "it, slower than fp32. Use precision='fp32', or 'int8' (onnxruntime)"
+            )
+    elif backend == "torch":
+        raise ConfigurationError(
+            f"precision={precision!r} runs the quantized ONNX graph on onnxruntime; use "
+            "backend='auto' or 'onnxruntime', or precision='bf16' for torch"
+        )
+
+
 def reduced_cpu_runner(
     model: Any,
     torch_runner: Any,
@@ -125,19 +148,11 @@ def reduced_cpu_runner(
 ) -> tuple[Any, BackendChoice]:
     """``(runner, choice)`` for a reduced ``precision`` on the CPU, after the guard passed
     (see the module docstring); ``torch_runner`` is the fp32 reference."""
+    refuse_early(precision, backend)
     if precision == "bf16":
-        if backend == "onnxruntime":
-            raise ConfigurationError(
-                "precision='bf16' runs on torch (CPU autocast); use backend='auto' or 'torch', "
-                "or precision='int8' for onnxruntime"
-            )
-        native, facts = cpu_bf16_support()
-        if not native:
-            raise UnsupportedError(
-                f"precision='bf16': this CPU has no native bf16 ({facts}); torch would emulate "
-                "it, slower than fp32. Use precision='fp32', or 'int8' (onnxruntime)"
-            )
         import torch
+
+        facts = cpu_bf16_support()[1]
 
         runner = copy.copy(torch_runner)  # shares the (folded) model; only autocast differs
         runner.autocast = torch.bfloat16
@@ -145,11 +160,6 @@ def reduced_cpu_runner(
         how = f"torch with bfloat16 autocast ({facts})"
         choice = BackendChoice("torch", how, precision="bf16", precision_reason="asked for")
         return _guarded(runner, choice, torch_runner, calibration, key, min_agreement)
-    if backend == "torch":
-        raise ConfigurationError(
-            f"precision={precision!r} runs the quantized ONNX graph on onnxruntime; use "
-            "backend='auto' or 'onnxruntime', or precision='bf16' for torch"
-        )
     from ..export.cached import cached_export
     from ..export.quantize import cached_quantized
     from .backends import OrtRunner

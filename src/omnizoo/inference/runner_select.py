@@ -61,6 +61,10 @@ def select_runner(
             f"precision={precision!r} on the CPU is guarded by the top-1 agreement with fp32 "
             f"on calibration images, so it is for classifiers; {task} models run in fp32"
         )
+    if reduced_cpu:
+        from .precision import refuse_early
+
+        refuse_early(precision, backend)
     if reduced_cpu and not (nchw and is_module(model)):
         raise UnsupportedError(
             f"precision={precision!r} needs a torch module with an NCHW data_config"
