@@ -1,12 +1,13 @@
 """Images per second of omnizoo's Predictor against a plain loop and the forward-pass ceiling.
 
-    .venv/bin/python benchmarks/bench_predict.py               # ~200 JPEGs, CPU
+    .venv/bin/python benchmarks/bench_predict.py     # 2,000 JPEGs, resnet50/mobilenet/vit_b_16
     .venv/bin/python benchmarks/bench_predict.py --images 96 --models mobilenet_v3_large
+    .venv/bin/python benchmarks/bench_predict.py --images 100 --precision int8 bf16
     .venv/bin/python benchmarks/bench_predict.py --models resnet50 --ray-actors 1 2
 
 For each model (random init: speed does not depend on the weights' values) it times, over the
-same ~200 real JPEGs (scikit-image's sample photographs, randomly cropped and resized to
-varied sizes around 500x375, written to a temporary directory):
+same real JPEGs (2,000 by default; scikit-image's sample photographs, randomly cropped and
+resized to varied sizes around 500x375, written to a temporary directory):
 
 * plain loop: for each batch of 32: ``PIL.Image.open(...).convert("RGB")``, torchvision's
   ``weights.transforms()``, ``torch.stack``, ``model(x)`` under ``torch.no_grad()`` — what a
@@ -20,11 +21,15 @@ varied sizes around 500x375, written to a temporary directory):
   into the convolutions (``fold_bn=True``, the default): the Predictor's real ceiling;
 * Predictor (auto): ``backend="auto"``, the default (the choice and its reason are printed);
 * onnxruntime forward alone: the exported graph on the ready tensors, the onnxruntime ceiling;
+* Predictor (bf16 / int8-dynamic / int8): ``precision=...`` (``--precision``), bf16 only where
+  the CPU has it natively; ``min_agreement=0`` because random weights make the accuracy guard
+  meaningless (its figure is printed all the same); quantization time not counted;
 * Ray, N actors (``--ray-actors 1 2``): ``omnizoo.inference.distributed.predict_ray`` on a
   local Ray cluster started beforehand (its start is not counted; the actors' start is), the
   model pickled to each actor, ``backend="auto"``, rows written to a Parquet file. Printed: the
   whole run, and the rate after the first rows arrived (the actors' steady state).
 
+The load averages are printed before and after each model (the machine is shared).
 Each timing is the best of ``--repeats`` runs after one warm-up batch. Besides images per
 second (wall clock), it prints images per CPU-second of the process: on a shared machine the
 wall figure also measures the neighbours (a process with more runnable threads gets a larger
@@ -94,6 +99,7 @@ def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[
 
     from omnizoo import Predictor, resolve_data_config
     from omnizoo.data.transforms import ImageTransform
+    from omnizoo.inference.precision import cpu_bf16_support
 
     weights = torchvision.models.get_model_weights(name).DEFAULT
     reference = weights.transforms()
@@ -193,6 +199,24 @@ def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[
         results["Predictor (auto)"] = n / best_of(
             lambda: auto.predict(paths), args.repeats, "Predictor (auto)"
         )
+        for precision in args.precision:
+            if precision == "bf16" and not cpu_bf16_support()[0]:
+                print(f"{name}: bf16 skipped: {cpu_bf16_support()[1]}")
+                continue
+            reduced = Predictor(
+                ort_model,
+                data_config=config,
+                labels=labels,
+                device="cpu",
+                batch_size=bs,
+                num_workers=args.workers,
+                precision=precision,
+                min_agreement=0,  # random weights: the agreement says nothing; speed does
+            )
+            print(f"{name}: precision={precision!r}: {reduced.backend_choice}")
+            reduced.predict(paths[:bs])
+            label = f"Predictor ({precision})"
+            results[label] = n / best_of(lambda r=reduced: r.predict(paths), args.repeats, label)
         for actors in args.ray_actors:
             total, steady = bench_ray(ort_model, config, labels, paths, actors, bs)
             results[f"Ray, {actors} actor(s), whole run"] = total
@@ -231,10 +255,24 @@ def bench_ray(
     return len(paths) / total, steady
 
 
+def uptime() -> str:
+    """The load averages (1, 5, 15 min), as ``uptime`` prints them: neighbours' load."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--models", nargs="+", default=["resnet50", "mobilenet_v3_large"])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument(
+        "--models", nargs="+", default=["resnet50", "mobilenet_v3_large", "vit_b_16"]
+    )
+    parser.add_argument(
+        "--precision",
+        nargs="*",
+        default=["bf16", "int8-dynamic", "int8"],
+        help="reduced precisions to time (bf16 only where the CPU has it natively)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="Predictor decode threads")
     parser.add_argument("--repeats", type=int, default=1)
@@ -248,22 +286,22 @@ def main() -> None:
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, "
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+        f"{os.cpu_count()} CPUs, {uptime()}"
     )
     with tempfile.TemporaryDirectory(prefix="omnizoo-bench-") as tmp:
         paths = make_jpegs(Path(tmp), args.images)
         print(f"{len(paths)} JPEGs around 500x375 in {tmp}, batch size {args.batch_size}\n")
         for name in args.models:
             res = bench_model(name, paths, args)
+            print(f"{name} ({uptime()} after it)")
             plain = res["plain loop"]
             ceiling = res["forward alone"]
-            print(f"{name}")
             for label, ips in res.items():
                 extra = f"{ips / plain:5.2f}x plain loop, {ips / ceiling:5.2f}x forward alone"
                 per_cpu = len(paths) / CPU_SECONDS[label] if CPU_SECONDS.get(label) else 0.0
                 if label.startswith("Ray"):  # the work is in the actors: no CPU figure
                     extra += f", {ips / res['Predictor (auto)']:5.2f}x Predictor (auto)"
-                print(f"  {label:<26} {ips:8.1f} img/s {per_cpu:8.1f} img/CPU-s   {extra}")
+                print(f"  {label:<28} {ips:8.1f} img/s {per_cpu:8.1f} img/CPU-s   {extra}")
             if "Predictor (onnxruntime)" in res:
                 ratio = res["Predictor (onnxruntime)"] / res["Predictor (torch)"]
                 print(f"  onnxruntime / torch backend: {ratio:.2f}x")
