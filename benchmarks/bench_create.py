@@ -351,6 +351,9 @@ def main() -> int:
     work = Path(args.work or tempfile.mkdtemp(prefix="omnizoo-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMNIZOO_", "HF_"))}
+    # An installed package has its bytecode compiled; without this, a shell that sets
+    # PYTHONDONTWRITEBYTECODE recompiles every edited module in every timed process (tens of ms)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["OMNIZOO_HOME"] = str(work / "home")
     env["OMNIZOO_PROGRESS"] = "0"
     os.environ.update({"OMNIZOO_HOME": env["OMNIZOO_HOME"], "OMNIZOO_PROGRESS": "0"})

@@ -19,9 +19,9 @@ Resolution of a name (see docs/registry.md):
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import (
     DependencyError,
@@ -34,8 +34,9 @@ from ..settings import get_settings
 from ..sources.table import adapter_path, resolution_order
 from ..values.card import ModelCard
 from ..values.names import format_name, parse_name, split_body
-from .index import load_index
-from .source_index import SourceIndex
+
+if TYPE_CHECKING:
+    from .source_index import SourceIndex
 
 __all__ = ["Candidate", "Resolution", "explain", "list_sources", "resolve", "source_indexes"]
 
@@ -96,6 +97,14 @@ def list_sources() -> list[str]:
     return list(resolution_order(get_settings().source_order))
 
 
+def _load_index(source: str) -> SourceIndex:
+    # imported when an index is read: a name resolved by an earlier process (.resolved)
+    # needs none of the index machinery
+    from .index import load_index
+
+    return load_index(source)
+
+
 def source_indexes(source: str | None, *, strict: bool = False) -> list[SourceIndex]:
     """The card indexes of ``source``, or of every source in the resolution order (a source
     that cannot load is skipped with a warning unless ``strict``)."""
@@ -105,11 +114,11 @@ def source_indexes(source: str | None, *, strict: bool = False) -> list[SourceIn
                 source,
                 message=f"unknown source {source!r}; sources: {', '.join(list_sources())}",
             )
-        return [load_index(source)]
+        return [_load_index(source)]
     out = []
     for s in list_sources():
         try:
-            out.append(load_index(s))
+            out.append(_load_index(s))
         except OmnizooError as exc:
             if strict:
                 raise
@@ -157,7 +166,7 @@ def resolve(name: str) -> Resolution:
     if parsed.scheme is not None and parsed.source is not None:
         from .adapters import get_adapter
 
-        _require_installed(name, [load_index(parsed.source)])
+        _require_installed(name, [_load_index(parsed.source)])
         card = get_adapter(parsed.source).external_card(parsed.scheme, parsed.body)
         why = f"{parsed.scheme}: names are read by the {parsed.source} source (its config.json)"
         return Resolution(
@@ -167,6 +176,12 @@ def resolve(name: str) -> Resolution:
             why,
             order,
         )
+    from .resolved import lookup, remember
+
+    known = lookup(name, parsed.source, order)  # this name, resolved by an earlier process
+    if known is not None:
+        card, rows, why = known
+        return Resolution(name, card, tuple(Candidate(*row) for row in rows), why, order)
     indexes = source_indexes(parsed.source)
     if parsed.source is not None:
         _require_installed(name, indexes)
@@ -209,6 +224,8 @@ def resolve(name: str) -> Resolution:
                 name, error.suggestions, f"{error}; not installed: {', '.join(absent)} ({hints})"
             )
         raise error
+    rows = [(c.source, c.arch, c.tag, c.matched, c.reason, c.card_name) for c in candidates]
+    remember(name, parsed.source, order, winner, rows, reason)
     return Resolution(name, winner, tuple(candidates), reason, order)
 
 
@@ -259,6 +276,8 @@ def _suggest(body: str, indexes: list[SourceIndex], n: int = 5) -> list[str]:
             pool.setdefault(arch.lower(), format_name(idx.source, arch))
         for full in idx.raw:
             pool.setdefault(full.split(":", 1)[1].lower(), full)
+    import difflib
+
     close = difflib.get_close_matches(body.lower(), list(pool), n=n, cutoff=0.6)
     seen: list[str] = []
     for c in close:
