@@ -7,10 +7,16 @@
 * No OMNIZOO_* variable of the developer's shell leaks into a test, nor any Hugging Face one
   (HF_TOKEN, HF_HUB_OFFLINE, ...); TORCH_HOME and HF_HOME point at empty folders, so files in
   the developer's own torch.hub and Hugging Face caches are never adopted by a test.
+* Expensive artefacts are made once per session (under pytest-xdist: once per worker, each
+  worker being its own session): the real EfficientNet-Lite0 checkpoint in timm's keys
+  (``lite0_checkpoint``) and its ONNX export (``lite0_onnx``). They are shared, so they are
+  read-only: a test that changes one works on a copy, and the session checks at its end that
+  no test changed them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -57,6 +63,40 @@ def session_home() -> Path:
     """An OMNIZOO_HOME shared by the whole session (card index built once)."""
     assert _SESSION_HOME is not None
     return _SESSION_HOME
+
+
+def _shared_artefact(path: Path) -> Iterator[Path]:
+    """Hand out ``path`` read-only; at the session's end, fail if a test changed its bytes."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.chmod(0o444)
+    yield path
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, (
+        f"a test changed the shared {path.name}: copy a session artefact before changing it"
+    )
+
+
+@pytest.fixture(scope="session")
+def lite0_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The real EfficientNet-Lite0 weights as a timm ``tf_efficientnet_lite0`` checkpoint
+    (a ``.pth`` state dict), written once per session."""
+    import torch
+
+    from lite0_weights import timm_state_dict
+
+    path = tmp_path_factory.mktemp("lite0") / "lite0_timm.pth"
+    torch.save(timm_state_dict(), path)
+    yield from _shared_artefact(path)
+
+
+@pytest.fixture(scope="session")
+def lite0_onnx(lite0_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """timm's tf_efficientnet_lite0 with the real weights, exported by omnizoo (its card,
+    labels and preprocessing in the file's metadata), once per session."""
+    from omnizoo import create_model, export_onnx
+
+    model = create_model("timm:tf_efficientnet_lite0", checkpoint_path=lite0_checkpoint)
+    path = export_onnx(model.eval(), tmp_path_factory.mktemp("lite0-onnx") / "lite0.onnx")
+    yield from _shared_artefact(path)
 
 
 @pytest.fixture(autouse=True)

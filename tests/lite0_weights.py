@@ -30,10 +30,19 @@ def timm_state_dict() -> dict[str, Any]:
     return convert_lukemelas_to_timm(sd, "tf_efficientnet_lite0")
 
 
-def lite0_model() -> Any:
-    """A fresh timm tf_efficientnet_lite0 with the real weights, eval mode."""
+@lru_cache(maxsize=1)
+def _lite0_built() -> Any:
+    """The one model built per session (per xdist worker); never handed out itself."""
     import timm
 
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     model.load_state_dict(timm_state_dict(), strict=True)
     return model.eval()
+
+
+def lite0_model() -> Any:
+    """A fresh timm tf_efficientnet_lite0 with the real weights, eval mode: a deep copy of
+    one model built per session (a test may change its copy: fold it, move it, train it)."""
+    import copy
+
+    return copy.deepcopy(_lite0_built())

@@ -8,22 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from lite0_weights import CAT_CLASSES, IMAGES, checkpoint_path, timm_state_dict
+from lite0_weights import CAT_CLASSES, IMAGES, checkpoint_path
 from omnizoo.cli.main import main
 from omnizoo.errors import CheckpointError
 from omnizoo.inference.layer_summary import layer_summary
 from omnizoo.loading.lukemelas import convert_lukemelas_to_timm, is_lukemelas_state_dict
 
 
-@pytest.fixture(scope="module")
-def timm_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "lite0.pth"
-    torch.save(timm_state_dict(), path)
-    return path
-
-
 def test_cli_predict_json(
-    timm_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    lite0_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")
@@ -34,7 +27,7 @@ def test_cli_predict_json(
             str(IMAGES / "cat.jpg"),
             str(bad),
             "--checkpoint",
-            str(timm_checkpoint),
+            str(lite0_checkpoint),
             "--topk",
             "3",
             "--json",
@@ -52,7 +45,7 @@ def test_cli_predict_json(
 
 
 def test_cli_predict_text_and_directories(
-    timm_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+    lite0_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(
         [
@@ -60,7 +53,7 @@ def test_cli_predict_text_and_directories(
             "timm:tf_efficientnet_lite0",
             str(IMAGES),
             "--checkpoint",
-            str(timm_checkpoint),
+            str(lite0_checkpoint),
             "--topk",
             "2",
             "--batch-size",

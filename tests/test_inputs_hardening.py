@@ -152,15 +152,12 @@ def test_fuzzed_real_images_only_ever_raise_image_load_error() -> None:
 
 # -- omnizoo predict DIR with one corrupt PNG ------------------------------------------------
 def test_predict_directory_with_one_corrupt_png(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lite0_checkpoint: Path
 ) -> None:
     """Before: the corrupt PNG killed the whole run with a ValueError traceback."""
-    torch = pytest.importorskip("torch")
-    from lite0_weights import timm_state_dict
     from omnizoo.cli.main import main
 
-    ckpt = tmp_path / "lite0.pth"
-    torch.save(timm_state_dict(), ckpt)
+    ckpt = lite0_checkpoint
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in ("cat.jpg", "coffee.jpg"):

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from lite0_weights import CAT_CLASSES, IMAGES, timm_state_dict
-from omnizoo import DataConfig, Predictor, create_model, export_onnx, resolve_data_config
+from lite0_weights import CAT_CLASSES, IMAGES
+from omnizoo import DataConfig, Predictor, resolve_data_config
 from omnizoo.cli.main import main
 from omnizoo.data.labels import read_label_file
 from omnizoo.errors import ConfigurationError, MetadataError
@@ -20,14 +20,8 @@ from omnizoo.errors import ConfigurationError, MetadataError
 CAT = IMAGES / "cat.jpg"
 
 
-@pytest.fixture(scope="module")
-def lite0_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """timm's tf_efficientnet_lite0 with the real weights, exported by omnizoo."""
-    folder = tmp_path_factory.mktemp("onnx")
-    ckpt = folder / "lite0.pth"
-    torch.save(timm_state_dict(), ckpt)
-    model = create_model("timm:tf_efficientnet_lite0", checkpoint_path=ckpt).eval()
-    return export_onnx(model, folder / "lite0.onnx")
+# lite0_onnx: timm's tf_efficientnet_lite0 with the real weights, exported by omnizoo once per
+# session (tests/conftest.py).
 
 
 def test_label_files(tmp_path: Path) -> None:

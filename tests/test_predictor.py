@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lite0_weights import CAT_CLASSES, IMAGES, lite0_model, timm_state_dict
+from lite0_weights import CAT_CLASSES, IMAGES, lite0_model
 from omnizoo import ModelCard, Prediction, Predictor, get_labels, resolve_data_config
 from omnizoo.errors import ConfigurationError, ImageLoadError
 from omnizoo.inference.device import resolve_device
@@ -128,10 +128,8 @@ def test_module_without_card_needs_data_config_and_labels() -> None:
     assert len(preds) == 3 and {x.label for x in preds} == {"a", "b", "c"}
 
 
-def test_named_model_with_a_local_checkpoint(tmp_path: Path) -> None:
-    ckpt = tmp_path / "lite0_timm.pth"
-    torch.save(timm_state_dict(), ckpt)
-    p = Predictor("timm:tf_efficientnet_lite0", checkpoint_path=ckpt, device="cpu")
+def test_named_model_with_a_local_checkpoint(lite0_checkpoint: Path) -> None:
+    p = Predictor("timm:tf_efficientnet_lite0", checkpoint_path=lite0_checkpoint, device="cpu")
     assert p.backend in ("torch", "onnxruntime")  # auto: the same graph as lite0_model()'s
     assert p.card is not None and p.card.source == "timm"
     assert p.predict(CAT, topk=1)[0][0].label in CAT_CLASSES

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from lite0_weights import IMAGES, timm_state_dict
+from lite0_weights import IMAGES
 from omnizoo import DataConfig, Predictor
 from omnizoo.cli.main import main
 from omnizoo.errors import ConfigurationError
@@ -168,10 +168,11 @@ def test_expand_images_directories_and_globs(tmp_path: Path) -> None:
         expand_images([str(tmp_path / "*.png")])
 
 
-def test_cli_writes_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lite0_checkpoint: Path
+) -> None:
     images = make_images(tmp_path / "imgs", 5)
-    ckpt = tmp_path / "lite0.pth"
-    torch.save(timm_state_dict(), ckpt)
+    ckpt = lite0_checkpoint
     out = tmp_path / "preds.csv"
     args = ["predict", "timm:tf_efficientnet_lite0", str(tmp_path / "imgs"), "--out", str(out)]
     args += ["--checkpoint", str(ckpt), "--backend", "torch", "--progress", "lines"]
