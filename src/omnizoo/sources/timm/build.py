@@ -180,6 +180,16 @@ def _is_npz(path: Any) -> bool:
     return bool(names) and all(n.endswith(".npy") for n in names)
 
 
+def _stem_rule(adapt_input_conv: Any) -> Any:
+    """timm's ``adapt_input_conv`` as ``(in_chans, weight, base_chans)``; timm 1.0.20 and older
+    take no ``base_chans`` (RGB stems only) and are called as they call it themselves."""
+    import inspect
+
+    if len(inspect.signature(adapt_input_conv).parameters) >= 3:
+        return adapt_input_conv
+    return lambda in_chans, weight, base_chans: adapt_input_conv(in_chans, weight)
+
+
 @contextlib.contextmanager
 def _fast_pretrained(
     state_dict: dict[str, Any], plan: FitPlan, report: LoadReport
@@ -225,7 +235,7 @@ def _fast_pretrained(
                 file_offset=int(cfg.get("label_offset") or 0),
                 head_resized=num_classes != cfg.get("num_classes"),
                 strict=plan.strict and strict,
-                adapt_stem=adapt_input_conv,
+                adapt_stem=_stem_rule(adapt_input_conv),
             ),
             report,
         )
