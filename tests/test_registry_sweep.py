@@ -84,19 +84,9 @@ _BY_NAME = {c.name: c for c in _CARDS}
 
 def _known_meta_failure(card: ModelCard) -> str | None:
     """Meta builds that fail today, each a bug in the source named (strict xfail: a fix turns
-    the case into an XPASS failure, so the rule must go with the bug)."""
-    if card.source == "torchvision" and card.arch.startswith("regnet_"):
-        return (
-            "torchvision regnet builders call .tolist() on a tensor made inside the "
-            "torch.device('meta') the build skeleton enters: NotImplementedError"
-        )
-    if card.source == "torchvision" and card.tag and "SWAG_E2E" in card.tag and "vit" in card.arch:
-        return (
-            "the torchvision meta build calls the builder with weights=None: a 224-pixel ViT, "
-            "not the weights' image_size (384/512/518), so the card's input does not fit"
-        )
-    if card.source == "cadene" and card.arch.startswith("resnext101_"):
-        return "cadene resnext101 on device='meta' keeps real CPU tensors (forward fails)"
+    the case into an XPASS failure, so the rule must go with the bug). None today: torchvision
+    regnet (.tolist() inside torch.device("meta")), ViT SWAG E2E (built at 224 pixels) and
+    Cadene's ResNeXt-101 (real CPU tensors) were fixed in the build skeleton."""
     return None
 
 

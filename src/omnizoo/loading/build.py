@@ -142,6 +142,7 @@ def build_model(
     if request.on_meta:
         with meta_params(), _meta_device(upstream.meta_device_context):
             model = upstream.build_meta()
+        _buffers_to_meta(model)
         report = LoadReport(notes=[META_NOTE])
     elif not request.has_weights:
         report = LoadReport(notes=[RANDOM_NOTE])
@@ -177,3 +178,22 @@ def _meta_device(enter: bool) -> contextlib.AbstractContextManager[Any]:
     import torch
 
     return torch.device("meta")
+
+
+def _buffers_to_meta(model: Any) -> None:
+    """Move what a builder made on a real device (buffers, a tensor some upstream code created
+    from real data: Cadene's ResNeXt lambdas) to the meta device: ``device="meta"`` promises
+    a model with no real storage."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        return
+    for module in model.modules():
+        for name, buf in list(module._buffers.items()):
+            if buf is not None and buf.device.type != "meta":
+                module._buffers[name] = buf.to("meta")
+        for name, param in list(module._parameters.items()):
+            if param is not None and param.device.type != "meta":
+                module._parameters[name] = torch.nn.Parameter(
+                    param.to("meta"), requires_grad=param.requires_grad
+                )

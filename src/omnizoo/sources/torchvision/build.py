@@ -62,10 +62,31 @@ class _TorchvisionUpstream(Upstream):
 
     def build_meta(self) -> Any:
         card, request, kwargs = self.card, self.request, self.kwargs
-        if request.num_classes is not None:
+        # pretrained=True on meta: the architecture of these weights (a Weights member can
+        # change it: ViT SWAG E2E is built at 384/512/518 pixels), with nothing loaded
+        weights = self.weights if request.pretrained and not self.quantized else None
+        new_head = request.num_classes is not None and request.num_classes != card.num_classes
+        if weights is not None and new_head and card.task != "classification":
+            weights = None  # no head to replace: the plain builder with num_classes
+        if request.num_classes is not None and (weights is None or not new_head):
             kwargs["num_classes"] = request.num_classes
         with quiet(), weights_hooks(skip_loads=True):
-            model = self.builder(weights=None, **kwargs)
+            try:
+                model = self.builder(weights=weights, **kwargs)
+            except NotImplementedError:
+                # a builder that reads tensor values while building (regnet's block widths
+                # end in .tolist()) cannot run inside torch.device("meta"): its tensors are
+                # made on the CPU, its parameters still on meta (meta_params), its buffers
+                # moved to meta by the skeleton
+                import torch
+
+                with torch.device("cpu"):
+                    model = self.builder(weights=weights, **kwargs)
+            if weights is not None and new_head:
+                _require(card.classifier, card, "num_classes")
+                present = [h for h in card.classifier if _has_module(model, h)]
+                with meta_params():
+                    replace_classifier(model, present, int(request.num_classes or 0))
             if request.in_chans not in (None, 3):
                 _require(card.first_conv, card, "in_chans")
                 replace_first_conv(model, str(card.first_conv), int(request.in_chans or 3))
