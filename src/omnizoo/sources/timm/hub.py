@@ -52,8 +52,11 @@ def local_checkpoint(folder: Path) -> Path:
 def _parse_config(cfg: dict[str, Any], extra_fields: dict[str, Any], where: str) -> Any:
     try:
         from timm.models._hub import _parse_model_cfg
-    except ImportError as exc:  # pragma: no cover - a timm without the helper
-        raise ConfigurationError(f"this timm cannot read {where}: {exc}") from exc
+    except ImportError as exc:  # timm 1.0.15 and older (1.0.20 has it)
+        raise ConfigurationError(
+            f"this timm cannot read {where}: {exc}; hf-hub:/local-dir: names need a newer "
+            'timm: pip install -U "timm>=1.0.20"'
+        ) from exc
     try:
         return _parse_model_cfg(cfg, extra_fields)
     except (KeyError, TypeError, ValueError) as exc:
