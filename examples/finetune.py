@@ -115,8 +115,8 @@ def build_model(local_rank: int, world: int, *, quiet: bool) -> Any:
     """tf_efficientnet_lite0 with a new 3-class head and the packaged ImageNet weights."""
     from omnizoo import create_model, reset_classifier
     from omnizoo.finetune.partial_load import load_partial
-    from omnizoo.loading.state_dict_files import load_checkpoint
     from omnizoo.loading.lukemelas import convert_lukemelas_to_timm
+    from omnizoo.loading.state_dict_files import load_checkpoint
 
     path = once_per_node(checkpoint_path, local_rank, world)
     model = create_model(ARCH)  # the architecture and its card; nothing is downloaded

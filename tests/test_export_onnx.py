@@ -21,9 +21,9 @@ ort = pytest.importorskip("onnxruntime")
 import numpy as np  # noqa: E402
 from torch import nn  # noqa: E402
 
-from omnizoo.values.data_config import DataConfig  # noqa: E402
 from omnizoo.errors import ExportError  # noqa: E402
 from omnizoo.export.onnx import export_onnx, export_onnx_report, read_metadata  # noqa: E402
+from omnizoo.values.data_config import DataConfig  # noqa: E402
 from tiny_models import tiny_convnext, tiny_maxvit, tiny_swin, tiny_vit  # noqa: E402
 
 warnings.filterwarnings("ignore", category=FutureWarning)

@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 from omnizoo.errors import CheckpointError, UnsafeCheckpointError  # noqa: E402
-from omnizoo.finetune.partial_load import load_partial  # noqa: E402
 from omnizoo.finetune.heads import reset_classifier  # noqa: E402
+from omnizoo.finetune.partial_load import load_partial  # noqa: E402
 
 
 @pytest.fixture(scope="module")

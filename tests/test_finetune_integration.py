@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 import omnizoo  # noqa: E402
 from omnizoo.export.onnx import export_onnx_report, read_metadata  # noqa: E402
-from omnizoo.finetune.partial_load import load_partial  # noqa: E402
 from omnizoo.finetune.heads import find_classifier  # noqa: E402
+from omnizoo.finetune.partial_load import load_partial  # noqa: E402
 
 LABELS = ["a", "b", "c"]
 

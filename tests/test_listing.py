@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from omnizoo import errors
 from omnizoo.cli import compare as cli_compare
 from omnizoo.cli import models as cli_models
 from omnizoo.cli import plot as cli_plot
-from omnizoo.registry.registry import get_card, list_models
 from omnizoo.overview.plot import pareto_front, plot_zoo, plottable
+from omnizoo.registry.registry import get_card, list_models
 
 
 def _run(argv: list[str]) -> int:
@@ -217,7 +218,13 @@ def test_doctables_carry_metrics_and_the_plot(tmp_path: Path) -> None:
     timm_md = (tmp_path / "timm.md").read_text()
     row = next(x for x in timm_md.splitlines() if "`timm:resnet50.a1_in1k`" in x)
     assert "| 80.382 | 94.598 | 85.712 | 68.47 |" in row and "| 25.56 | 4.11 |" in row
-    assert "**top-1**: 1266 of 2052 cards: 1266 from timm results/" in timm_md
+    # the counts depend on the installed timm (1266 of 2052 on timm 1.0.31): the statement,
+    # not the number, is what is promised on every supported version
+    covered = re.search(r"\*\*top-1\*\*: (\d+) of (\d+) cards: (\d+) from timm results/", timm_md)
+    assert covered and covered.group(1) == covered.group(3)
+    assert 0 < int(covered.group(1)) <= int(covered.group(2))
     index = (tmp_path / "README.md").read_text()
     assert "![top-1 against GFLOPs" in index and "## The Pareto front" in index
-    assert "| timm | 1371 | 1826 | 1266 |" in index
+    assert f"| {covered.group(1)} |" in next(
+        x for x in index.splitlines() if x.startswith("| timm |")
+    )

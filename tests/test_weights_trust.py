@@ -48,8 +48,8 @@ from omnizoo.errors import (
     UnpinnedError,
     UnsafeCheckpointError,
 )
-from omnizoo.values.card import WeightsFile
 from omnizoo.registry.registry import get_card
+from omnizoo.values.card import WeightsFile
 from omnizoo.weights.cache import Cache
 from omnizoo.weights.download import fetch_verified
 from weightserver import WeightServer

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omnizoo.values.data_config import DataConfig
 from omnizoo.loading.build import Upstream, build_model
 from omnizoo.loading.report import LoadReport
 from omnizoo.loading.request import CreateRequest
-from omnizoo.values.card import ModelCard, WeightsFile
 from omnizoo.sources.base import SourceAdapter
+from omnizoo.values.card import ModelCard, WeightsFile
+from omnizoo.values.data_config import DataConfig
 
 WEIGHTS = Path(__file__).with_name("tinynet-brightness.safetensors")
 SHA256 = "9998018cea150c3f3a21e22c0724ee94688de18f02e6d66ecde63e4c5458b884"
