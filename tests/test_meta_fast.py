@@ -66,6 +66,7 @@ def _init_ops(ops: set[str]) -> set[str]:
 def _torch_state() -> dict[str, Any]:
     """What meta_params may replace while it runs, and the public nn.init functions."""
     state: dict[str, Any] = {op: torch.Tensor.__dict__.get(op) for op in INIT_OPS}
+    state.update({f"getattr.{op}": getattr(torch.Tensor, op, None) for op in INIT_OPS})
     state["register_parameter"] = nn.Module.register_parameter
     state.update({f"init.{n}": getattr(nn.init, n) for n in dir(nn.init) if n.endswith("_")})
     return state

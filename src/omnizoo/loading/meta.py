@@ -84,6 +84,7 @@ SKIPPED_ON_META: tuple[str, ...] = (
 )
 _original_ops: dict[str, Any] = {}
 _wrappers: dict[str, Any] = {}
+_ABSENT = object()
 
 
 def _skip_on_meta(name: str, original: Any) -> Any:
@@ -111,7 +112,8 @@ def _patch() -> None:
         original = getattr(torch.Tensor, name, None)
         if original is None:  # an op this torch does not have
             continue
-        _original_ops[name] = original
+        # what Tensor itself held (usually nothing: the op is inherited from TensorBase)
+        _original_ops[name] = torch.Tensor.__dict__.get(name, _ABSENT)
         _wrappers[name] = wrapper = _skip_on_meta(name, original)
         setattr(torch.Tensor, name, wrapper)
 
@@ -128,7 +130,11 @@ def _unpatch() -> None:
             nn.Module.register_parameter = _original_register_parameter  # type: ignore[method-assign]
         _original_register_parameter = None
     for name, original in _original_ops.items():
-        if torch.Tensor.__dict__.get(name) is _wrappers.get(name):
+        if torch.Tensor.__dict__.get(name) is not _wrappers.get(name):
+            continue
+        if original is _ABSENT:
+            delattr(torch.Tensor, name)
+        else:
             setattr(torch.Tensor, name, original)
     _original_ops.clear()
     _wrappers.clear()
