@@ -38,7 +38,6 @@ from . import fsafe
 from .guard import cache_guard
 from .maintenance import BlobInfo, CacheMaintenance
 from .partials import CachePartials
-from .prune import DEFAULT_GRACE_S, prune_cache
 from .records import clean_ref, read_json, size_of, write_json
 from .records import is_digest as _is_digest
 
@@ -71,6 +70,8 @@ class Cache(CachePartials, CacheMaintenance):
         meta without a blob, blobs no ref points at, and unused lock files; nothing younger
         than ``grace`` seconds (default an hour) and nothing a live download needs. See
         :mod:`omnizoo.weights.prune`."""
+        from .prune import DEFAULT_GRACE_S, prune_cache  # only `cache prune` needs it
+
         grace = DEFAULT_GRACE_S if grace is None else grace
         return prune_cache(self, dry_run=dry_run, grace=grace)
 

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING
 from ..errors import CacheError, DownloadError, IntegrityError, UnpinnedError
 from ..settings import Settings, get_settings
 from .cache import Cache, url_key
-from .download_chain import download_chain, stall_timeout
 from .expect import expected, on_origin, pinned_url, ref_urls
 from .hashing import parse_hash_prefix
 from .lockfile import WeightsLock, active_lock
@@ -173,6 +172,10 @@ def _fetch(
     if isinstance(served, Fetched):
         return served
     want = served  # to download, with the origin's sha256 when it was asked
+    # the download machinery (transport, partial files, httpx) only when bytes must move: a
+    # warm cache never imports it
+    from .download_chain import download_chain, stall_timeout
+
     candidates = plan_candidates(
         urls,
         settings,
