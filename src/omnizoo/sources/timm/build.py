@@ -156,8 +156,15 @@ def _random(timm: Any, name: str, kwargs: dict[str, Any], request: CreateRequest
     if request.on_meta:
         import torch
 
-        with torch.device("meta"):
-            return timm.create_model(name, pretrained=False, **kwargs)
+        try:
+            with torch.device("meta"):
+                return timm.create_model(name, pretrained=False, **kwargs)
+        except (NotImplementedError, RuntimeError) as exc:
+            if "meta" not in str(exc):
+                raise
+            # an older timm whose builder reads tensor values (Hiera's drop-path rates end in
+            # .item() on timm 1.0.9): its tensors on the CPU, its parameters still on meta
+            # (the skeleton's meta_params), its buffers moved to meta by the skeleton
     return timm.create_model(name, pretrained=False, **kwargs)
 
 
