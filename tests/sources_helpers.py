@@ -90,3 +90,22 @@ def random_state_dict(shapes: dict[str, Any]) -> dict[str, Any]:
             t = 0.1 * torch.randn(shape, generator=g)
         out[k] = t.to(v.dtype) if v.dtype.is_floating_point else t
     return out
+
+
+def forget_timm_model(name: str) -> None:
+    """Remove a model a test registered with timm from timm's registry (timm's own
+    ``_clear_model_entries`` where it exists; timm < 1.0.12 lacks it: the same tables by hand)."""
+    from timm.models import _registry as reg
+
+    clear = getattr(reg, "_clear_model_entries", None)
+    if clear is not None:
+        clear(name)
+    else:
+        module = reg._model_to_module.pop(name, None)
+        if module is not None:
+            reg._module_to_models.get(module, set()).discard(name)
+        for key in [*reg._model_with_tags.pop(name, []), name]:
+            reg._model_pretrained_cfgs.pop(key, None)
+            reg._model_has_pretrained.discard(key)
+        reg._model_default_cfgs.pop(name, None)
+    reg._model_entrypoints.pop(name, None)

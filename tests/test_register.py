@@ -35,6 +35,7 @@ from omnizoo import (
 from omnizoo.registry.index import load_index
 from omnizoo.sources import table
 from omnizoo.sources.user import unregister_model
+from sources_helpers import forget_timm_model
 from tolerance import assert_outputs_close, assert_state_dicts_equal
 from weightserver import WeightServer
 
@@ -163,7 +164,6 @@ def test_models_registered_with_timm_appear_under_timm(monkeypatch: pytest.Monke
     import timm
     from timm.models import register_model as timm_register
     from timm.models._builder import build_model_with_cfg
-    from timm.models._registry import _clear_model_entries, _model_entrypoints
     from timm.models.resnet import BasicBlock, ResNet
 
     assert "timm:my_test_resnet" not in list_models("my_test_*")
@@ -190,8 +190,7 @@ def test_models_registered_with_timm_appear_under_timm(monkeypatch: pytest.Monke
         index = load_index("timm")
         assert index.path is None or "my_test_resnet" not in index.path.read_text()
     finally:
-        _clear_model_entries("my_test_resnet")
-        _model_entrypoints.pop("my_test_resnet", None)
+        forget_timm_model("my_test_resnet")
     assert list_models("my_test_*") == []
 
 

@@ -19,6 +19,7 @@ from omnizoo.registry import index as index_mod
 from omnizoo.registry import resolved
 from omnizoo.registry.resolution import Candidate, Resolution, list_sources, resolve
 from omnizoo.values.names import parse_name
+from sources_helpers import forget_timm_model
 
 NAMES = [
     "resnet50",  # bare: torchvision first
@@ -148,7 +149,4 @@ def test_timm_models_registered_in_the_process_are_never_remembered() -> None:
         # nor is a remembered timm card used while such cards exist (one may replace it)
         assert _lookup("timm:resnet50.a1_in1k") is None
     finally:
-        from timm.models._registry import _clear_model_entries, _model_entrypoints
-
-        _clear_model_entries("omnizoo_test_resolved_net")
-        _model_entrypoints.pop("omnizoo_test_resolved_net", None)
+        forget_timm_model("omnizoo_test_resolved_net")
