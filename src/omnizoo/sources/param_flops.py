@@ -29,6 +29,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ..loading.meta import SKIPPED_ON_META
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -53,40 +55,10 @@ __all__ = [
 #: The provenance text of counted figures (the torch version is added where they are counted).
 COUNTED = "counted: meta-device build, torch.utils.flop_counter formulas"
 
-# In-place ops that only fill a tensor (init); on a meta tensor they return it unchanged.
-_FILL_OPS = (
-    "uniform_",
-    "normal_",
-    "erfinv_",
-    "clamp_",
-    "clamp_min_",
-    "clamp_max_",
-    "mul_",
-    "add_",
-    "sub_",
-    "div_",
-    "fill_",
-    "zero_",
-    "copy_",
-    "exponential_",
-    "bernoulli_",
-    "random_",
-    "log_normal_",
-    "cauchy_",
-    "geometric_",
-    "exp_",
-    "log_",
-    "sqrt_",
-    "neg_",
-    "abs_",
-    "addcmul_",
-    "addcdiv_",
-    "masked_fill_",
-    "fmod_",
-    "floor_",
-    "sign_",
-    "tanh_",
-)
+# In-place ops that only fill a tensor (init); on a meta tensor they return it unchanged: the
+# list the meta builds of create_model skip (loading.meta), plus copy_ and floor_, which only a
+# count may skip (a build's loader copies into real tensors inside the same scope)
+_FILL_OPS = (*SKIPPED_ON_META, "copy_", "floor_")
 
 
 def _skip_fill_mode() -> Any:
