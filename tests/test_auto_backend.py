@@ -124,6 +124,9 @@ def test_the_choice_is_explained_and_remembered(isolated_home: Path) -> None:
     assert p.backend == choice.backend in ("torch", "onnxruntime")
     assert choice.parity is not None and choice.parity < 1e-3
     assert choice.torch_ms and choice.onnxruntime_ms and "(measured)" in choice.reason
+    # each figure is named by its backend, whichever won
+    named = f"onnxruntime {choice.onnxruntime_ms:.1f} ms vs torch {choice.torch_ms:.1f} ms"
+    assert named in choice.reason
     again = Predictor(tiny(), device="cpu", data_config=CONFIG, labels=LABELS, batch_size=4)
     assert "measured before on this machine" in again.backend_choice.reason
     assert again.backend == p.backend and "reused" in (again.backend_choice.export or "")

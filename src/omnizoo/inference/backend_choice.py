@@ -267,7 +267,7 @@ def _onnx_or_torch(
         how = "measured before on this machine"
     torch_ms = 1000 * float(record["torch_s"]) / batch
     ort_ms = 1000 * float(record["onnxruntime_s"]) / batch
-    speed = f"{ort_ms:.1f} vs {torch_ms:.1f} ms per image ({how})"
+    speed = f"onnxruntime {ort_ms:.1f} ms vs torch {torch_ms:.1f} ms per image ({how})"
     if record["backend"] == "onnxruntime":
         reason = (
             f"onnxruntime is {torch_ms / max(ort_ms, 1e-9):.2f}x faster than torch here: {speed}"
