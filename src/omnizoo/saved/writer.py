@@ -15,6 +15,7 @@ from typing import Any
 from .._version import __version__
 from ..values.card import ModelCard
 from ..values.relabel import with_saved_file
+from ..weights import fsafe
 from .folder import CARD_FILE, FORMAT, FORMAT_VERSION, SAFETENSORS_CARD_KEY, WEIGHTS_FILE
 
 __all__ = ["write_folder"]
@@ -60,7 +61,9 @@ def write_folder(
         "weights": {"file": WEIGHTS_FILE, "sha256": digest, "size": size, "format": "safetensors"},
         "lineage": dict(lineage or {}),
     }
-    _write_atomic(target / CARD_FILE, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8"))
+    fsafe.write_atomic(
+        target / CARD_FILE, json.dumps(doc, indent=2, sort_keys=True).encode("utf-8")
+    )
 
 
 def _write_weights(state: dict[str, Any], path: Path, metadata: dict[str, str]) -> tuple[str, int]:
@@ -80,19 +83,6 @@ def _write_weights(state: dict[str, Any], path: Path, metadata: dict[str, str]) 
             os.unlink(tmp)
         raise
     return digest, size
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        _umask_mode(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _umask_mode(path: Path) -> None:
