@@ -34,7 +34,17 @@ import traceback
 from collections.abc import Sequence
 
 # Command-group modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("models", "compare", "plot", "download", "lock", "cache", "predict", "export")
+COMMAND_MODULES = (
+    "models",
+    "compare",
+    "plot",
+    "download",
+    "lock",
+    "cache",
+    "predict",
+    "export",
+    "benchmark",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
