@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-__all__ = ["compare_rows", "register"]
+__all__ = ["compare_rows", "measured_rows", "register"]
 
 
 def register(subparsers: Any) -> None:
@@ -111,10 +111,73 @@ def compare_rows(cards: list[Any]) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def measured_rows(cards: list[Any], measured: Any) -> list[tuple[str, list[str]]]:
+    """The rows of what was measured on this machine (``omnizoo benchmark``, ``omnizoo
+    validate``) for ``cards``; none when nothing was."""
+    lat = [measured.latency(c.name) for c in cards]
+    best = [measured.throughput(c.name) for c in cards]
+    acc = [measured.top1(c.name) for c in cards]
+    rows: list[tuple[str, list[str]]] = []
+    if any(lat):
+        rows.append(
+            (
+                "measured ms (batch 1)",
+                [
+                    "-"
+                    if r is None
+                    else f"{r.latency_ms_median:.2f} ({r.backend} {r.precision} "
+                    f"{r.device}, {r.threads} threads)"
+                    for r in lat
+                ],
+            )
+        )
+    if any(best):
+        rows.append(
+            (
+                "measured img/s",
+                [
+                    "-"
+                    if r is None
+                    else f"{r.throughput_ips:.1f} (batch {r.batch_size}, {r.backend})"
+                    for r in best
+                ],
+            )
+        )
+    if any(acc):
+        rows.append(
+            (
+                "measured top1",
+                ["-" if r is None else f"{r.top1:.2f} on {r.n} images ({r.dataset})" for r in acc],
+            )
+        )
+    return rows
+
+
+def _measured_json(card: Any, measured: Any) -> dict[str, Any] | None:
+    from dataclasses import asdict
+
+    lat, best, acc = (
+        measured.latency(card.name),
+        measured.throughput(card.name),
+        measured.top1(card.name),
+    )
+    if lat is None and best is None and acc is None:
+        return None
+    return {
+        "fingerprint": measured.fingerprint,
+        "latency": asdict(lat) if lat else None,
+        "throughput": asdict(best) if best else None,
+        "top1": asdict(acc) if acc else None,
+    }
+
+
 def run_compare(args: argparse.Namespace) -> int:
+    from ..inference.measured import read_measured
     from ..registry.registry import get_card
+    from .table import side_by_side, terminal_width
 
     cards = [get_card(name) for name in args.models]
+    measured = read_measured()  # this machine's; a damaged file is a warning, read as empty
     if args.format == "json":
         from ..registry.listing import file_mb
 
@@ -123,14 +186,12 @@ def run_compare(args: argparse.Namespace) -> int:
             data["name"] = card.name
             data["file_mb"] = file_mb(card)
             data["verified_by"] = _check(card)
+            data["measured"] = _measured_json(card, measured)
             print(json.dumps(data, ensure_ascii=False))
         return 0
     rows = [("name", [c.name for c in cards]), *compare_rows(cards)]
-    label = max(len(r[0]) for r in rows)
-    widths = [max(len(r[1][i]) for r in rows) for i in range(len(cards))]
+    rows[5:5] = measured_rows(cards, measured)  # beside the published top1/top5 and dataset
     out = sys.stdout
-    for field, values in rows:
-        cells = "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))
-        out.write(f"{field.ljust(label)}  {cells}".rstrip() + "\n")
+    out.write("\n".join(side_by_side(rows, terminal_width())) + "\n")
     out.flush()
     return 0
