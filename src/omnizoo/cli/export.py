@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .predict import add_trust_option
+
 __all__ = ["register"]
 
 
@@ -51,6 +53,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="load weights from this local file (e.g. a fine-tuned checkpoint)",
     )
+    add_trust_option(p)
     p.add_argument(
         "--random-init",
         action="store_true",
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
     if args.num_classes is not None:
         kwargs["num_classes"] = args.num_classes
+    if args.trust:
+        kwargs["trust"] = args.trust
     if args.checkpoint:
         model = create_model(args.model, checkpoint_path=Path(args.checkpoint), **kwargs)
     else:

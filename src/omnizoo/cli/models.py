@@ -7,6 +7,8 @@
     omnizoo list --task detection --json
     omnizoo info resnet50 --json
     omnizoo info timm:resnet18.a1_in1k --summary
+    omnizoo info model.onnx                 # the card export_onnx wrote into the file
+    omnizoo info runs/ft                    # a save_pretrained folder's card.json
     omnizoo explain resnet50.a1_in1k
 """
 
@@ -82,7 +84,11 @@ def register(subparsers: Any) -> None:
         description="Show the model card: weights file, classes, "
         "preprocessing, metrics, licence, origin.",
     )
-    p.add_argument("model", metavar="MODEL")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        help="a model name, a save_pretrained folder, or an .onnx/.safetensors file omnizoo wrote",
+    )
     p.add_argument("--json", action="store_true", help="the card as JSON")
     p.add_argument(
         "--summary",
@@ -111,7 +117,7 @@ def run_list(args: argparse.Namespace) -> int:
     from ..registry.listing import card_row, format_rows, parse_columns
     from ..registry.registry import get_card, list_models
 
-    columns = parse_columns(args.columns)
+    columns = _with_sort_column(parse_columns(args.columns), args.sort)
     names = list_models(
         args.pattern,
         source=args.source,
@@ -153,6 +159,18 @@ def run_list(args: argparse.Namespace) -> int:
         out.write(text if text.endswith("\n") or not text else text + "\n")
     out.flush()
     return 0
+
+
+def _with_sort_column(columns: list[str], sort: str | None) -> list[str]:
+    """``columns`` plus the sort key's column: a listing ordered by top1 shows top1 (a
+    ranking whose figure is hidden reads as arbitrary)."""
+    from ..registry.listing import COLUMNS
+    from ..registry.registry import SORT_KEYS
+
+    key = (sort or "").strip().lower().lstrip("+-")
+    if key in SORT_KEYS and key in COLUMNS and key not in columns:
+        return [*columns, key]
+    return columns
 
 
 def card_lines(card: Any) -> list[str]:
@@ -264,9 +282,7 @@ def cached_line(urls: Any) -> str:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from ..registry.registry import get_card
-
-    card = get_card(args.model)
+    card = _info_card(args.model)
     if args.json:
         print(json.dumps(card.to_dict(), indent=1))
     else:
@@ -281,6 +297,23 @@ def run_info(args: argparse.Namespace) -> int:
         model = create_model(args.model if card.source == "local" else card)
         print(layer_summary(model, tuple(card.data.input_size)))
     return 0
+
+
+def _info_card(model: str) -> Any:
+    """The card ``info`` shows: a model file's own (an ``.onnx`` from ``export_onnx``, a
+    ``.safetensors`` from ``save_pretrained``: what :func:`omnizoo.read_card` reads, the
+    reader ``predict model.onnx`` uses), else the registry's or a saved folder's
+    (:func:`omnizoo.get_card`)."""
+    from pathlib import Path
+
+    from ..registry.registry import get_card
+
+    path = Path(model).expanduser()
+    if path.suffix.lower() in (".onnx", ".safetensors") and path.is_file():
+        from ..saved.folder import read_card
+
+        return read_card(path)
+    return get_card(model)
 
 
 def run_explain(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ labels and task (classification, detection, keypoints, segmentation).
     omnizoo predict model.onnx cat.jpg          # an omnizoo export: its labels, preprocessing
     omnizoo predict finetuned.onnx cat.jpg --labels labels.txt  # own labels, one per line
     omnizoo predict resnet50 photos/ --precision int8 --calibration some_photos/ -v
+    omnizoo predict timm:resnet50 cat.jpg --checkpoint model_best.pth.tar --trust argparse.Namespace
 
 IMAGE: files, directories (their image files, recursively, sorted) or glob patterns. Without
 ``--out`` the answers are printed (text, or one JSON document with ``--json``). With ``--out``
@@ -43,7 +44,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+__all__ = ["add_trust_option", "positive_int", "register"]
 
 
 def register(subparsers: Any) -> None:
@@ -61,9 +62,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="files, directories or globs")
     p.add_argument(
         "--topk",
-        type=int,
+        type=positive_int,
         default=None,
-        help="classes per image (default 5); for detection/segmentation: the most kept",
+        metavar="K",
+        help="classes per image, 1 or more (default 5); for detection/segmentation: the most kept",
     )
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, default=32, help="images per forward pass")
@@ -107,6 +109,7 @@ def register(subparsers: Any) -> None:
         default=None,
         help="load weights from this local file instead of the model's download",
     )
+    add_trust_option(p)
     p.add_argument(
         "--labels",
         metavar="FILE",
@@ -157,6 +160,31 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
+def add_trust_option(p: Any) -> None:
+    """``--trust GLOBAL`` (repeatable): ``create_model(trust=[...])`` on the command line."""
+    p.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="GLOBAL",
+        help="allow this global (module.Name) in a trusted --checkpoint, still without "
+        "arbitrary unpickling; e.g. --trust argparse.Namespace for a timm train.py checkpoint "
+        "(repeatable)",
+    )
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number of 1 or more, else a usage error (exit 2) naming
+    the value and the range (``--topk 0`` once printed five classes as if it were unset)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0  # not a whole number: the same message
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: give a whole number, 1 or more")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """Build the Predictor (or the Ray run), predict, print or write."""
     from ..errors import ConfigurationError
@@ -193,6 +221,7 @@ def _predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "backend": args.backend,
         "num_workers": args.num_workers,
         "checkpoint_path": args.checkpoint,
+        "trust": args.trust or None,
         "task": args.task,
         "score_threshold": args.score_threshold,
         "labels": read_label_file(args.labels) if args.labels else None,

@@ -57,9 +57,14 @@ def is_module(model: Any) -> bool:
 
 
 def open_model(
-    name_or_model: Any, checkpoint_path: Any, data_config: DataConfig | None
+    name_or_model: Any,
+    checkpoint_path: Any,
+    data_config: DataConfig | None,
+    *,
+    trust: Any = None,
 ) -> tuple[Any, Any]:
-    """``(model, card)`` for a name, an ``.onnx`` file or a model; torch models in eval mode."""
+    """``(model, card)`` for a name, an ``.onnx`` file or a model; torch models in eval mode.
+    ``trust``: the globals a name's checkpoint may build (``create_model(trust=...)``)."""
     from ..data.resolve import card_of
 
     if isinstance(name_or_model, os.PathLike) or (
@@ -80,9 +85,9 @@ def open_model(
         from ..registry.factory import create_model
 
         if checkpoint_path is not None:
-            model = create_model(name_or_model, checkpoint_path=Path(checkpoint_path))
+            model = create_model(name_or_model, checkpoint_path=Path(checkpoint_path), trust=trust)
         else:
-            model = create_model(name_or_model, pretrained=True)
+            model = create_model(name_or_model, pretrained=True, trust=trust)
         card = getattr(model, "omnizoo_card", None) or card_of(name_or_model)
     else:
         if checkpoint_path is not None:

@@ -23,8 +23,11 @@ Bad images do not sink the batch: each file that cannot be decoded becomes an
 :class:`~omnizoo.errors.ImageLoadError` naming it. ``on_error`` decides what happens:
 
 * ``"return"`` (default): its entry in the result is empty (``[]``; ``None`` for
-  segmentation) and the error is in ``result.errors[i]``; every other image is predicted;
-* ``"skip"``: its entry is left out (``result.indices`` maps entries back to inputs);
+  segmentation) and the error is in ``result.errors[i]`` (and counted in the result's repr);
+  every other image is predicted; nothing is logged, so a caller that reports
+  ``result.errors`` (the CLI does) reports each bad image once;
+* ``"skip"``: its entry is left out (``result.indices`` maps entries back to inputs) and a
+  warning is logged (logger ``omnizoo.predict``);
 * ``"raise"``: the first error is raised.
 """
 
@@ -62,13 +65,15 @@ _PROBABILITY_OUTPUTS = ("probabilities", "probs", "softmax")
 class Predictor:
     """Predict with a model, its exact preprocessing, its labels and its task.
 
-    ``name_or_model``: a model name (built with ``create_model(name, pretrained=True)``, or
-    from ``checkpoint_path``), a model from ``create_model`` (it carries its card), the path
-    of an ``.onnx`` file (omnizoo's exports carry their preprocessing and labels), or any
-    ``nn.Module`` / ONNX model together with ``data_config`` (and ``labels``). The model is
-    put in eval mode. ``labels``: one per model output, in order (e.g. from
-    :func:`~omnizoo.data.labels.read_label_file`); a count that does not match the
-    model's outputs is a :class:`~omnizoo.errors.ConfigurationError` naming both numbers.
+    ``name_or_model``: a model name (built with ``create_model(name, pretrained=True)``, or from
+    ``checkpoint_path``), a model from ``create_model`` (it carries its card), the path of an
+    ``.onnx`` file (omnizoo's exports carry their preprocessing and labels), or any
+    ``nn.Module`` / ONNX model together with ``data_config`` (and ``labels``). The model is put
+    in eval mode. ``trust``: globals a trusted checkpoint may build, as for
+    :func:`omnizoo.create_model` (``["argparse.Namespace"]`` for a timm train.py checkpoint).
+    ``labels``: one per model output, in order (e.g. from
+    :func:`~omnizoo.data.labels.read_label_file`); a count that does not match the model's
+    outputs is a :class:`~omnizoo.errors.ConfigurationError` naming both numbers.
 
     ``backend``: ``"auto"`` (default; see :mod:`omnizoo.inference.backend_choice`), ``"torch"`` or
     ``"onnxruntime"`` (a torch classifier is exported once into the weights cache). The
@@ -104,9 +109,10 @@ class Predictor:
             a classifier; ``scores()`` on a detector); bf16 on a CPU without native bf16; a
             reduced precision whose top-1 agreement is below ``min_agreement``.
         ImageLoadError: from ``predict(on_error="raise")``, an image that cannot be decoded.
-        Building a model by name raises what :func:`omnizoo.create_model` raises
-        (UnknownModelError, DownloadError, IntegrityError, CheckpointError...); an ``.onnx``
-        file, what :func:`omnizoo.read_card` raises; onnxruntime failures are BackendError.
+        OmnizooError: building a model by name raises what :func:`omnizoo.create_model`
+            raises (UnknownModelError, DownloadError, IntegrityError, CheckpointError...); an
+            ``.onnx`` file, what :func:`omnizoo.read_card` raises; onnxruntime failures are
+            BackendError.
     """
 
     def __init__(
@@ -120,6 +126,7 @@ class Predictor:
         data_config: DataConfig | None = None,
         labels: Sequence[str] | None = None,
         checkpoint_path: str | os.PathLike[str] | None = None,
+        trust: Sequence[str] | None = None,
         precision: str = "auto",
         channels_last: bool = True,
         prefetch: int = 2,
@@ -155,7 +162,7 @@ class Predictor:
 
         if isinstance(name_or_model, str) and not name_or_model.lower().endswith(".onnx"):
             resolve_task(task, card_or_none(name_or_model), None)  # refused before a build
-        model, card = open_model(name_or_model, checkpoint_path, data_config)
+        model, card = open_model(name_or_model, checkpoint_path, data_config, trust=trust)
         self.model = model
         self.card = card
         self.task = resolve_task(task, card, model)
@@ -239,8 +246,8 @@ class Predictor:
                 if on_error == "raise":
                     raise outcome
                 errors[index] = outcome
-                log.warning("skipped image %d: %s", index, outcome)
-                if on_error == "skip":
+                if on_error == "skip":  # the one mode whose answer does not show the image:
+                    log.warning("skipped image %d: %s", index, outcome)  # say it once here
                     continue
                 outcome = None if self.task == "segmentation" else []
             items.append(outcome)

@@ -53,14 +53,15 @@ class RunSummary:
 def expand_images(items: Iterable[str | os.PathLike[str]]) -> list[str]:
     """Paths for directories (their image files, recursively, sorted), glob patterns (the
     files they match, sorted; ``**`` is recursive) and files (as given). URIs (``s3://...``)
-    are kept as they are.
+    are kept as they are. A directory without image files, or a pattern matching no file, is
+    a :class:`~omnizoo.errors.ConfigurationError`.
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "a.jpg").touch(); (d / "b.txt").touch()
     >>> [pathlib.Path(p).name for p in expand_images([d])]
     ['a.jpg']
     """
-    from ..data.stats import iter_image_files
+    from ..data.stats import IMAGE_EXTENSIONS, iter_image_files
 
     out: list[str] = []
     for raw in items:
@@ -69,7 +70,14 @@ def expand_images(items: Iterable[str | os.PathLike[str]]) -> list[str]:
         if "://" in text:
             out.append(text)
         elif path.is_dir():
-            out.extend(str(p) for p in iter_image_files(path))
+            found = iter_image_files(path)
+            if not found:  # a run over nothing would "succeed" silently
+                raise ConfigurationError(
+                    f"{text}: no image files in this folder or below (looked for "
+                    f"{' '.join(IMAGE_EXTENSIONS)}); give a folder of images, image "
+                    "files or a glob such as 'photos/**/*.jpg'"
+                )
+            out.extend(str(p) for p in found)
         elif not path.exists() and any(c in text for c in _GLOB_CHARS):
             matches = sorted(glob.glob(text, recursive=True))
             files = [m for m in matches if Path(m).is_file()]

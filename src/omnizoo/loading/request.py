@@ -43,6 +43,9 @@ class CreateRequest:
     device: Any = None
     dtype: Any = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Globals a trusted training checkpoint may build under ``weights_only=True``
+    #: (``create_model(trust=...)``; see :mod:`omnizoo.loading.trust`).
+    trust: tuple[Any, ...] = ()
 
     @property
     def on_meta(self) -> bool:
@@ -63,4 +66,4 @@ class CreateRequest:
             raise ValueError("read_weights() on a request without weights (see has_weights)")
         from .state_dict_files import load_checkpoint
 
-        return load_checkpoint(self.weights_path, verified=self.verified)
+        return load_checkpoint(self.weights_path, verified=self.verified, trust=self.trust)

@@ -3,8 +3,9 @@ dict inside one is found by :mod:`omnizoo.loading.unwrap`.
 
 Nothing here unpickles arbitrary objects unless ``OMNIZOO_TRUST_PICKLE=1`` *and* the file was
 verified by hash (``verified=True``, which callers set only for a download whose state is
-pinned, origin or prefix; the default is False). Every malformed file is a
-:class:`~omnizoo.errors.CheckpointError` naming the path and the cause, never a raw
+pinned, origin or prefix; the default is False). A caller's ``trust=[...]`` allows the named
+globals only, still under ``weights_only=True`` (:mod:`omnizoo.loading.trust`). Every malformed
+file is a :class:`~omnizoo.errors.CheckpointError` naming the path and the cause, never a raw
 KeyError/UnpicklingError/zipfile error; the reader is chosen by content, not by file name.
 """
 
@@ -14,10 +15,12 @@ import contextlib
 import pickle
 import re
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, UnsafeCheckpointError
+from .trust import refusal_hint, refused_globals, trusted_globals
 from .unwrap import clean_state_dict, unwrap_checkpoint
 
 __all__ = ["load_checkpoint", "read_checkpoint", "sniff_format"]
@@ -135,6 +138,7 @@ def read_checkpoint(
     verified: bool = False,
     mmap: bool = True,
     trust_pickle: bool | None = None,
+    trust: Iterable[Any] | str | None = None,
 ) -> Any:
     """Read a checkpoint file safely and return what it holds (usually a dict).
 
@@ -149,11 +153,15 @@ def read_checkpoint(
     A torch file that needs arbitrary unpickling raises :class:`UnsafeCheckpointError` and runs
     nothing, unless ``trust_pickle`` (default: ``OMNIZOO_TRUST_PICKLE``) is set *and*
     ``verified`` is True (the bytes matched a sha256 known before they were downloaded:
-    pinned, origin or prefix; see :mod:`omnizoo.weights.verification`). Anything else that is
-    not a readable checkpoint (a directory, a FIFO, an empty, text or truncated file, a
-    lying header) is a :class:`CheckpointError` naming the path and the cause.
+    pinned, origin or prefix; see :mod:`omnizoo.weights.verification`). ``trust`` names the
+    globals a trusted training checkpoint may build besides tensors (``["argparse.Namespace"]``
+    for timm's train.py), still under ``weights_only=True`` (:mod:`omnizoo.loading.trust`);
+    the refusal names every global the file needs and the ``trust=[...]`` that loads it.
+    Anything else that is not a readable checkpoint (a directory, a FIFO, an empty, text or
+    truncated file, a lying header) is a :class:`CheckpointError` naming the path and the cause.
     """
     path = Path(path)
+    allowed = trusted_globals(trust)
     what, head, size = _open_regular(path)
     if trust_pickle is None:
         from ..settings import get_settings
@@ -178,7 +186,7 @@ def read_checkpoint(
         return _read_npz(path, what)
     zipped = kind == "zip"
     try:
-        return _torch_load(path, weights_only=True, mmap=mmap and zipped)
+        return _torch_load(path, weights_only=True, mmap=mmap and zipped, allowed=allowed)
     except pickle.UnpicklingError as exc:
         reason = _unpickler_reason(exc)
         if trust_pickle and verified:
@@ -190,20 +198,36 @@ def read_checkpoint(
             raise CheckpointError(
                 f"{what} is not a readable torch checkpoint (a damaged pickle stream: {reason})"
             ) from None
-        why = (
-            "OMNIZOO_TRUST_PICKLE=1 only applies to files verified by hash (a sha256 pinned "
-            "by the card or a lock file, announced by the origin, or the file name's prefix) "
-            "and this one is not: pin it with `omnizoo lock` or sha256="
-            if trust_pickle
-            else "set OMNIZOO_TRUST_PICKLE=1 to allow it for verified files you trust"
-        )
-        raise UnsafeCheckpointError(
-            f"{what} needs arbitrary unpickling (weights_only=True refused it: {reason}); "
-            f"nothing was run. {why}, or re-save the checkpoint as a plain state dict / "
-            "safetensors"
-        ) from None
+        raise _refusal(path, what, reason, allowed, verified, trust_pickle) from None
     except Exception as exc:
         raise _unreadable(what, exc) from exc
+
+
+def _refusal(
+    path: Path,
+    what: str,
+    reason: str,
+    allowed: tuple[Any, ...],
+    verified: bool,
+    trust_pickle: bool,
+) -> UnsafeCheckpointError:
+    """The whole story of a refused pickle: every global it needs, and what loads it."""
+    refused = refused_globals(path, reason)
+    if trust_pickle:  # the variable is set, but it cannot apply here
+        note = (
+            " (OMNIZOO_TRUST_PICKLE=1 only applies to files verified by hash: a sha256 pinned "
+            "by the card or a lock file, announced by the origin, or the file name's prefix; "
+            "this one is not: pin it with `omnizoo lock` or sha256=)"
+        )
+    elif verified:
+        note = " (or unpickle this hash-verified file whole with OMNIZOO_TRUST_PICKLE=1)"
+    else:
+        note = ""
+    needs = ", ".join(refused) if refused else reason
+    return UnsafeCheckpointError(
+        f"{what} needs unpickling of Python objects that torch.load(weights_only=True) does "
+        f"not build: {needs}; nothing was run. {refusal_hint(path, refused, allowed)}{note}"
+    )
 
 
 def _unreadable(what: str, exc: BaseException) -> CheckpointError:
@@ -219,7 +243,11 @@ def _unpickler_reason(exc: BaseException) -> str:
     text = _ANSI.sub("", str(exc))
     _, sep, rest = text.partition("WeightsUnpickler error:")
     lines = [ln.strip() for ln in (rest if sep else text).splitlines() if ln.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    # torch's own advice (add_safe_globals) cannot reach omnizoo's load: trust= does that
+    line = lines[0].split(" Please use ", 1)[0].rstrip()
+    return line if len(line) <= 300 else line[:300].rsplit(" ", 1)[0] + " ..."
 
 
 def _needs_unsafe(reason: str) -> bool:
@@ -228,16 +256,21 @@ def _needs_unsafe(reason: str) -> bool:
     return any(w in low for w in ("global", "allowlist", "safe_globals", "reduce", "build"))
 
 
-def _torch_load(path: Path, *, weights_only: bool, mmap: bool) -> Any:
+def _torch_load(
+    path: Path, *, weights_only: bool, mmap: bool, allowed: tuple[Any, ...] = ()
+) -> Any:
     import torch
 
-    if mmap:
-        try:
-            return torch.load(str(path), map_location="cpu", weights_only=weights_only, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-    return torch.load(str(path), map_location="cpu", weights_only=weights_only)
+    with torch.serialization.safe_globals(list(allowed)) if allowed else contextlib.nullcontext():
+        if mmap:
+            try:
+                return torch.load(
+                    str(path), map_location="cpu", weights_only=weights_only, mmap=True
+                )
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+        return torch.load(str(path), map_location="cpu", weights_only=weights_only)
 
 
 def _read_safetensors(path: Path, what: str, head: bytes, size: int) -> Any:
@@ -279,12 +312,17 @@ def _read_npz(path: Path, what: str) -> Any:
 
 
 def load_checkpoint(
-    path: str | Path, *, verified: bool = False, use_ema: bool = True, mmap: bool = True
+    path: str | Path,
+    *,
+    verified: bool = False,
+    use_ema: bool = True,
+    mmap: bool = True,
+    trust: Iterable[Any] | str | None = None,
 ) -> dict[str, Any]:
     """:func:`read_checkpoint` + :func:`unwrap_checkpoint` + :func:`clean_state_dict`.
 
     Every failure is a :class:`CheckpointError` whose message starts with the path."""
-    obj = read_checkpoint(path, verified=verified, mmap=mmap)
+    obj = read_checkpoint(path, verified=verified, mmap=mmap, trust=trust)
     try:
         return clean_state_dict(unwrap_checkpoint(obj, use_ema=use_ema))
     except CheckpointError as exc:

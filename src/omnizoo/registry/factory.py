@@ -12,13 +12,14 @@ Typed with overloads: an ``onnx:`` zoo name written literally gives an
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from ..errors import ConfigurationError, NoPretrainedWeightsError
 from ..loading.report import LoadReport
 from ..loading.request import CreateRequest
+from ..loading.trust import trusted_globals
 from ..saved.folder import check_weights, checkpoint_card, local_folder, read_saved
 from ..values.card import ModelCard
 from ..values.lineage import Start
@@ -52,6 +53,7 @@ def create_model(  # listed first: a literal onnx: name is also a str
     strict: bool = True,
     lock: str | Path | WeightsLock | bool | None = None,
     labels: Sequence[str] | None = None,
+    trust: Sequence[str | Callable[..., Any]] | None = None,
     **kwargs: Any,
 ) -> OnnxModel: ...
 
@@ -71,6 +73,7 @@ def create_model(
     strict: bool = True,
     lock: str | Path | WeightsLock | bool | None = None,
     labels: Sequence[str] | None = None,
+    trust: Sequence[str | Callable[..., Any]] | None = None,
     **kwargs: Any,
 ) -> nn.Module: ...
 
@@ -89,6 +92,7 @@ def create_model(
     strict: bool = True,
     lock: str | Path | WeightsLock | bool | None = None,
     labels: Sequence[str] | None = None,
+    trust: Sequence[str | Callable[..., Any]] | None = None,
     **kwargs: Any,
 ) -> nn.Module | OnnxModel:
     """Build a model by name, optionally with verified pretrained weights.
@@ -125,7 +129,10 @@ def create_model(
     * ``labels``: the names of the classes (one per output), kept on the model's card so
       ``get_labels``, the Predictor and export use them. Without them, a head of another size
       than the card's (``num_classes``, or a checkpoint's) has ``class_0 .. class_{n-1}``; a
-      checkpoint written by ``save_pretrained`` brings its own.
+      checkpoint written by ``save_pretrained`` brings its own;
+    * ``trust``: the globals a trusted checkpoint may build besides tensors, still under
+      ``weights_only=True`` (``trust=["argparse.Namespace"]`` loads a timm ``train.py``
+      checkpoint; see :mod:`omnizoo.loading.trust`).
 
     The model comes back in the mode upstream returns it (train), and carries ``omnizoo_card``
     (so ``get_card(model)`` works) and ``omnizoo_load_report`` (a
@@ -178,6 +185,7 @@ def create_model(
                 "out_indices": out_indices,
                 "checkpoint_path": checkpoint_path,
                 "lock": lock,
+                "trust": trust,
                 **kwargs,
             },
         )
@@ -204,6 +212,7 @@ def create_model(
         device=device,
         dtype=_dtype(dtype),
         kwargs=dict(kwargs),
+        trust=trusted_globals(trust),
     )
     adapter = get_adapter(card.source)
     resolved, request = adapter.resolve(card, request)
