@@ -49,6 +49,7 @@ _LAZY: dict[str, str] = {
     "Predictor": "omnizoo.inference.predictor",
     "Resolution": "omnizoo.registry.resolution",
     "WeightsFile": "omnizoo.values.card",
+    "benchmark": "omnizoo.inference.benchmark",
     "compute_mean_std": "omnizoo.data.stats",
     "create_model": "omnizoo.registry.factory",
     "create_transform": "omnizoo.data.transforms",
@@ -101,6 +102,7 @@ __all__ = [
     "UnsupportedError",
     "WeightsFile",
     "__version__",
+    "benchmark",
     "compute_mean_std",
     "create_model",
     "create_transform",
@@ -146,6 +148,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .finetune.heads import reset_classifier
     from .finetune.param_groups import param_groups
     from .finetune.pretrained import save_pretrained
+    from .inference.benchmark import benchmark
     from .inference.predictor import Prediction, Predictor
     from .loading.report import LoadReport
     from .registry.downloads import download_weights
