@@ -56,6 +56,7 @@ _LAZY: dict[str, str] = {
     "download_weights": "omnizoo.registry.downloads",
     "explain": "omnizoo.registry.resolution",
     "export_onnx": "omnizoo.export.onnx",
+    "fit": "omnizoo.finetune.training",
     "freeze": "omnizoo.finetune.freeze",
     "get_card": "omnizoo.registry.registry",
     "get_labels": "omnizoo.data.labels",
@@ -69,6 +70,7 @@ _LAZY: dict[str, str] = {
     "save_pretrained": "omnizoo.finetune.pretrained",
     "trainable_summary": "omnizoo.finetune.freeze",
     "unfreeze": "omnizoo.finetune.freeze",
+    "validate": "omnizoo.inference.validate",
 }
 
 __all__ = [
@@ -109,6 +111,7 @@ __all__ = [
     "download_weights",
     "explain",
     "export_onnx",
+    "fit",
     "freeze",
     "get_card",
     "get_labels",
@@ -122,6 +125,7 @@ __all__ = [
     "save_pretrained",
     "trainable_summary",
     "unfreeze",
+    "validate",
 ]
 
 
@@ -148,6 +152,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .finetune.heads import reset_classifier
     from .finetune.param_groups import param_groups
     from .finetune.pretrained import save_pretrained
+    from .finetune.training import fit
     from .inference.benchmark import benchmark
     from .inference.predictor import Prediction, Predictor
     from .loading.report import LoadReport

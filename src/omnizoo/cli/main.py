@@ -44,6 +44,8 @@ COMMAND_MODULES = (
     "predict",
     "export",
     "benchmark",
+    "validate",
+    "finetune",
 )
 
 
