@@ -21,8 +21,8 @@ class LoadReport:
     False
 
     Raises:
-        Nothing: a record of what happened; ``create_model`` raises before it would hold an
-        error (with ``strict=True``).
+        Nothing: a record of what happened; ``create_model`` raises before it would hold
+            an error (with ``strict=True``).
     """
 
     source_file: str | None = None

@@ -19,7 +19,7 @@ from ..registry.index import load_index
 from ..registry.resolution import list_sources
 from ..values.card import ModelCard
 
-__all__ = ["PLOT_NAME", "main", "source_table", "write_tables"]
+__all__ = ["PLOT_NAME", "hash_check", "main", "source_table", "write_tables"]
 
 PLOT_NAME = "zoo.png"
 #: robustness sets shown as columns when a source has them: (extra metric, header)
@@ -43,14 +43,23 @@ def _size(card: ModelCard) -> str:
     return f"{d.input_size[1]}x{d.input_size[2]}"
 
 
-def _check(card: ModelCard) -> str:
+def hash_check(card: ModelCard) -> str:
+    """How a download of the card's weights is verified: ``sha256`` (pinned by the card),
+    ``prefix <hex>`` (the file name's hash prefix), ``Hub sha256`` (announced by the Hugging
+    Face Hub), ``none``; ``""`` for a card without weights. The tables and the zoo page show it.
+
+    >>> from omnizoo.values.card import ModelCard, WeightsFile
+    >>> weights = WeightsFile(urls=(), filename="a-1f2e.pth", hash_prefix="1f2e")
+    >>> hash_check(ModelCard(source="t", arch="a", weights=weights))
+    'prefix 1f2e'
+    """
     w = card.weights
     if w is None:
         return ""
     if w.sha256:
         return "sha256"
     if w.hash_prefix:
-        return f"prefix `{w.hash_prefix}`"
+        return f"prefix {w.hash_prefix}"
     if w.hf_hub_id:
         return "Hub sha256"
     return "none"
@@ -143,7 +152,7 @@ def source_table(source: str, cards: Sequence[ModelCard], key: str = "") -> str:
                     params,
                     c.gflops,
                     c.weights.format if c.weights else "",
-                    _check(c),
+                    re.sub(r"^prefix (\w+)$", r"prefix `\1`", hash_check(c)),
                     c.license,
                 )
             )
