@@ -27,11 +27,13 @@ from ..values.card import ModelCard
 __all__ = [
     "SOURCE_COLOURS",
     "MeasuredPoint",
+    "measured_figure",
     "pareto_front",
     "place_labels",
     "plot_measured",
     "plot_zoo",
     "plottable",
+    "zoo_figure",
 ]
 
 #: one colour per source (matplotlib's tab10, in the table order)
@@ -115,6 +117,7 @@ def place_labels(
     (a label with no free place is left out). Call it after the layout is final
     (``tight_layout``): positions are measured in the figure's pixels."""
     fig = ax.figure
+    fig.canvas.draw()  # lays out the legend ("best" is chosen when drawn) and the ticks
     renderer = fig.canvas.get_renderer()
     inside = ax.get_window_extent(renderer)
     taken = [a.get_window_extent(renderer) for a in avoid]
@@ -166,23 +169,11 @@ class MeasuredPoint:
     measured: bool
 
 
-def plot_measured(
-    points: Sequence[MeasuredPoint],
-    path: str | Path,
-    *,
-    title: str | None = None,
-    machine: str = "this machine",
-) -> tuple[Path, list[str]]:
-    """Draw top-1 against measured latency (log scale) into ``path``; filled markers for an
-    accuracy measured on the user's data, hollow ones for the card's. The Pareto front (no
-    model both faster and more accurate) is drawn and each of its members named. Returns the
-    path and the front's names (fastest first)."""
-    out = Path(path)
-    _check_suffix(out)
-    if not points:
-        raise ConfigurationError(
-            "nothing measured on this machine yet: run `omnizoo benchmark MODEL...` first"
-        )
+def measured_figure(
+    points: Sequence[MeasuredPoint], *, title: str | None = None, machine: str = "this machine"
+) -> tuple[Any, list[str]]:
+    """The figure of :func:`plot_measured` (open: close it with ``plt.close``) and the
+    Pareto front's names."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 6.5), dpi=110)
     try:
@@ -224,26 +215,41 @@ def plot_measured(
         legend = ax.legend(loc="best", fontsize=8)  # few points: where they are not
         fig.tight_layout()
         place_labels(ax, [(n, *xy[n]) for n in front], avoid=[legend], fontsize=7.5)
-        _save(fig, out)
-    finally:
+    except BaseException:
         plt.close(fig)
-    return out, front
+        raise
+    return fig, front
 
 
-def plot_zoo(
-    cards: Sequence[ModelCard],
+def plot_measured(
+    points: Sequence[MeasuredPoint],
     path: str | Path,
     *,
     title: str | None = None,
-    label_front: bool = True,
-) -> Path:
-    """Draw ``cards`` (those with top-1 and GFLOPs; see :func:`plottable`) into ``path``
-    (``.png``, ``.svg`` or ``.pdf``, by its suffix). Returns the path."""
+    machine: str = "this machine",
+) -> tuple[Path, list[str]]:
+    """Draw top-1 against measured latency (log scale) into ``path``; filled markers for an
+    accuracy measured on the user's data, hollow ones for the card's. The Pareto front (no
+    model both faster and more accurate) is drawn and each of its members named. Returns the
+    path and the front's names (fastest first)."""
     out = Path(path)
     _check_suffix(out)
-    points = plottable(cards)
     if not points:
-        raise ConfigurationError("no model with both an ImageNet top-1 and GFLOPs to plot")
+        raise ConfigurationError(
+            "nothing measured on this machine yet: run `omnizoo benchmark MODEL...` first"
+        )
+    fig, front = measured_figure(points, title=title, machine=machine)
+    try:
+        _save(fig, out)
+    finally:
+        _pyplot().close(fig)
+    return out, front
+
+
+def zoo_figure(
+    points: Sequence[ModelCard], *, title: str | None = None, label_front: bool = True
+) -> Any:
+    """The figure of :func:`plot_zoo` for plottable cards (open: close it with ``plt.close``)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 7), dpi=110)
     try:
@@ -287,7 +293,29 @@ def plot_zoo(
         if label_front:
             labels = [(c.name.split(":", 1)[1], *xy[c.name]) for c in front]
             place_labels(ax, labels, avoid=[legend])
+    except BaseException:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def plot_zoo(
+    cards: Sequence[ModelCard],
+    path: str | Path,
+    *,
+    title: str | None = None,
+    label_front: bool = True,
+) -> Path:
+    """Draw ``cards`` (those with top-1 and GFLOPs; see :func:`plottable`) into ``path``
+    (``.png``, ``.svg`` or ``.pdf``, by its suffix). Returns the path."""
+    out = Path(path)
+    _check_suffix(out)
+    points = plottable(cards)
+    if not points:
+        raise ConfigurationError("no model with both an ImageNet top-1 and GFLOPs to plot")
+    fig = zoo_figure(points, title=title, label_front=label_front)
+    try:
         _save(fig, out)
     finally:
-        plt.close(fig)
+        _pyplot().close(fig)
     return out
