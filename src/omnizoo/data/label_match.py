@@ -11,7 +11,8 @@ one means, trying in order:
    as torchvision and caffe's ``val.txt`` count; a 1001-way model's background row is not
    counted);
 4. a label name, compared case-, space-, ``-`` and ``_``-insensitively with each label and
-   with its first comma-separated alias (``"tench, Tinca tinca"`` answers to ``tench``).
+   with its first comma-separated alias (``"tench, Tinca tinca"`` and ``tench`` match each
+   other, whichever side spells the aliases).
 
 A name that matches nothing, or more than one output (ImageNet has two ``crane`` classes),
 stops the run with one :class:`~omnizoo.errors.ConfigurationError` listing them (the first
@@ -103,7 +104,7 @@ def match_classes(
                 continue
             unmatched.append(cls)
             continue
-        hits = by_name.get(_key(target), set())
+        hits = by_name.get(_key(target)) or by_name.get(_key(target.split(",")[0]), set())
         if len(hits) == 1:
             found.append(next(iter(hits)))
         elif hits:
