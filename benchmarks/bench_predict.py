@@ -81,15 +81,11 @@ CPU_SECONDS: dict[str, float] = {}
 
 def best_of(fn: Callable[[], Any], repeats: int, label: str = "") -> float:
     """Best wall time of ``repeats`` runs; the CPU seconds of that run go to CPU_SECONDS."""
-    best = float("inf")
-    for _ in range(repeats):
-        start, cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall = time.perf_counter() - start
-        if wall < best:
-            best = wall
-            CPU_SECONDS[label] = time.process_time() - cpu
-    return best
+    from omnizoo.inference.timing import timed_runs
+
+    wall, cpu = min(timed_runs(fn, repeats=repeats))
+    CPU_SECONDS[label] = cpu
+    return wall
 
 
 def bench_model(name: str, paths: list[Path], args: argparse.Namespace) -> dict[str, float]:
@@ -257,8 +253,9 @@ def bench_ray(
 
 def uptime() -> str:
     """The load averages (1, 5, 15 min), as ``uptime`` prints them: neighbours' load."""
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+    from omnizoo.inference.timing import load_average
+
+    return load_average()
 
 
 def main() -> None:
