@@ -312,8 +312,8 @@ def benchmark(
         UnknownModelError: a name that is not in the registry.
         ConfigurationError: an unknown backend, a device that is not here, a batch size,
             ``warmup`` or ``repeats`` out of range.
-        Building a model raises what :func:`omnizoo.create_model` raises (an ONNX-zoo graph
-        offline: OfflineError).
+        OfflineError: an ONNX-zoo graph (those are their weights) not cached, offline.
+        Building a model raises what :func:`omnizoo.create_model` raises.
     """
     from ..registry.registry import get_card
     from .device import resolve_device
