@@ -98,6 +98,8 @@ def validate(
             data, layout=layout, ground_truth=ground_truth, limit=limit, classes=classes
         )
     )
+    if out is not None and not resume and (Path(out) / "predictions.jsonl").exists():
+        PredictionLog.refuse_existing(Path(out) / "predictions.jsonl")  # before any build
     kwargs: dict[str, Any] = {
         "backend": backend,
         "precision": precision,

@@ -68,13 +68,18 @@ class PredictionLog:
             raise ConfigurationError(f"{path} is a symlink; omnizoo never writes through one")
         if path.exists():
             if not resume:
-                raise ConfigurationError(
-                    f"{path} exists: pass --resume (resume=True) to continue that run, or give "
-                    "another --out"
-                )
+                self.refuse_existing(path)
             self._open_existing()
         else:
             self._create()
+
+    @staticmethod
+    def refuse_existing(path: Path) -> None:
+        """The error for a log that exists when no resume was asked for."""
+        raise ConfigurationError(
+            f"{path} exists: pass --resume (resume=True) to continue that run, or give "
+            "another --out"
+        )
 
     # -- writing --------------------------------------------------------------------------------
 
