@@ -10,6 +10,7 @@ import io
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from omnizoo.inference.measured import read_measured
 from omnizoo.inference.timing import median_iqr
 
 TINY = "timm:test_efficientnet"
-QUICK = {"batch_sizes": [1, 3], "warmup": 1, "repeats": 3}
+QUICK: dict[str, Any] = {"batch_sizes": [1, 3], "warmup": 1, "repeats": 3}
 
 
 def test_best_batch_is_the_highest_throughput_never_below_batch_one() -> None:
