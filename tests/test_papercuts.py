@@ -194,3 +194,50 @@ def test_cli_trust_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "--trust argparse.Namespace" in capsys.readouterr().err
     assert main([*argv, "--backend", "torch", "--trust", "argparse.Namespace"]) == 0
     assert "red.png:" in capsys.readouterr().out
+
+
+# -------------------------------------------- a failed download says how to work without it
+def test_failed_download_names_url_attempts_and_the_ways_round(
+    isolated_home: Path, weight_server: Any
+) -> None:
+    """Before: ``giving up after 5 attempt(s) ...: HTTP 500`` and nothing about offline use,
+    mirrors or copying a cache."""
+    import hashlib
+
+    from omnizoo import download_weights, settings
+    from omnizoo.errors import DownloadError, RemoteNotFoundError
+
+    data = b"weights" * 1000
+    path = f"/models/tiny-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    url = weight_server.add(path, data, fail_500=10)
+    with settings.override(backoff=0.01, retries=2), pytest.raises(DownloadError) as failed:
+        download_weights(url)
+    text = str(failed.value)
+    assert text.startswith(f"{url}: giving up after 2 attempt(s)") and "HTTP 500" in text
+    assert failed.value.url == url and not isinstance(failed.value, RemoteNotFoundError)
+    assert "OMNIZOO_OFFLINE=1" in text and "checkpoint_path=" in text
+    prefix = url.rsplit("/", 1)[0] + "/"
+    assert f'OMNIZOO_MIRRORS=\'{{"{prefix}": ' in text
+    assert f"`omnizoo download {url}` on a connected machine" in text
+    assert str(isolated_home / "weights") in text
+    assert weight_server.route(url).requests == 2
+
+
+def test_progress_bars_are_tqdm_auto() -> None:
+    """Before: ``from tqdm import tqdm`` (a terminal bar, nothing in Jupyter) for predict
+    runs, and the download bar shown only when stderr is a TTY."""
+    import io
+    import sys
+
+    import tqdm.auto
+
+    from omnizoo.inference.progress import Progress
+    from omnizoo.weights.progress_bar import bar_wanted, in_notebook
+
+    meter = Progress(3, bar=True, stream=io.StringIO())
+    assert isinstance(meter._bar, tqdm.auto.tqdm)
+    meter.close()
+    assert not in_notebook()  # no IPython kernel in this process
+    assert bar_wanted(sys.stderr, notebook=True) and not bar_wanted(sys.stderr, notebook=False)
+    assert not bar_wanted(io.StringIO(), notebook=True)  # a captured stream: quiet
+    assert not bar_wanted(sys.stderr, False, notebook=True)  # OMNIZOO_PROGRESS=0 wins

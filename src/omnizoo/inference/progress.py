@@ -1,5 +1,6 @@
-"""Progress of long prediction runs: a bar with images/s and ETA on a terminal, a line per N
-images otherwise (logs, CI, a batch scheduler's output file).
+"""Progress of long prediction runs: a bar with images/s and ETA on a terminal or in Jupyter
+(``tqdm.auto``: :mod:`omnizoo.weights.progress_bar`), a line per N images otherwise (logs, CI,
+a batch scheduler's output file).
 
     >>> import io
     >>> out = io.StringIO()
@@ -20,6 +21,8 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, TypeVar
+
+from ..weights.progress_bar import bar_wanted, make_bar
 
 __all__ = ["PROGRESS_MODES", "Progress", "format_seconds", "make_progress"]
 
@@ -49,8 +52,9 @@ class Progress:
     """Counts images as they are done and shows it.
 
     ``total``: how many images there are (None: unknown, no ETA). ``bar``: True for a tqdm bar,
-    False for lines, None for a bar only when ``stream`` is a terminal. ``every``: images
-    between two lines. ``done``: images already done before this run (a resumed run).
+    False for lines, None for a bar only when ``stream`` is a terminal or a Jupyter kernel's.
+    ``every``: images between two lines. ``done``: images already done before this run (a
+    resumed run).
     """
 
     def __init__(
@@ -72,17 +76,13 @@ class Progress:
         self.started = time.perf_counter()
         self._next_line = self.every
         self._closed = False
-        if bar is None:
-            bar = bool(getattr(self.stream, "isatty", lambda: False)())
         self._bar: Any = None
-        if bar:
-            from tqdm import tqdm
-
-            self._bar = tqdm(
+        if bar_wanted(self.stream, bar):
+            self._bar = make_bar(
+                self.stream,
                 total=total,
                 initial=0,
                 unit="img",
-                file=self.stream,
                 dynamic_ncols=True,
                 smoothing=0.1,
                 desc="omnizoo",

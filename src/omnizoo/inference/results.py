@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ImageLoadError
+from ..values.display import clip, html_grid, one_line, pretty_lines
 
 __all__ = [
     "ClassShare",
@@ -55,6 +56,13 @@ class Prediction:
     def to_dict(self) -> dict[str, Any]:
         """``{"label", "index", "score"}``."""
         return {"label": self.label, "index": self.index, "score": self.score}
+
+    def __repr__(self) -> str:  # a label read from a file may be long: clipped
+        return one_line(
+            "Prediction",
+            None,
+            [("label", self.label), ("index", self.index), ("score", self.score)],
+        )
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,20 @@ class Detection:
         if self.mask is not None:
             out["mask_pixels"] = int(self.mask.sum())
         return out
+
+    def __repr__(self) -> str:  # 17 keypoints' reprs made one detection a paragraph
+        box = "(" + ", ".join(f"{v:.1f}" for v in self.box) + ")"
+        return one_line(
+            "Detection",
+            None,
+            [
+                ("label", self.label),
+                ("index", self.index),
+                ("score", self.score),
+                ("box", _Raw(box)),
+                ("keypoints", len(self.keypoints) or None),
+            ],
+        )
 
 
 @dataclass(frozen=True)
@@ -152,6 +174,54 @@ class PredictionResults(list):  # type: ignore[type-arg,unused-ignore]
         super().__init__(items)
         self.errors: dict[int, ImageLoadError] = dict(errors or {})
         self.indices: list[int] = list(indices) if indices is not None else list(range(len(self)))
+
+    # -- how results show themselves: a count and the first answer, not every box and mask ----
+    def __repr__(self) -> str:
+        first = _answer_text(self[0]) if len(self) and self[0] else None
+        return one_line(
+            "PredictionResults",
+            None,
+            [("images", len(self)), ("errors", len(self.errors) or None), ("first", first)],
+        )
+
+    def _rows(self) -> list[tuple[int, str, str]]:
+        """(input index, answer, error) per entry."""
+        out = []
+        for position, entry in enumerate(self):
+            index = self.indices[position] if position < len(self.indices) else position
+            error = self.errors.get(index)
+            out.append((index, _answer_text(entry), "" if error is None else str(error)))
+        return out
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        lines = [
+            f"[{i}] " + (f"error: {err}" if err else answer) for i, answer, err in self._rows()
+        ]
+        pretty_lines(p, cycle, f"PredictionResults ({len(self)} images)", lines)
+
+    def _repr_html_(self) -> str:
+        title = f"{len(self)} images" + (f", {len(self.errors)} unreadable" if self.errors else "")
+        return html_grid(["image", "answer", "error"], self._rows(), title=title)
+
+
+class _Raw(str):
+    """A string a repr shows as it is (not quoted)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _answer_text(entry: Any, shown: int = 3) -> str:
+    """One image's answer in a few words: its best classes or detections with their scores, or
+    the largest segmentation classes with their shares."""
+    if isinstance(entry, Segmentation):
+        items = [f"{clip(c.label, 30)} {c.share:.0%}" for c in entry.classes[:shown]]
+        more = len(entry.classes) - shown
+    else:
+        entries = list(entry or [])
+        items = [f"{clip(e.label, 30)} {e.score:.3f}" for e in entries[:shown]]
+        more = len(entries) - shown
+    return ", ".join(items) + (f", ... (+{more})" if more > 0 else "") if items else "-"
 
 
 def task_columns(task: str) -> tuple[str, ...]:

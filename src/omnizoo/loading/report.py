@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["LoadReport"]
 
@@ -48,6 +49,45 @@ class LoadReport:
             f"{len(self.unexpected)} unexpected",
         ]
         return ", ".join(parts)
+
+    def __repr__(self) -> str:  # counts, not every key: a ResNet has hundreds
+        from ..values.display import one_line
+
+        return one_line(
+            "LoadReport",
+            None,
+            [
+                ("source_file", self.source_file),
+                ("loaded", len(self.loaded)),
+                ("adapted", len(self.adapted)),
+                ("reinitialized", len(self.reinitialized)),
+                ("missing", len(self.missing)),
+                ("unexpected", len(self.unexpected)),
+            ],
+        )
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from ..values.display import pretty_lines
+
+        pretty_lines(p, cycle, "LoadReport", str(self).splitlines())
+
+    def _repr_html_(self) -> str:
+        from ..values.display import clip, html_table
+
+        rows: list[tuple[str, Any]] = [("file", self.source_file)]
+        for label, keys in (
+            ("loaded", self.loaded),
+            ("adapted", self.adapted),
+            ("re-initialised", self.reinitialized),
+            ("missing", self.missing),
+            ("unexpected", self.unexpected),
+        ):
+            shown = clip(
+                ", ".join(keys[:8]) + (f", ... (+{len(keys) - 8})" if len(keys) > 8 else ""), 200
+            )
+            rows.append((label, f"{len(keys)}" + (f": {shown}" if keys else "")))
+        rows += [("note", n) for n in self.notes]
+        return html_table(rows, title="LoadReport")
 
     def __str__(self) -> str:
         lines = [self.summary()]

@@ -17,10 +17,11 @@ from ..errors import (
 )
 from ..values.card import ModelCard, Task
 from ..values.names import format_name
+from .listing import card_row
 from .resolution import resolve, source_indexes
 from .source_index import COUNTED_METRICS
 
-__all__ = ["SORT_KEYS", "get_card", "list_models"]
+__all__ = ["LISTING_COLUMNS", "SORT_KEYS", "ModelList", "get_card", "list_models"]
 
 
 def _patterns(pattern: str | Sequence[str] | None) -> list[str]:
@@ -39,6 +40,51 @@ def _match(name: str, patterns: Iterable[str]) -> bool:
         if fnmatch.fnmatchcase(low, p) or (":" not in p and fnmatch.fnmatchcase(short, p)):
             return True
     return False
+
+
+#: The columns a listing shows in Jupyter (:meth:`ModelList._repr_html_`).
+LISTING_COLUMNS = ("name", "task", "top1", "params", "gflops", "size", "license")
+
+
+class ModelList(list[str]):
+    """What :func:`omnizoo.list_models` returns: a plain ``list`` of names that also shows
+    itself in IPython and Jupyter (its first rows with their figures) and keeps a short
+    one-line repr when it is long.
+
+    >>> ModelList(["timm:resnet18", "timm:resnet34"])
+    ['timm:resnet18', 'timm:resnet34']
+    >>> ModelList(f"timm:net{i}" for i in range(1000))
+    ModelList(1000 names: 'timm:net0', 'timm:net1', ..., 'timm:net999')
+
+    Raises:
+        Nothing: a list of names.
+    """
+
+    def __repr__(self) -> str:
+        from ..values.display import MAX_REPR, clip
+
+        full = list.__repr__(self)
+        if len(full) <= MAX_REPR:  # what print(list_models(...)) always showed
+            return full
+        shown = [repr(clip(n, 45)) for n in (*self[:2], self[-1])]
+        return f"ModelList({len(self)} names: {shown[0]}, {shown[1]}, ..., {shown[2]})"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from ..values.display import pretty_lines
+
+        pretty_lines(p, cycle, f"ModelList ({len(self)} names)", [str(n) for n in self])
+
+    def _repr_html_(self) -> str:
+        """The first rows as a table of each model's figures (the cards, from the index)."""
+        from ..values.display import MAX_ROWS, html_grid
+
+        rows = []
+        for name in self[:MAX_ROWS]:
+            row = card_row(get_card(name), LISTING_COLUMNS)
+            row["name"] = name  # an architecture's row shows the architecture
+            rows.append([row[c] for c in LISTING_COLUMNS])
+        rows += [[] for _ in self[MAX_ROWS:]]  # counted in the "... more" line
+        return html_grid(LISTING_COLUMNS, rows, title=f"{len(self)} models")
 
 
 #: sort keys of :func:`list_models`, and whether larger is better (listed first)
@@ -90,6 +136,9 @@ def list_models(
     is left out. ``sort`` orders across sources by ``"top1"``/``"top5"`` (best first),
     ``"params"``/``"gflops"`` (smallest first) or ``"name"``; ``"-params"`` reverses; names
     without the metric come last.
+
+    The list is a :class:`~omnizoo.registry.registry.ModelList`: a plain list of names that
+    shows a table of their figures in Jupyter.
 
     >>> list_models("resnet50.*", source="torchvision", pretrained=True, sort="top1")
     ['torchvision:resnet50.IMAGENET1K_V2', 'torchvision:resnet50.IMAGENET1K_V1']
@@ -153,7 +202,7 @@ def list_models(
                 key=lambda item: (item[1] is None, -(item[1] or 0) if descending else item[1] or 0)
             )
         out = [n for n, _ in keyed]
-    return out
+    return ModelList(out)  # a list; it also shows its figures in Jupyter
 
 
 def get_card(name_or_model: Any) -> ModelCard:

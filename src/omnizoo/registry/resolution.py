@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     DependencyError,
@@ -75,6 +75,31 @@ class Resolution:
     def winner(self) -> str:
         """The fully qualified name of the chosen card."""
         return self.card.name
+
+    def __repr__(self) -> str:  # the card's own repr is short too, but one name says it
+        from ..values.display import one_line
+
+        matched = sum(c.matched for c in self.candidates)
+        return one_line(
+            "Resolution",
+            self.name,
+            [("winner", self.winner), ("candidates", len(self.candidates)), ("matched", matched)],
+        )
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from ..values.display import pretty_lines
+
+        pretty_lines(p, cycle, "Resolution", str(self).splitlines())
+
+    def _repr_html_(self) -> str:
+        from ..values.display import html_grid
+
+        rows = [
+            ("*" if c.card_name == self.winner else "+" if c.matched else "-", c.source, c.reason)
+            for c in self.candidates
+        ]
+        title = f"{self.name} -> {self.winner} ({self.reason})"
+        return html_grid(["", "source", "reading"], rows, title=title)
 
     def __str__(self) -> str:
         lines = [f"{self.name!r} -> {self.winner}", f"  why: {self.reason}"]

@@ -223,6 +223,62 @@ class ModelCard:
         """Whether this card has weights to download."""
         return self.weights is not None
 
+    # -- how a card shows itself (a dataclass repr ran to kilobytes on one line) ----------------
+    def __repr__(self) -> str:
+        from .display import one_line
+
+        params = None if self.num_params is None else f"{self.num_params / 1e6:.1f}M"
+        return one_line(
+            "ModelCard",
+            self.name,
+            [
+                ("task", self.task),
+                ("classes", self.num_classes),
+                ("top1", self.top1),
+                ("params", params),
+                ("gflops", self.gflops),
+            ],
+        )
+
+    def display_rows(self) -> list[tuple[str, Any]]:
+        """The card as (field, value) rows, for the pretty and HTML forms (None: not known)."""
+        d, w = self.data, self.weights
+        labels = self.label_set or ("inline" if self.categories else None)
+        rows: list[tuple[str, Any]] = [
+            ("name", self.name),
+            ("task", self.task),
+            ("classes", f"{self.num_classes}" + (f" ({labels})" if labels else "")),
+            (
+                "input",
+                f"{d.input_size[1]}x{d.input_size[2]}, {d.interpolation}, crop_pct "
+                f"{d.crop_pct:.3f}",
+            ),
+            ("top1", self.top1),
+            ("top5", self.top5),
+            ("params", None if self.num_params is None else f"{self.num_params / 1e6:.2f} M"),
+            ("GFLOPs", self.gflops),
+            ("weights", None if w is None else (w.url if w.urls else w.filename)),
+            ("format", None if w is None else w.format),
+            ("sha256", None if w is None else (w.sha256 or w.hash_prefix)),
+            ("verified", None if w is None else w.verification),
+            ("license", self.license),
+            ("paper", self.paper),
+            ("lineage", (self.lineage or {}).get("summary")),
+        ]
+        rows += [("note", note) for note in self.notes]
+        return rows
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from .display import pretty_lines
+
+        lines = [f"{k}: {v}" for k, v in self.display_rows() if v is not None]
+        pretty_lines(p, cycle, "ModelCard", lines)
+
+    def _repr_html_(self) -> str:
+        from .display import html_table
+
+        return html_table(self.display_rows(), title=f"ModelCard {self.name}")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; :meth:`from_dict` inverts it."""
         out: dict[str, Any] = {}

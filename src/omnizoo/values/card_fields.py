@@ -11,8 +11,7 @@ this schema does not know yet is passed through as plain JSON data.
 
 >>> from omnizoo.schema import Fields
 >>> card_from_fields(Fields({"source": "timm", "arch": "resnet18", "num_classes": 3}, "c.json"))
-... # doctest: +ELLIPSIS
-ModelCard(source='timm', arch='resnet18', tag=None, task='classification', ...)
+ModelCard('timm:resnet18', task='classification', classes=3)
 >>> card_from_fields(Fields({"source": "timm", "arch": "x", "num_classes": "3 cats"}, "c.json"))
 Traceback (most recent call last):
 ...

@@ -33,7 +33,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import CacheError, DownloadError, IntegrityError, UnpinnedError
+from ..errors import (
+    CacheError,
+    DownloadError,
+    IntegrityError,
+    RemoteNotFoundError,
+    UnpinnedError,
+)
 from ..settings import Settings, get_settings
 from .cache import Cache, url_key
 from .expect import expected, on_origin, pinned_url, ref_urls
@@ -49,12 +55,33 @@ log = logging.getLogger("omnizoo.weights")
 if TYPE_CHECKING:  # pragma: no cover
     from ..values.card import WeightsFile
 
-__all__ = ["fetch_verified", "get_cache"]
+__all__ = ["fetch_verified", "get_cache", "unreachable_hint"]
 
 
 def get_cache(settings: Settings | None = None) -> Cache:
     """The cache object for the settings in force (no download: ``omnizoo cache``)."""
     return Cache((settings or get_settings()).weights_dir)
+
+
+def unreachable_hint(what: str, urls: Sequence[str], settings: Settings, known: bool) -> str:
+    """What to do when no URL of a file answers: work offline from a copy, use a mirror,
+    or fill the cache on a connected machine and copy it here."""
+    first = urls[0]
+    prefix = first.rsplit("/", 1)[0] + "/"
+    tried = f" ({len(urls)} URLs tried, mirrors included)" if len(urls) > 1 else ""
+    mirror = (
+        f'set OMNIZOO_MIRRORS=\'{{"{prefix}": "http://YOUR-MIRROR/PATH/"}}\' to fetch it '
+        "from a mirror you reach (its bytes are checked against the same hash)"
+        if known
+        else "a mirror (OMNIZOO_MIRRORS) serves it once its sha256 is pinned by "
+        f"`omnizoo lock {what}`"
+    )
+    return (
+        f"{what} could not be downloaded{tried}. Without network access: set OMNIZOO_OFFLINE=1 "
+        "and pass a local copy of the file as checkpoint_path= (`--checkpoint` on the command "
+        f"line); or {mirror}; or run `omnizoo download {what}` on a connected machine and copy "
+        f"its weights cache ($OMNIZOO_HOME/weights) to {settings.weights_dir} here"
+    )
 
 
 def fetch_verified(
@@ -229,6 +256,9 @@ def _fetch(
                         f"{exc}; the mirror(s) {', '.join(skipped)} were not used: the file's "
                         f"sha256 is not known in advance; {how_to_pin(what, urls[0])}"
                     ) from exc
+                if isinstance(exc, DownloadError) and not isinstance(exc, RemoteNotFoundError):
+                    hint = unreachable_hint(what, usable, settings, want.known)
+                    raise type(exc)(f"{exc}. {hint}", url=exc.url) from exc
                 raise
             except Exception:
                 cache.clean_leftovers(key)

@@ -21,6 +21,7 @@ from ..errors import DownloadError, HashMismatchError, IntegrityError, RemoteNot
 from ..settings import Settings
 from .cache import Cache
 from .hashing import HashingWriter, check_digest, reject_if_not_weights
+from .progress_bar import bar_wanted, make_bar
 from .transport import stream_to
 
 log = logging.getLogger("omnizoo.weights")
@@ -139,14 +140,10 @@ def _download_one(
 
 
 def _progress_bar(url: str, settings: Settings) -> Callable[..., None] | None:
-    """A tqdm bar on stderr when it is a TTY (or OMNIZOO_PROGRESS=1); None when silent."""
-    enabled = settings.progress
-    if enabled is None:
-        enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
-    if not enabled:
+    """A ``tqdm.auto`` bar on stderr when it is a terminal or a Jupyter kernel's (or
+    OMNIZOO_PROGRESS=1; see :mod:`.progress_bar`); None when silent."""
+    if not bar_wanted(sys.stderr, settings.progress):
         return None
-    from tqdm.auto import tqdm
-
     state: dict[str, Any] = {}
 
     def update(n: int, total: int | None, close: bool = False) -> None:
@@ -157,13 +154,13 @@ def _progress_bar(url: str, settings: Settings) -> Callable[..., None] | None:
             return
         if bar is None:
             label = url.rsplit("/", 1)[-1][:40]
-            bar = state["bar"] = tqdm(
+            bar = state["bar"] = make_bar(
+                sys.stderr,
                 total=total,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
                 desc=label,
-                file=sys.stderr,
                 leave=False,
             )
         bar.update(n)
