@@ -6,9 +6,11 @@ Cards (:mod:`.cards`) come from ``efficientnet_pytorch.utils``: ``VALID_MODELS``
 ``efficientnet-l2`` has no weights at all (an architecture-only card) and ``efficientnet-b8``
 has only AdvProp weights (its default tag is ``advprop``).
 
-Preprocessing (the repo's README and ``examples/imagenet/main.py``): ``Resize(res, BICUBIC)``
-then ``CenterCrop(res)`` at the variant's native resolution, i.e. ``crop_pct=1.0``; ImageNet
-mean/std for the standard weights and ``x * 2 - 1`` (mean = std = 0.5) for AdvProp weights.
+Preprocessing (the repo's README and its ImageNet example,
+https://github.com/lukemelas/EfficientNet-PyTorch/blob/master/examples/imagenet/main.py):
+``Resize(res, BICUBIC)`` then ``CenterCrop(res)`` at the variant's native resolution, i.e.
+``crop_pct=1.0``; ImageNet mean/std for the standard weights and ``x * 2 - 1`` (mean = std =
+0.5) for AdvProp weights.
 
 Upstream quirks and what omnizoo does:
 
