@@ -26,7 +26,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --upgrade --upgrade-strategy eager $(NEWEST_TORCH) -e ".[all,dev]"
+	$(PY) -m pip install -q --upgrade --upgrade-strategy eager $(NEWEST_TORCH) -e ".[all,dev,docs]"
 	touch $(STAMP)
 
 # Old torch wheels on PyPI pull their CUDA libraries: about 3 GB to download, 5 GB on disk.
@@ -36,7 +36,7 @@ $(OLD_STAMP): pyproject.toml scripts/lower_bounds.py
 	test -x $(OLD_PY) || $(PYTHON) -m venv $(OLD_VENV)
 	$(OLD_PY) -m pip install -q --upgrade pip
 	$(PYTHON) scripts/lower_bounds.py > $(OLD_VENV)/floors.txt
-	$(OLD_PY) -m pip install -q -c $(OLD_VENV)/floors.txt -e ".[all,dev]"
+	$(OLD_PY) -m pip install -q -c $(OLD_VENV)/floors.txt -e ".[all,dev,docs]"
 	touch $(OLD_STAMP)
 
 demo: $(STAMP)
@@ -58,8 +58,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/mypy
 
+# The site, offline, into site/: the model tables and zoo plot first (committed), then
+# mkdocs, whose hooks generate the API reference and the zoo browser (docs/about-docs.md).
 docs: $(STAMP)
 	$(PY) -m omnizoo.overview.tables docs/models
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf $(VENV) $(OLD_VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(OLD_VENV) build dist site src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -155,6 +155,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .finetune.training import fit
     from .inference.benchmark import benchmark
     from .inference.predictor import Prediction, Predictor
+    from .inference.validate import validate
     from .loading.report import LoadReport
     from .registry.downloads import download_weights
     from .registry.factory import create_model
