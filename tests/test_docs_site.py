@@ -22,6 +22,9 @@ import pytest
 
 import omnizoo
 
+# one xdist worker runs this file (`make test` uses --dist loadgroup): the site is built once
+pytestmark = pytest.mark.xdist_group("docs-site")
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 INSTALL = 'apt-get install -y chromium && pip install -e ".[docs]"'
