@@ -221,6 +221,26 @@ def test_the_errors_example_runs_and_an_undocumented_name_fails_the_build(
         gen_api.public_names()
 
 
+def test_the_reference_shows_doctests_as_code() -> None:
+    pytest.importorskip("griffe", reason=f"the docs tool chain is missing: {INSTALL}")
+    module = _hook("griffe_doctest")
+    assert doctest.testmod(module).failed == 0
+    text = "Do it:\n\n    >>> f(1)\n    2\n\nThen:\n>>> g()\n"
+    assert module.fence_doctests(text).splitlines() == [
+        "Do it:",
+        "",
+        "    ```pycon",
+        "    >>> f(1)",
+        "    2",
+        "    ```",
+        "",
+        "Then:",
+        "```pycon",
+        ">>> g()",
+        "```",
+    ]
+
+
 # -- the zoo in a browser -----------------------------------------------------------------------
 
 
