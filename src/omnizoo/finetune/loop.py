@@ -3,7 +3,7 @@ EMA, one evaluation pass, and the progress lines.
 
 >>> f = schedule(warmup=2, total=10, min_ratio=0.0)
 >>> [round(f(s), 3) for s in (0, 1, 2, 6, 9)]
-[0.333, 0.667, 1.0, 0.5, 0.03]
+[0.333, 0.667, 1.0, 0.5, 0.038]
 """
 
 from __future__ import annotations
@@ -152,9 +152,16 @@ def make_ema(model: Any, decay: float) -> Any:
 
 
 def evaluate(
-    model: Any, loader: Any, device: Any, amp: Amp, channels_last: bool, world: Any
+    model: Any,
+    loader: Any,
+    device: Any,
+    amp: Amp,
+    channels_last: bool,
+    world: Any,
+    bad: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Loss, top-1 and top-5 (percent) over ``loader``, summed over every process."""
+    """Loss, top-1 and top-5 (percent) over ``loader``, summed over every process; images
+    that could not be read are added to ``bad`` (path -> error)."""
     import torch
     import torch.nn.functional as F
 
@@ -163,6 +170,9 @@ def evaluate(
     sums = [0.0, 0.0, 0.0, 0.0]  # loss, top1, top5, count
     with torch.no_grad():
         for batch in loader:
+            for item in batch.bad:
+                if bad is not None:
+                    bad.setdefault(item.path, item.error)
             if batch.labels is None:
                 continue
             x, y = _to(batch, device, channels_last)

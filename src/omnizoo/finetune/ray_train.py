@@ -105,11 +105,15 @@ def fit_ray(
     resume: bool = False,
     keep: int = 2,
     max_failures: int = 0,
+    cpus_per_worker: float | None = None,
     **fit_kwargs: Any,
 ) -> Any:
     """Run :func:`~omnizoo.finetune.fit` on Ray Train (see the module docstring); returns its
     :class:`~omnizoo.finetune.training.FitResult` (read from the final checkpoint).
 
+    ``cpus_per_worker``: the CPUs each worker reserves (default 1, or a share of the
+    cluster's CPUs when it has fewer than ``num_workers``: fractions are fine, and the
+    trainer's own coordinator reserves none, so a 2-CPU machine runs 2 workers).
     ``fit_kwargs``: ``val``, ``recipe`` (or its fields), ``pretrained``, ``checkpoint_path``,
     ``workers``, ``progress``, as for :func:`fit`.
 
@@ -159,10 +163,19 @@ def fit_ray(
 
         ray.init(address=address, logging_level=logging.WARNING)
     try:
+        if cpus_per_worker is None:
+            total = float(ray.cluster_resources().get("CPU", 1.0))
+            cpus_per_worker = min(1.0, total / num_workers)
+        scaling = ScalingConfig(
+            num_workers=num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": cpus_per_worker},
+            trainer_resources={"CPU": 0},
+        )
         trainer = TorchTrainer(
             _worker,
             train_loop_config=config,
-            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+            scaling_config=scaling,
             run_config=RunConfig(
                 name="finetune",
                 storage_path=storage,

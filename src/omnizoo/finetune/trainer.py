@@ -189,7 +189,14 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def run_all(self) -> str:
-        """Train to the end; returns ``"done"``, ``"early-stop"`` or ``"interrupted"``."""
+        """Train to the end; returns ``"done"``, ``"early-stop"`` or ``"interrupted"``.
+        ``curves.png`` is drawn when the run stops (drawing costs about a second)."""
+        status = self._epochs()
+        if self.run is not None and self.world.main and self.state.history:
+            self.run.write_curves(self.state.history)
+        return status
+
+    def _epochs(self) -> str:
         r = self.recipe
         while self.state.epoch < r.epochs:
             epoch = self.state.epoch
@@ -325,7 +332,7 @@ class Trainer:
         val_loader = self._loader(
             self.val_set, shard(len(self.val_set), w.rank, w.size), 2 * r.batch_size
         )
-        metrics = evaluate(model, val_loader, self.device, self.amp, self.channels_last, w)
+        metrics = evaluate(model, val_loader, self.device, self.amp, self.channels_last, w, s.bad)
         loss, correct, n = w.all_sum(s.sums)
         bad = {p: e for rank_bad in w.gather(s.bad) for p, e in rank_bad.items()}
         s.bad = bad
@@ -356,8 +363,6 @@ class Trainer:
                 self.save_best(model, row)
         else:
             s.stale_epochs += 1
-        if self.run is not None and w.main:
-            self.run.write_curves(s.history)
         if self.progress and w.main:
             print(
                 f"epoch {epoch + 1}/{r.epochs} ({self.phase}): train loss {row['train_loss']:.4f} "
