@@ -77,6 +77,7 @@ class Trainer:
         self.ddp: Any = None
         self.ema = make_ema(model, recipe.ema_decay) if recipe.ema else None
         self.stop_requested = False
+        self.train_seconds = 0.0  # this process's training time in the current epoch
         per_rank = -(-len(train) // world.size)
         self.micro_batches = -(-per_rank // recipe.batch_size)
         self.steps_per_epoch = -(-self.micro_batches // recipe.accum_steps)
@@ -239,6 +240,7 @@ class Trainer:
         done = s.step
         loader = self._loader(self.train_set, order[done * r.batch_size :], r.batch_size)
         criterion = torch.nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
+        started = time.perf_counter()
         meter = Meter(epoch, r.epochs, self.micro_batches, done, enabled=self.progress and w.main)
         self.ddp.train()
         try:
@@ -264,6 +266,7 @@ class Trainer:
                         return False
         finally:
             meter.close()
+            self.train_seconds += time.perf_counter() - started
         return True
 
     def _forward_backward(self, batch: Any, criterion: Any, group: int) -> tuple[float, int, int]:
@@ -346,8 +349,11 @@ class Trainer:
             "train_images": int(n),
             "val_images": len(self.val_set),
             "bad_images": len(bad),
+            "train_seconds": round(self.train_seconds, 3),
+            "images_per_s": round(n / self.train_seconds, 1) if self.train_seconds else None,
             "val_seconds": round(time.perf_counter() - started, 3),
         }
+        self.train_seconds = 0.0
         if not math.isfinite(row["train_loss"]):
             from ..errors import ConfigurationError
 
