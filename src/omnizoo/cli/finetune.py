@@ -67,6 +67,13 @@ def register(subparsers: Any) -> None:
     )
     recipe.add_argument("--ema", action="store_true", default=None, help="keep and save an EMA")
     recipe.add_argument(
+        "--freeze-bn",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep BatchNorm statistics as loaded (default: yes for trained weights, no for "
+        "--random-init)",
+    )
+    recipe.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -91,7 +98,7 @@ def register(subparsers: Any) -> None:
 
 
 def _knobs(args: argparse.Namespace) -> dict[str, Any]:
-    names = [k[0] for k in _KNOBS] + ["precision", "ema", "channels_last"]
+    names = [k[0] for k in _KNOBS] + ["precision", "ema", "freeze_bn", "channels_last"]
     knobs = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if knobs.get("layer_decay") == 1.0:
         knobs["layer_decay"] = None

@@ -46,7 +46,12 @@ class Recipe:
     card records it). ``min_crop``: the smallest area fraction RandomResizedCrop keeps (0.08 as
     timm's and torchvision's ImageNet presets; raise it for small objects or tiny images);
     ``hflip``: the probability of a horizontal flip (0 for text, digits, ...).
-    ``channels_last``: None for automatic (CUDA only).
+    ``channels_last``: None for automatic (CUDA only). ``freeze_bn``: keep every BatchNorm's
+    running statistics as loaded, in both phases. None (default): frozen when the model starts
+    from trained weights (published or a checkpoint), estimated from the data when it starts
+    from random init. Why: statistics re-estimated on a small, unlike data set shift every
+    pretrained feature at once (EfficientNet-Lite0 on digits: 97.8% with them frozen, 82.1%
+    estimated; frozen in the head epoch and released after it, 87.7% fell to 50.8%).
     """
 
     epochs: int = 10
@@ -63,6 +68,7 @@ class Recipe:
     clip_grad: float | None = None
     precision: str = "auto"
     channels_last: bool | None = None
+    freeze_bn: bool | None = None
     ema: bool = False
     ema_decay: float = 0.999
     patience: int | None = None
@@ -131,6 +137,8 @@ class Recipe:
         ]
         if self.ema:
             parts.append(f"EMA {self.ema_decay:g}")
+        if self.freeze_bn is not None:
+            parts.append(f"BatchNorm statistics {'frozen' if self.freeze_bn else 'trained'}")
         if self.image_size:
             parts.append(f"{self.image_size}px")
         return ", ".join(parts)

@@ -28,8 +28,10 @@ def finetuned_card(
     row: dict[str, Any],
     val_images: int,
     data: str,
+    precision: str = "fp32",
 ) -> Any:
-    """The card of ``model`` as the fine-tune it now is (see the module docstring)."""
+    """The card of ``model`` as the fine-tune it now is (see the module docstring);
+    ``precision``: the one the run used (``auto`` made concrete)."""
     from ..registry.derive import current_card
     from .heads import unwrap_model
 
@@ -37,6 +39,7 @@ def finetuned_card(
     card = current_card(inner, inner.omnizoo_card)
     record = {
         "recipe": recipe.summary(),
+        "precision": precision,
         "val_top1": round(float(row["val_top1"]), 4),
         "val_top5": round(float(row["val_top5"]), 4),
         "val_images": int(val_images),
@@ -60,6 +63,7 @@ def saver(
     config: Any,
     val_images: int,
     data: str,
+    precision: str = "fp32",
 ) -> Callable[[Any, dict[str, Any]], None]:
     """``save(model_to_save, metrics_row)``: writes ``run/best`` atomically (``run`` None:
     nothing is written)."""
@@ -70,7 +74,7 @@ def saver(
         if run is None:
             return
         inner = unwrap_model(which)
-        card = finetuned_card(inner, classes, recipe, config, row, val_images, data)
+        card = finetuned_card(inner, classes, recipe, config, row, val_images, data, precision)
         previous = inner.__dict__.get("omnizoo_card")
 
         def write(folder: Path) -> None:

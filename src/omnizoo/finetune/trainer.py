@@ -65,12 +65,14 @@ class Trainer:
         progress: bool,
         on_step: Callable[[dict[str, Any]], Any] | None = None,
         on_epoch: Callable[[dict[str, Any]], Any] | None = None,
+        freeze_bn: bool = False,
     ) -> None:
         self.model, self.train_set, self.val_set, self.recipe = model, train, val, recipe
         self.device, self.amp, self.channels_last, self.world = device, amp, channels_last, world
         self.run, self.workers, self.save_best = run, workers, save_best
         self.progress, self.on_step, self.on_epoch = progress, on_step, on_epoch
         self.state = Progress()
+        self.freeze_bn = freeze_bn
         self.phase: str | None = None
         self.optimizer: Any = None
         self.scheduler: Any = None
@@ -90,12 +92,13 @@ class Trainer:
     def enter(self, phase: str) -> None:
         """Freeze or unfreeze for ``phase``; a fresh optimizer and schedule; DDP wrapped anew
         (DDP registers the parameters that require grad when it is built)."""
-        from .freeze import freeze, unfreeze
+        from .freeze import freeze, freeze_bn_stats, unfreeze
 
+        unfreeze(self.model)
         if phase == "head":
-            freeze(self.model, freeze_bn=True)
-        else:
-            unfreeze(self.model)
+            freeze(self.model)
+        if self.freeze_bn:
+            freeze_bn_stats(self.model)
         self.optimizer, self.scheduler = build_optimizer(
             self.model, self.recipe, phase, self.steps_per_epoch
         )

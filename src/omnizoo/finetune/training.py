@@ -285,7 +285,7 @@ def _trainer(
         model = model.to(memory_format=torch.channels_last)
     from .result_card import saver
 
-    save = saver(run, model, train_set.classes, recipe, config, len(val_set), str(data))
+    save = saver(run, model, train_set.classes, recipe, config, len(val_set), str(data), amp.name)
     trainer = Trainer(
         model,
         train,
@@ -301,8 +301,18 @@ def _trainer(
         progress=progress,
         on_step=hooks[0],
         on_epoch=hooks[1],
+        freeze_bn=_freeze_bn(recipe, model),
     )
     return trainer, config
+
+
+def _freeze_bn(recipe: Recipe, model: Any) -> bool:
+    """``Recipe.freeze_bn``, with None decided by where the weights came from."""
+    if recipe.freeze_bn is not None:
+        return recipe.freeze_bn
+    card = getattr(model, "omnizoo_card", None)
+    lineage = getattr(card, "lineage", None) or {}
+    return lineage.get("start") != "random"
 
 
 def _with_sigterm(trainer: Any, body: Callable[[], str]) -> str:
