@@ -166,12 +166,12 @@ def fit_ray(
         if cpus_per_worker is None:
             total = float(ray.cluster_resources().get("CPU", 1.0))
             cpus_per_worker = min(1.0, total / num_workers)
-        scaling = ScalingConfig(
-            num_workers=num_workers,
-            use_gpu=use_gpu,
-            resources_per_worker={"CPU": cpus_per_worker},
-            trainer_resources={"CPU": 0},
-        )
+        workers: dict[str, Any] = {"num_workers": num_workers, "use_gpu": use_gpu}
+        workers["resources_per_worker"] = {"CPU": cpus_per_worker}
+        try:  # Train v1 reserves a CPU for its coordinator unless told not to
+            scaling = ScalingConfig(**workers, trainer_resources={"CPU": 0})
+        except (DeprecationWarning, TypeError):  # Train v2: the coordinator takes none
+            scaling = ScalingConfig(**workers)
         trainer = TorchTrainer(
             _worker,
             train_loop_config=config,
