@@ -143,7 +143,8 @@ def test_list_bad_columns() -> None:
 
 
 # ----------------------------------------------------------------------------- compare
-def test_compare(capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")  # one block: the fields of all three side by side
     assert _run(["compare", "resnet50", "timm:resnet50.a1_in1k", "onnx:resnet50-v1-7"]) == 0
     out = capsys.readouterr().out
     rows = {line.split("  ", 1)[0].strip(): line for line in out.splitlines()}

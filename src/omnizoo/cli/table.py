@@ -34,27 +34,47 @@ def side_by_side(
     rows: Sequence[tuple[str, Sequence[str]]], width: int, *, min_column: int = 14
 ) -> list[str]:
     """Lines of a table with one row per field (its name first) and one column per item,
-    fitted to ``width``: items in blocks that fit, each cell wrapped in its column."""
+    fitted to ``width``: items in blocks that fit, each cell wrapped in its column. The first
+    row (the item's name) is never wrapped: a column is at least as wide as it (a name cut in
+    two cannot be copied back into a command), so fewer items share a block instead.
+
+    >>> rows = [("name", ["timm:resnet50.a1_in1k", "torchvision:resnet50.IMAGENET1K_V2"])]
+    >>> print("\\n".join(side_by_side(rows, width=50)))
+    name  timm:resnet50.a1_in1k
+    <BLANKLINE>
+    name  torchvision:resnet50.IMAGENET1K_V2
+    """
     if not rows:
         return []
     label = max(len(name) for name, _ in rows)
     count = len(rows[0][1])
     natural = [max(len(values[i]) for _, values in rows) for i in range(count)]
     room = max(min_column, width - label - len(_GAP))
+    # the narrowest a column may be: its name whole (unless the name alone is wider than room)
+    floor = [min(room, max(min_column, len(rows[0][1][i]))) for i in range(count)]
+    floor = [min(f, n) for f, n in zip(floor, natural, strict=True)]
     lines: list[str] = []
     start = 0
     while start < count:
-        # as many items as fit at their natural width, else as many as fit at min_column
-        end, used = start, 0
-        while end < count and used + len(_GAP) * (end > start) + natural[end] <= room:
-            used += len(_GAP) * (end > start) + natural[end]
+        # as many items as fit at their floor (then widened to their natural width as room
+        # allows): side by side is what a comparison is for, so wrap before splitting
+        end, used = start + 1, floor[start]
+        while end < count and used + len(_GAP) + floor[end] <= room:
+            used += len(_GAP) + floor[end]
             end += 1
-        if end == start:
-            per = max(1, (room + len(_GAP)) // (min_column + len(_GAP)))
-            end = min(count, start + per)
         block = list(range(start, end))
-        share = (room - len(_GAP) * (len(block) - 1)) // len(block)
-        widths = [min(natural[i], max(min_column, share)) for i in block]
+        # the room left over the floors goes to the columns that want it, evenly
+        widths = [floor[i] for i in block]
+        spare = room - len(_GAP) * (len(block) - 1) - sum(widths)
+        while spare > 0:
+            wanting = [k for k, i in enumerate(block) if widths[k] < natural[i]]
+            if not wanting:
+                break
+            step = max(1, spare // len(wanting))
+            for k in wanting:
+                add = min(step, natural[block[k]] - widths[k], spare)
+                widths[k] += add
+                spare -= add
         if lines:
             lines.append("")
         for name, values in rows:
