@@ -85,13 +85,36 @@ def _skip_fill_mode() -> Any:
     return _SkipFill()
 
 
+def _host_ranges_mode() -> Any:
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    ranges = {torch.linspace, torch.logspace}
+
+    class _HostRanges(TorchFunctionMode):
+        def __torch_function__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            kwargs = kwargs or {}
+            if func in ranges and kwargs.get("device") is None:
+                kwargs["device"] = "cpu"
+            return func(*args, **kwargs)
+
+    return _HostRanges()
+
+
 @contextlib.contextmanager
 def meta_build() -> Iterator[None]:
     """Build models inside this block: every tensor is created on the meta device and init
-    ops are skipped (this thread only; torch's global random state is not drawn from)."""
+    ops are skipped (this thread only; torch's global random state is not drawn from).
+
+    ``torch.linspace``/``logspace`` without a device are the exception: they stay on the CPU.
+    Builders read their values (timm 1.0.9: ``[x.item() for x in torch.linspace(0,
+    drop_path_rate, depth)]``; newer timm passes ``device='cpu'`` itself), which a meta tensor
+    does not have; a tensor that ends in the model is moved to meta by the caller."""
     import torch
 
-    with torch.device("meta"), _skip_fill_mode(), _quiet():
+    with torch.device("meta"), _host_ranges_mode(), _skip_fill_mode(), _quiet():
         yield
 
 
