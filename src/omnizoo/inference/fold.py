@@ -117,9 +117,23 @@ def _foldable(conv: Any, bn: Any) -> bool:
 def _pairs_by_trace(model: nn.Module) -> list[tuple[str, str]] | None:
     """(conv name, bn name) where the traced graph feeds the conv's output to the BN alone;
     None when the model cannot be traced."""
+    import math
+
     import torch.fx
+    import torch.nn.functional as F
+
+    # Pooling over the input's own size (pretrainedmodels' DPN: F.avg_pool2d(x,
+    # kernel_size=(x.size(2), x.size(3)))): torch 2.5's fx passes the tuple of proxies to the
+    # C function, which refuses it (newer torch accepts it); traced as one opaque node instead.
+    pools = (F.avg_pool2d, F.max_pool2d, F.avg_pool1d, F.max_pool1d, F.avg_pool3d, F.max_pool3d)
 
     class _Tracer(torch.fx.Tracer):
+        def __init__(self) -> None:
+            super().__init__(autowrap_modules=(math,), autowrap_functions=pools)
+            search = getattr(self, "_autowrap_search", None)  # where calls get wrapped
+            if isinstance(search, list):
+                search.append(F)
+
         # BatchNorm layers from outside torch.nn (timm's BatchNormAct2d) stay one node.
         def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
             leaf = _is_bn(m) or _is_conv(m)
