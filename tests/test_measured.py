@@ -68,6 +68,20 @@ def test_records_round_trip_and_replace(isolated_home: Path) -> None:
     assert m.latency("timm:other") is None and read_measured("0" * 16).speed == ()
 
 
+@pytest.mark.parametrize("umask", [0o002, 0o077])
+def test_the_lock_file_follows_the_umask(isolated_home: Path, umask: int) -> None:
+    """Before, on filelock 3.13 (the floor): the lock file was 0644 whatever the umask."""
+    import stat
+
+    old = os.umask(umask)
+    try:
+        _speed(EFF, 10.0)
+    finally:
+        os.umask(old)
+    lock = measured_path().with_name(measured_path().name + ".lock")
+    assert stat.S_IMODE(os.lstat(lock).st_mode) == 0o666 & ~umask
+
+
 def test_bad_figures_are_refused(isolated_home: Path) -> None:
     with pytest.raises(ConfigurationError, match="latency_ms_median"):
         _speed(EFF, float("nan"))

@@ -269,8 +269,9 @@ def _locked(path: Path) -> Iterator[None]:
     from ..weights import fsafe
 
     lock_path = path.with_name(path.name + ".lock")
-    fsafe.drop_non_file(lock_path)  # older filelock versions follow a planted symlink
-    lock: filelock.BaseFileLock = filelock.FileLock(str(lock_path))
+    # drops a planted symlink first (older filelock versions follow it)
+    mode = fsafe.lock_file_mode(lock_path)
+    lock: filelock.BaseFileLock = filelock.FileLock(str(lock_path), mode=mode)
     try:
         lock.acquire(timeout=_LOCK_TIMEOUT)
     except NotImplementedError:  # no flock on this filesystem

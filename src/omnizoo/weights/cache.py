@@ -272,8 +272,9 @@ class Cache(CachePartials, CacheMaintenance):
 
         self.ensure()
         path = self.locks / f"{key}.lock"
-        fsafe.drop_non_file(path)  # older filelock versions follow a planted symlink
-        lock: filelock.BaseFileLock = filelock.FileLock(str(path))
+        # drops a planted symlink first (older filelock versions follow it)
+        mode = fsafe.lock_file_mode(path)
+        lock: filelock.BaseFileLock = filelock.FileLock(str(path), mode=mode)
         marker: object = None
         last_change = time.monotonic()
         held = False

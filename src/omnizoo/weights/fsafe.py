@@ -43,6 +43,7 @@ __all__ = [
     "drop_non_file",
     "hash_regular",
     "is_readonly_error",
+    "lock_file_mode",
     "lstat_regular",
     "make_readonly",
     "open_regular",
@@ -243,6 +244,27 @@ def drop_non_file(path: str | os.PathLike[str]) -> None:
     if not stat.S_ISREG(st.st_mode):
         with contextlib.suppress(OSError):
             os.unlink(path)
+
+
+def lock_file_mode(path: str | os.PathLike[str]) -> int:
+    """The ``mode=`` to give ``filelock.FileLock(path)``: the mode of the lock file, created
+    here (after :func:`drop_non_file`) when missing, so the umask decides it.
+
+    filelock 3.13 (the floor) chmods the lock file to its ``mode`` argument (default 0o644)
+    whatever the umask (filelock 4 keeps the umask's): a cache shared with a group (umask 002)
+    could not be locked by the others, one under umask 077 got world-readable lock files.
+    Given the file's own mode, every filelock version leaves it as created. 0o644 (filelock's
+    old default) where it cannot be created (a read-only cache: the lock fails there anyway)."""
+    drop_non_file(path)
+    flags = os.O_RDONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError:
+        return 0o644
+    try:
+        return stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
 
 
 def make_readonly(fd: int) -> int:

@@ -185,13 +185,15 @@ class _Run:
         for path in sorted(cache.locks.glob("*.lock")):
             if path.stem in busy or not self.old(path):
                 continue
-            if fsafe.lstat_regular(path) is None:
+            st = fsafe.lstat_regular(path)
+            if st is None:
                 self.delete("locks", path)  # a planted link: unlinked, never opened
                 continue
             if self.dry_run:
                 self.report["locks"].append(str(path))
                 continue
-            lock = filelock.FileLock(str(path), timeout=0)
+            # its own mode: filelock 3.13 would chmod it to 0o644 (fsafe.lock_file_mode)
+            lock = filelock.FileLock(str(path), timeout=0, mode=stat.S_IMODE(st.st_mode))
             try:
                 lock.acquire()
             except (filelock.Timeout, OSError, NotImplementedError):
