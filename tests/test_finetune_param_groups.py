@@ -129,7 +129,10 @@ def test_cadene_and_lukemelas_stages() -> None:
 
 def test_timm_layer_decay_matches_timm() -> None:
     timm = pytest.importorskip("timm")
-    from timm.optim import param_groups_layer_decay
+    try:
+        from timm.optim import param_groups_layer_decay
+    except ImportError:  # timm 1.0.9 (the floor) has it in optim_factory only
+        from timm.optim.optim_factory import param_groups_layer_decay
 
     model = timm.create_model("vit_tiny_patch16_224")
     ours = _by_param(param_groups(model, lr=1.0, weight_decay=0.05, layer_decay=0.7))
