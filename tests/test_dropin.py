@@ -23,6 +23,7 @@ import torch
 import omnizoo
 from omnizoo import create_model, errors, get_card, list_models, list_sources, settings
 from tolerance import assert_state_dicts_equal
+from versions import needs_timm_hub_names, timm_reads_hub_configs
 
 torch.set_num_threads(2)
 
@@ -334,6 +335,18 @@ def test_pretrained_cfg_overlay_file_is_read_safely(tmp_path: Path) -> None:
         create_model("timm:resnet18", pretrained=True, pretrained_cfg_overlay=dict(file=str(f)))
 
 
+@pytest.mark.skipif(timm_reads_hub_configs(), reason="this timm reads hub configs")
+def test_hub_names_on_an_older_timm_name_the_timm_they_need(tmp_path: Path) -> None:
+    """timm 1.0.9 (the floor) .. 1.0.19: a DependencyError naming timm >= 1.0.20, before
+    anything is read or downloaded (offline: a download would raise OfflineError)."""
+    (tmp_path / "config.json").write_text("{}")
+    with settings.override(offline=True):
+        for name in ("hf-hub:someone/tiny", f"local-dir:{tmp_path}"):
+            with pytest.raises(errors.DependencyError, match=r'"timm>=1\.0\.20"'):
+                create_model(name, pretrained=True)
+
+
+@needs_timm_hub_names
 def test_local_dir_names(tmp_path: Path) -> None:
     import timm
     from timm.models import save_for_hf
@@ -352,6 +365,7 @@ def test_local_dir_names(tmp_path: Path) -> None:
         create_model(f"local-dir:{tmp_path / 'nowhere'}")
 
 
+@needs_timm_hub_names
 def test_hf_hub_names_download_through_the_cache(
     weight_server: Any, monkeypatch: pytest.MonkeyPatch, hub_home: Path
 ) -> None:

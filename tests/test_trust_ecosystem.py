@@ -41,6 +41,7 @@ from hubfiles import (
 from omnizoo import download_weights
 from omnizoo.cli.main import main
 from omnizoo.errors import OfflineError
+from versions import needs_timm_hub_names
 from weightserver import WeightServer
 
 POISON = safetensors_blob(300_000, 3)  # valid safetensors, other weights: a backdoor
@@ -293,6 +294,7 @@ def hf_hub_attack(
     yield origin, marker, state, weights
 
 
+@needs_timm_hub_names
 def test_hf_hub_name_never_runs_a_pickle_from_a_poisoned_cache(
     hf_hub_attack: tuple[HubRepo, Path, Any, bytes],
 ) -> None:
@@ -308,6 +310,7 @@ def test_hf_hub_name_never_runs_a_pickle_from_a_poisoned_cache(
     assert origin.bodies(weights) == 1  # the origin's config and weights, not the cache's
 
 
+@needs_timm_hub_names
 def test_hf_hub_name_offline_never_unpickles_an_unpinned_cache_file(
     hf_hub_attack: tuple[HubRepo, Path, Any, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:

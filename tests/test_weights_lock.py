@@ -36,15 +36,8 @@ from omnizoo.values.card import WeightsFile
 from omnizoo.weights.cache import Cache
 from omnizoo.weights.download import fetch_verified
 from omnizoo.weights.lockfile import LockEntry, WeightsLock
+from versions import needs_timm_hub_names
 from weightserver import Route, WeightServer
-
-
-def timm_supports_hub_names() -> bool:
-    """Whether the installed timm reads hf-hub:/local-dir: configs (timm >= 1.0.20)."""
-    import timm.models._hub as hub
-
-    return hasattr(hub, "_parse_model_cfg")
-
 
 OTHER = random.Random(5).randbytes(20_000)
 SHA_OTHER = hashlib.sha256(OTHER).hexdigest()
@@ -266,9 +259,7 @@ def test_malformed_lock_file_is_named(
     assert weight_server.route(url).requests == 0
 
 
-@pytest.mark.skipif(
-    not timm_supports_hub_names(), reason="hf-hub:/local-dir: names need timm >= 1.0.20"
-)
+@needs_timm_hub_names
 def test_lock_of_an_hf_hub_model_lists_its_config_too(
     hub_home: Path,
     hub: HubRepo,

@@ -15,7 +15,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ...errors import CheckpointError, ConfigurationError, NoPretrainedWeightsError
+from ...errors import (
+    CheckpointError,
+    ConfigurationError,
+    DependencyError,
+    NoPretrainedWeightsError,
+)
 from ...loading.request import CreateRequest
 from ...values.card import ModelCard, WeightsFile, format_of_name
 from .cards import HF_FILENAME, card_from_cfg, hf_url
@@ -49,14 +54,27 @@ def local_checkpoint(folder: Path) -> Path:
     )
 
 
-def _parse_config(cfg: dict[str, Any], extra_fields: dict[str, Any], where: str) -> Any:
+#: The oldest timm whose config reader (``timm.models._hub._parse_model_cfg``) omnizoo uses for
+#: ``hf-hub:``/``local-dir:`` names (pyproject's timm extra allows older: 1.0.9 lacks it).
+HUB_NAMES_TIMM = "1.0.20"
+
+
+def _config_parser(name: str) -> Any:
+    """timm's reader of a ``config.json``; a DependencyError naming the timm that has it."""
+    import timm
+
     try:
         from timm.models._hub import _parse_model_cfg
-    except ImportError as exc:  # timm 1.0.15 and older (1.0.20 has it)
-        raise ConfigurationError(
-            f"this timm cannot read {where}: {exc}; hf-hub:/local-dir: names need a newer "
-            'timm: pip install -U "timm>=1.0.20"'
-        ) from exc
+    except ImportError:
+        raise DependencyError(
+            f"{name}: hf-hub:/local-dir: names need timm >= {HUB_NAMES_TIMM} (its config.json "
+            f'reader); this is timm {timm.__version__}: pip install -U "timm>={HUB_NAMES_TIMM}"'
+        ) from None
+    return _parse_model_cfg
+
+
+def _parse_config(cfg: dict[str, Any], extra_fields: dict[str, Any], where: str) -> Any:
+    _parse_model_cfg = _config_parser(where)
     try:
         return _parse_model_cfg(cfg, extra_fields)
     except (KeyError, TypeError, ValueError) as exc:
@@ -78,6 +96,8 @@ def _read_json(path: Path, where: str) -> dict[str, Any]:
 
 def external_card(scheme: str, identifier: str) -> ModelCard:
     """The card of a ``hf-hub:`` or ``local-dir:`` model, from its ``config.json``."""
+    if scheme in ("local-dir", "hf-hub"):
+        _config_parser(f"{scheme}:{identifier}")  # before anything is read or downloaded
     if scheme == "local-dir":
         folder = Path(identifier).expanduser()
         config = folder / "config.json"
