@@ -16,6 +16,7 @@ import pytest
 from omnizoo.registry.index import load_index
 from omnizoo.registry.registry import get_card
 from omnizoo.sources.package_data import package_data, read_json
+from versions import is_pinned
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -54,8 +55,9 @@ def test_timm_results_are_derived_from_the_reference_tables() -> None:
 
 
 def test_timm_tables_and_installed_timm_tags() -> None:
-    """Every tag the tables name exists in the installed timm (none is guessed); the tags
-    timm has that the tables do not cover carry no accuracy."""
+    """On the timm the tables are derived for (the pinned one), every tag they name exists
+    (none is guessed); on any timm, a tag it lacks makes no card, and the tags it has that the
+    tables do not cover carry no accuracy."""
     import timm
 
     data = _timm_data()
@@ -63,22 +65,29 @@ def test_timm_tables_and_installed_timm_tags() -> None:
     archs = set(timm.list_models())
     named = set(data["imagenet"]).union(*data["robustness"].values())
     not_in_timm = sorted(named - tags)
-    assert not_in_timm == [], f"tables name tags the installed timm lacks: {not_in_timm}"
     bench_archs = set().union(*(set(b["rows"]) for b in data["benchmarks"].values()))
-    assert sorted(bench_archs - archs) == []
+    idx = load_index("timm")
+    if is_pinned("timm"):
+        assert not_in_timm == [], f"tables name tags the installed timm lacks: {not_in_timm}"
+        assert sorted(bench_archs - archs) == []
+    else:  # an older or newer timm: the tables' other tags are no cards of its index
+        assert [n for n in not_in_timm if f"timm:{n}" in idx.raw] == []
     uncovered = sorted(tags - set(data["imagenet"]))
     print(f"{len(uncovered)} of {len(tags)} timm tags have no row in results-imagenet.csv")
-    idx = load_index("timm")
     for name in uncovered:
         card = idx.card(f"timm:{name}")
         assert card.top1 is None and card.cited("top1") is None, name
 
 
 def test_every_covered_timm_card_carries_the_table_figures() -> None:
+    """Every card of a tag the tables cover carries their figures: all 1266 on the pinned timm,
+    on another timm those of the tags it has."""
     data = _timm_data()
     idx = load_index("timm")
     covered = 0
     for name, rows in data["imagenet"].items():
+        if f"timm:{name}" not in idx.raw and not is_pinned("timm"):
+            continue  # a tag this timm does not have (test above)
         card = idx.card(f"timm:{name}")
         size = card.data.input_size[1]
         row = next((r for r in rows if r[0] == size), rows[0])
@@ -88,7 +97,10 @@ def test_every_covered_timm_card_carries_the_table_figures() -> None:
         assert "results-imagenet.csv" in (card.cited("top1") or "")
         assert card.gflops is not None and card.num_params is not None, name
         covered += 1
-    assert covered == len(data["imagenet"]) == 1266
+    if is_pinned("timm"):
+        assert covered == len(data["imagenet"]) == 1266
+    else:
+        assert covered > 1000, covered  # timm 1.0.9 (the floor): 1177
 
 
 def test_timm_card_figures_exact() -> None:
@@ -195,6 +207,13 @@ def test_every_torch_card_has_params_and_gflops(source: str) -> None:
             assert any("not counted" in n for n in card.notes), card.name
         else:
             assert card.cited("num_params") and card.cited("gflops"), card.name
+    if source == "timm" and not is_pinned("timm"):
+        # an older timm registers a few architectures with no pretrained cfg at all (1.0.9:
+        # vit_betwixt_patch16_gap_256, built at 256 while the default cfg says 224, so it
+        # cannot run at its card's size): those may stay uncounted, with the note
+        from timm.models import get_pretrained_cfg
+
+        missing = [n for n in missing if get_pretrained_cfg(n.split(":", 1)[1]) is not None]
     assert missing == [], missing
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -26,19 +25,13 @@ from omnizoo.sources.onnx import manifest as onnx_manifest
 from omnizoo.sources.package_data import read_json
 from omnizoo.sources.param_flops import COUNTED, counted_builds, fill_stats
 from omnizoo.values.card import ModelCard
+from versions import is_pinned
 
 SOURCES = ("torchvision", "timm", "cadene", "efficientnet", "onnx")
-PINNED = {
-    "torch": "2.14.1",
-    "torchvision": "0.29.1",
-    "timm": "1.0.31",
-    "pretrainedmodels": "0.7.4",
-    "efficientnet_pytorch": "0.7.1",
-}
 REFERENCE_MANIFEST = (
     Path(__file__).resolve().parents[2] / "shared" / "reference" / "onnx_hub_manifest.json"
 )
-PINNED_INSTALLED = all(importlib.metadata.version(d).split("+")[0] == v for d, v in PINNED.items())
+PINNED_INSTALLED = is_pinned()
 pinned = pytest.mark.skipif(
     not PINNED_INSTALLED,
     reason="not the pinned library versions: their indexes are built, not shipped",
