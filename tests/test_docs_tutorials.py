@@ -88,10 +88,7 @@ def _page_runs(page: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slow:
 
 #: tutorial pages written elsewhere whose blocks do not run offline yet (each must run, or mark
 #: a block ``# docs-test: skip (<reason>)``); listed here until they do, reported as xfail
-PENDING = {
-    "finetune.md": "its blocks download resnet50 and use undefined names",
-    "choose-a-model.md": "its block validates resnet50 (a download) on a photos/ folder",
-}
+PENDING: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("page", tutorial_pages())
