@@ -41,6 +41,7 @@ import pytest
 import torch
 
 from omnizoo.data.transforms import ImageTransform
+from versions import is_pinned
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -196,7 +197,15 @@ def test_timm_cards_match_timm_create_transform(cards: list[Any], photos: list[A
     groups = _groups(cards, "timm", lambda c: _timm_reference(c, False))
     assert len(groups) >= 100
     modes = {card.data.crop_mode for card, _ in groups}
-    assert {"center", "squash", "border"} <= modes
+    if is_pinned("timm"):
+        assert {"center", "squash", "border"} <= modes
+    # every crop mode the installed timm's pretrained cfgs use is swept (timm 1.0.9, the
+    # floor, has no "border" one)
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    used = {get_pretrained_cfg(n).crop_mode for n in timm.list_models(pretrained=True)}
+    assert used <= modes, used - modes
     _check(groups, photos[:1])
 
 
