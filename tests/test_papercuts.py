@@ -13,12 +13,15 @@ import pytest
 from omnizoo import create_model, errors, export_onnx, save_pretrained
 from omnizoo.cli.main import main
 
+# timm's tiny test models: test_efficientnet is in every supported timm (test_resnet is newer
+# than the floor, timm 1.0.9)
+
 
 @pytest.fixture(scope="module")
 def small_saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-class timm test model saved by save_pretrained and exported to ONNX (one build)."""
     root = tmp_path_factory.mktemp("papercuts")
-    model = create_model("timm:test_resnet", num_classes=3, labels=["ant", "bee", "cat"])
+    model = create_model("timm:test_efficientnet", num_classes=3, labels=["ant", "bee", "cat"])
     save_pretrained(model, root / "saved")
     export_onnx(model.eval(), root / "model.onnx")
     return root
@@ -44,7 +47,7 @@ def test_info_reads_an_onnx_file_and_a_saved_folder(
     monkeypatch.chdir(small_saved)
     assert main(["info", "model.onnx"]) == 0
     out = capsys.readouterr().out
-    assert "classes:      3" in out and "timm:test_resnet" in out
+    assert "classes:      3" in out and "timm:test_efficientnet" in out
     assert main(["info", str(small_saved / "model.onnx"), "--json"]) == 0
     assert '"num_classes": 3' in capsys.readouterr().out
     for folder in ("saved", "./saved", str(small_saved / "saved")):
@@ -128,13 +131,13 @@ def _timm_train_checkpoint(path: Path) -> Path:
     import timm
     import torch
 
-    model = timm.create_model("test_resnet")
+    model = timm.create_model("test_efficientnet")
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    args = argparse.Namespace(model="test_resnet", lr=0.1, epochs=3, amp=True, data_dir="/d")
+    args = argparse.Namespace(model="test_efficientnet", lr=0.1, epochs=3, amp=True, data_dir="/d")
     torch.save(
         {
             "epoch": 2,
-            "arch": "test_resnet",
+            "arch": "test_efficientnet",
             "state_dict": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "version": 2,
@@ -156,20 +159,22 @@ def test_timm_train_checkpoint_needs_trust_and_says_how(
     monkeypatch.chdir(tmp_path)
     path = _timm_train_checkpoint(tmp_path / "model_best.pth.tar")
     with pytest.raises(errors.UnsafeCheckpointError) as refused:
-        create_model("timm:test_resnet", checkpoint_path=path)
+        create_model("timm:test_efficientnet", checkpoint_path=path)
     text = str(refused.value)
     assert "does not build: argparse.Namespace; nothing was run" in text
     assert f"checkpoint_path={str(path)!r}, trust=['argparse.Namespace'])" in text
     assert "--trust argparse.Namespace" in text and "OMNIZOO_TRUST_PICKLE" not in text
     assert "[ar)" not in text and "Please use" not in text
 
-    model = create_model("timm:test_resnet", checkpoint_path=path, trust=["argparse.Namespace"])
+    model = create_model(
+        "timm:test_efficientnet", checkpoint_path=path, trust=["argparse.Namespace"]
+    )
     expected = torch.load(path, weights_only=False)["state_dict"]  # the test's own file
     got = model.state_dict()
     assert all(torch.equal(got[k], v) for k, v in expected.items())
     assert cast(Any, model).omnizoo_load_report.summary().startswith(f"{len(expected)} loaded")
-    same = create_model("timm:test_resnet", checkpoint_path=path, trust=[argparse.Namespace])
-    assert torch.equal(same.state_dict()["fc.weight"], expected["fc.weight"])
+    same = create_model("timm:test_efficientnet", checkpoint_path=path, trust=[argparse.Namespace])
+    assert torch.equal(same.state_dict()["classifier.weight"], expected["classifier.weight"])
 
 
 def test_trust_never_allows_code_and_names_what_is_missing(tmp_path: Path) -> None:
@@ -178,9 +183,9 @@ def test_trust_never_allows_code_and_names_what_is_missing(tmp_path: Path) -> No
     path = _timm_train_checkpoint(tmp_path / "ck.pth")
     for bad in (["os.system"], ["builtins.exec"], [exec], ["subprocess.Popen"]):
         with pytest.raises(errors.ConfigurationError, match="can run code"):
-            create_model("timm:test_resnet", checkpoint_path=path, trust=bad)
+            create_model("timm:test_efficientnet", checkpoint_path=path, trust=bad)
     with pytest.raises(errors.ConfigurationError, match="no such importable global"):
-        create_model("timm:test_resnet", checkpoint_path=path, trust=["argparse.Nope"])
+        create_model("timm:test_efficientnet", checkpoint_path=path, trust=["argparse.Nope"])
     # a second global besides the trusted one: the error names both, and the full trust=
     import fractions
 
@@ -189,7 +194,7 @@ def test_trust_never_allows_code_and_names_what_is_missing(tmp_path: Path) -> No
     state["share"] = fractions.Fraction(1, 3)
     torch.save(state, extra)
     with pytest.raises(errors.UnsafeCheckpointError) as refused:
-        create_model("timm:test_resnet", checkpoint_path=extra, trust=["argparse.Namespace"])
+        create_model("timm:test_efficientnet", checkpoint_path=extra, trust=["argparse.Namespace"])
     assert "trust=['argparse.Namespace', 'fractions.Fraction']" in str(refused.value)
 
 
@@ -199,7 +204,15 @@ def test_cli_trust_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     path = _timm_train_checkpoint(tmp_path / "ck.pth.tar")
     image = tmp_path / "red.png"
     Image.new("RGB", (40, 40), "red").save(image)
-    argv = ["predict", "timm:test_resnet", str(image), "--checkpoint", str(path), "--topk", "1"]
+    argv = [
+        "predict",
+        "timm:test_efficientnet",
+        str(image),
+        "--checkpoint",
+        str(path),
+        "--topk",
+        "1",
+    ]
     assert main([*argv, "--backend", "torch"]) == 1
     assert "--trust argparse.Namespace" in capsys.readouterr().err
     assert main([*argv, "--backend", "torch", "--trust", "argparse.Namespace"]) == 0
