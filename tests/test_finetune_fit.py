@@ -239,3 +239,22 @@ def test_real_lite0_weights_with_the_default_recipe(
     assert result.status == "done"
     assert [row["phase"] for row in result.history] == ["head", "full", "full"]
     assert result.best_top1 >= 93.0, result.history
+
+
+def test_a_labelled_set_is_named_by_its_folder_on_the_card(
+    tiny_digits: Path, tmp_path: Path
+) -> None:
+    """fit() takes a LabelledSet as well as a folder; the card records where the data lives,
+    not the set's repr (which lists every image)."""
+    import omnizoo
+    from omnizoo.data.labelled import read_labelled
+    from omnizoo.finetune import fit
+
+    fit(
+        MODEL,
+        read_labelled(tiny_digits),
+        out=tmp_path / "run",
+        **{**TINY, "epochs": 1, "head_epochs": 0},
+    )
+    record = omnizoo.get_card(omnizoo.create_model(tmp_path / "run" / "best")).lineage["finetune"]
+    assert record["data"] == str(tiny_digits)

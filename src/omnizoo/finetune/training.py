@@ -285,7 +285,9 @@ def _trainer(
         model = model.to(memory_format=torch.channels_last)
     from .result_card import saver
 
-    save = saver(run, model, train_set.classes, recipe, config, len(val_set), str(data), amp.name)
+    # the card names the data by where it lives (a LabelledSet's repr lists every image)
+    where = str(train_set.root) if not isinstance(data, str | os.PathLike) else os.fspath(data)
+    save = saver(run, model, train_set.classes, recipe, config, len(val_set), where, amp.name)
     trainer = Trainer(
         model,
         train,
