@@ -258,3 +258,20 @@ def test_a_labelled_set_is_named_by_its_folder_on_the_card(
     )
     record = omnizoo.get_card(omnizoo.create_model(tmp_path / "run" / "best")).lineage["finetune"]
     assert record["data"] == str(tiny_digits)
+
+
+def test_the_progress_bar_follows_the_one_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """finetune's bar is drawn when weights.progress_bar.bar_wanted says so (a terminal, or a
+    Jupyter kernel's own stderr), not only on a TTY as before."""
+    import io
+
+    import tqdm.auto
+
+    from omnizoo.finetune.loop import Meter
+    from omnizoo.weights import progress_bar
+
+    assert Meter(0, 1, 5, 0, stream=io.StringIO()).bar is None  # captured: plain lines
+    monkeypatch.setattr(progress_bar, "in_notebook", lambda: True)  # as inside a kernel
+    meter = Meter(0, 1, 5, 0)  # the process's own stderr
+    assert isinstance(meter.bar, tqdm.auto.tqdm)
+    meter.close()

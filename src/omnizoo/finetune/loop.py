@@ -222,14 +222,15 @@ class Meter:
         self.images = 0
         self.started = time.perf_counter()
         self.bar: Any = None
-        if enabled and getattr(self.stream, "isatty", lambda: False)():
-            from tqdm.auto import tqdm
+        # one rule for when a bar is drawn (a terminal, or a Jupyter kernel's own stderr)
+        from ..weights.progress_bar import bar_wanted, make_bar
 
-            self.bar = tqdm(
+        if enabled and bar_wanted(self.stream):
+            self.bar = make_bar(
+                self.stream,
                 total=total,
                 initial=done,
                 desc=self.desc,
-                file=self.stream,
                 unit="step",
                 dynamic_ncols=True,
             )
