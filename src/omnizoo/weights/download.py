@@ -55,7 +55,7 @@ log = logging.getLogger("omnizoo.weights")
 if TYPE_CHECKING:  # pragma: no cover
     from ..values.card import WeightsFile
 
-__all__ = ["fetch_verified", "get_cache", "unreachable_hint"]
+__all__ = ["fetch_verified", "get_cache"]
 
 
 def get_cache(settings: Settings | None = None) -> Cache:
@@ -63,7 +63,7 @@ def get_cache(settings: Settings | None = None) -> Cache:
     return Cache((settings or get_settings()).weights_dir)
 
 
-def unreachable_hint(what: str, urls: Sequence[str], settings: Settings, known: bool) -> str:
+def _unreachable_hint(what: str, urls: Sequence[str], settings: Settings, known: bool) -> str:
     """What to do when no URL of a file answers: work offline from a copy, use a mirror,
     or fill the cache on a connected machine and copy it here."""
     first = urls[0]
@@ -257,7 +257,7 @@ def _fetch(
                         f"sha256 is not known in advance; {how_to_pin(what, urls[0])}"
                     ) from exc
                 if isinstance(exc, DownloadError) and not isinstance(exc, RemoteNotFoundError):
-                    hint = unreachable_hint(what, usable, settings, want.known)
+                    hint = _unreachable_hint(what, usable, settings, want.known)
                     raise type(exc)(f"{exc}. {hint}", url=exc.url) from exc
                 raise
             except Exception:
