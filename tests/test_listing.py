@@ -229,3 +229,12 @@ def test_doctables_carry_metrics_and_the_plot(tmp_path: Path) -> None:
     assert f"| {covered.group(1)} |" in next(
         x for x in index.splitlines() if x.startswith("| timm |")
     )
+
+
+def test_doctables_leave_out_an_empty_source(tmp_path: Path) -> None:
+    # `make docs` wrote a `user` table of 0 models (the in-process source, empty there)
+    from omnizoo.overview import tables as doctables
+
+    names = {p.name for p in doctables.write_tables(tmp_path, plot=False)}
+    assert "user.md" not in names and {"torchvision.md", "README.md"} <= names
+    assert "| user |" not in (tmp_path / "README.md").read_text()

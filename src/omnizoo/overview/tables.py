@@ -223,6 +223,8 @@ def write_tables(
             rows.append(f"| {source} | - | - | - | - | - | unavailable: {_cell(exc)} |")
             continue
         cards = list(idx.cards())
+        if not cards and not sources:
+            continue  # an empty source (`user` with nothing registered) is no table
         every.extend(cards)
         path = out / f"{source}.md"
         path.write_text(source_table(source, cards, idx.key), encoding="utf-8")
