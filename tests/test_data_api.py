@@ -170,6 +170,21 @@ def test_imagenet_labels_come_from_torchvision_and_are_cached(session_home: Path
     assert data["labels"] == labels and "torchvision" in data["origin"]
 
 
+def test_another_home_gets_its_own_label_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the in-process copy was keyed by the set's name only: a label set loaded under one home
+    # was never written to the next (the test above depended on which ran first in a worker)
+    from omnizoo import settings
+
+    for home in (tmp_path / "a", tmp_path / "b"):
+        monkeypatch.setenv("OMNIZOO_HOME", str(home))
+        settings.reset()
+        assert load_label_set("imagenet-1k")[281] == "tabby"
+        assert (home / "index" / "labels" / "imagenet1k.json").is_file()
+    settings.reset()
+
+
 def test_cached_labels_load_without_torch(session_home: Path) -> None:
     load_label_set("imagenet-1k")
     code = (

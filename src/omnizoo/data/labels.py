@@ -77,7 +77,7 @@ _TIMM_SUBSETS = {
 #: The longest single label a label file may hold (ImageNet-21k's longest is under 300).
 MAX_LABEL_LENGTH = 4096
 _lock = threading.Lock()
-_memory: dict[str, list[str]] = {}
+_memory: dict[Path, list[str]] = {}  # by cache file: another home gets its own file
 
 
 def _normalise_set(name: str) -> str:
@@ -288,17 +288,17 @@ def load_label_set(name: str) -> list[str]:
             f"unknown label set {name!r}; known: imagenet-1k, imagenet-12k, imagenet-21k, "
             "imagenet-22k, imagenet-21k-goog, imagenet-21k-miil, imagenet-22k-ms"
         )
+    path = _cache_path(key)
     with _lock:
-        cached = _memory.get(key)
+        cached = _memory.get(path)
     if cached is not None:
         return list(cached)
-    path = _cache_path(key)
     labels = _read(path)
     if labels is None:
         labels, origin = _from_libraries(key)
         _write(path, labels, origin)
     with _lock:
-        _memory[key] = labels
+        _memory[path] = labels
     return list(labels)
 
 
